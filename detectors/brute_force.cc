@@ -1,0 +1,107 @@
+#include "detectors/brute_force.h"
+
+namespace portalwatch {
+
+BruteForceConfig read_brute_force_config(MapReader& cfg) {
+  BruteForceConfig c;
+  c.window_ms = cfg.get_int("window_seconds", c.window_ms / kSecondMs, 10, 86400) * kSecondMs;
+  c.severity.read(cfg, "severity");
+  c.success_after_failures = cfg.get_int("success_after_failures", c.success_after_failures, 1, 1'000'000);
+  c.max_accounts = static_cast<std::size_t>(cfg.get_int("max_accounts", static_cast<std::int64_t>(c.max_accounts), 16, 100'000'000));
+  return c;
+}
+
+std::unique_ptr<Detector> make_brute_force(MapReader& cfg, const DetectorCommon& common) {
+  return std::make_unique<BruteForceDetector>(read_brute_force_config(cfg), common.name);
+}
+
+BruteForceDetector::BruteForceDetector(BruteForceConfig config, std::string name)
+    : config_(std::move(config)),
+      name_(std::move(name)),
+      span_(std::max<TimeMs>(1, config_.window_ms / kBuckets)),
+      accounts_("accounts", config_.max_accounts, config_.window_ms) {}
+
+void BruteForceDetector::note_source(Account& a, const IpAddress& ip) {
+  for (int i = 0; i < std::min<int>(a.source_count, kSampleSources); ++i)
+    if (a.sources[i] == ip) return;
+  // Past the sample the count is of sources not in the sample: an upper bound, good enough to
+  // tell "one machine" from "many".
+  if (a.source_count < kSampleSources) a.sources[a.source_count] = ip;
+  if (a.source_count < 255) ++a.source_count;
+}
+
+void BruteForceDetector::on_event(const Event& ev, FindingSink& out) {
+  if (ev.action != Action::kLogin || ev.user_name.empty()) return;
+  // An unknown account is not an account being brute-forced (that is credential stuffing).
+  if (ev.reason == Reason::kUnknownUser) return;
+  const std::string_view user = normalize_user(ev.user_name, user_buf_);
+  if (ev.outcome == Outcome::kFailure) {
+    Account& a = accounts_.upsert(user, ev.time);
+    a.failures.add(ev.time, span_);
+    note_source(a, ev.source_ip);
+    maybe_fire(user, a, ev, out);
+  } else if (ev.outcome == Outcome::kSuccess) {
+    // Successes only matter for accounts already under attack; do not create state for them.
+    Account* a = accounts_.find(user);
+    if (!a) return;
+    a->successes.add(ev.time, span_);
+    maybe_fire(user, *a, ev, out);
+  }
+}
+
+void BruteForceDetector::maybe_fire(std::string_view user, Account& a, const Event& ev, FindingSink& out) {
+  const std::int64_t failures = a.failures.total(ev.time, span_);
+  const std::int64_t successes = a.successes.total(ev.time, span_);
+  auto severity = config_.severity.at(failures);
+  if (!severity) {
+    // Below every step: the episode is over; a later attack is a new one.
+    if (failures == 0) {
+      a.fired_severity = -1;
+      a.source_count = 0;
+    }
+    return;
+  }
+  const bool compromised = successes > 0 && failures >= config_.success_after_failures;
+  if (compromised && *severity < Severity::kHigh) severity = Severity::kHigh;
+  const bool escalated = static_cast<int>(*severity) > a.fired_severity;
+  const bool repeat = a.fired_severity >= 0 && ev.time - a.fired_at >= config_.window_ms;
+  if (!escalated && !repeat) return;
+  a.fired_severity = static_cast<std::int8_t>(*severity);
+  a.fired_at = ev.time;
+
+  Finding f;
+  f.detector = detector();
+  f.name = name_;
+  f.severity = *severity;
+  f.entity_type = EntityType::kUser;
+  f.entity = std::string(user);
+  f.at = ev.time;
+  f.window_start = ev.time - config_.window_ms;
+  f.window_end = ev.time;
+  f.summary = f.entity + " had " + std::to_string(failures) + " failed passwords in " +
+              format_duration(config_.window_ms) + " from " + std::to_string(a.source_count) +
+              (a.source_count == 1 ? " source" : " sources");
+  if (compromised) f.summary += ", then a successful login";
+  f.evidence.add("failures", failures);
+  f.evidence.add("successes", successes);
+  f.evidence.add("distinct_sources", static_cast<std::int64_t>(a.source_count));
+  std::vector<std::string> sources;
+  for (int i = 0; i < std::min<int>(a.source_count, kSampleSources); ++i) sources.push_back(a.sources[i].to_string());
+  f.evidence.add("sample_sources", sources);
+  f.evidence.add("window_seconds", config_.window_ms / kSecondMs);
+  f.evidence.add("threshold", config_.severity.lowest_step());
+  out.emit(std::move(f));
+}
+
+void BruteForceDetector::on_time(TimeMs watermark, FindingSink&) {
+  // Sweeping once per window keeps idle accounts from holding memory without a per-event cost.
+  if (watermark - last_expiry_ < config_.window_ms) return;
+  last_expiry_ = watermark;
+  accounts_.expire(watermark);
+}
+
+std::vector<TableStats> BruteForceDetector::tables() const {
+  return {accounts_.stats(KeyedTable<Account>::kBytesPerKey)};
+}
+
+}  // namespace portalwatch

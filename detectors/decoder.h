@@ -1,0 +1,84 @@
+// JSON → Event decoding for the contract in ../shared/event-schema.md, with field remapping.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "detectors/event.h"
+
+namespace portalwatch {
+
+/// Why a message was rejected. Each is a metric label value, so the set is fixed.
+enum class RejectReason : std::uint8_t {
+  kNotJson,
+  kNotObject,
+  kMissingField,
+  kInvalidField,
+  kBadTimestamp,
+  kOversize,
+  kCount,
+};
+inline constexpr std::size_t kRejectReasonCount = static_cast<std::size_t>(RejectReason::kCount);
+std::string_view to_string(RejectReason r) noexcept;
+
+/// Where each contract field is read from. The default is the contract's own path; a portal
+/// whose logs differ maps a field to another path in YAML (`input.fields:`).
+class FieldMap {
+ public:
+  FieldMap();  ///< the contract's paths
+  /// Points a field at a dotted path ("usr.login", "client.address"). Returns false for an
+  /// empty path or one with empty segments.
+  bool set(Field f, std::string_view dotted_path);
+  /// The field a contract name refers to ("source.ip" → Field::kSourceIp), if any.
+  static std::optional<Field> field_by_name(std::string_view contract_name);
+  const std::string& path(Field f) const { return paths_[static_cast<size_t>(f)]; }
+
+ private:
+  std::array<std::string, kFieldCount> paths_;
+};
+
+struct DecodeResult {
+  bool ok = true;
+  RejectReason reason = RejectReason::kNotJson;
+  /// Short human detail for the log ("missing field source.ip"); no message content.
+  std::string_view detail;
+};
+
+/// Per-decoder counters of optional fields that were present but unusable (wrong type, bad
+/// value); the event is still accepted without them.
+struct DecoderStats {
+  std::array<std::uint64_t, kFieldCount> ignored_fields{};
+};
+
+/// Decodes one JSON object into an Event. Not thread-safe: one per thread. The strings of the
+/// returned Event stay valid until the next decode() call.
+class EventDecoder {
+ public:
+  explicit EventDecoder(const FieldMap& fields = FieldMap(), std::size_t max_message_bytes = 65536);
+  ~EventDecoder();
+  EventDecoder(const EventDecoder&) = delete;
+  EventDecoder& operator=(const EventDecoder&) = delete;
+
+  /// Decodes msg into ev. When padded is true, the caller promises that at least
+  /// kPadding readable bytes follow msg (their content does not matter); otherwise the message is
+  /// copied into an internal padded buffer first.
+  DecodeResult decode(std::string_view msg, bool padded, Event& ev) noexcept;
+
+  const DecoderStats& stats() const { return stats_; }
+  std::size_t max_message_bytes() const { return max_message_bytes_; }
+
+  static constexpr std::size_t kPadding = 64;  // == SIMDJSON_PADDING
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::size_t max_message_bytes_;
+  DecoderStats stats_;
+};
+
+}  // namespace portalwatch

@@ -1,0 +1,87 @@
+#include "detectors/engine.h"
+
+#include <algorithm>
+
+namespace portalwatch {
+
+class Engine::CountingSink final : public FindingSink {
+ public:
+  CountingSink(Engine& engine, size_t index, FindingSink& out) : engine_(engine), index_(index), out_(out) {}
+  void emit(Finding&& f) override {
+    f.id = engine_.next_finding_id_++;
+    if (engine_.detectors_[index_].common.dry_run) f.dry_run = true;
+    ++engine_.stats_.findings;
+    ++engine_.counts_[index_].findings[static_cast<size_t>(f.severity)];
+    out_.emit(std::move(f));
+  }
+
+ private:
+  Engine& engine_;
+  size_t index_;
+  FindingSink& out_;
+};
+
+Engine::Engine(EngineOptions options, std::vector<DetectorInstance> detectors, const Clock* wall_clock)
+    : options_(std::move(options)),
+      detectors_(std::move(detectors)),
+      counts_(detectors_.size()),
+      wall_clock_(wall_clock),
+      decoder_(options_.fields, options_.max_message_bytes) {
+  if (options_.time.reference == TimeOptions::Reference::kWallClock && !wall_clock_)
+    throw std::invalid_argument("Engine: a wall clock is required for the wall-clock time reference");
+}
+
+Engine::Result Engine::process(std::string_view message, bool padded, FindingSink& out) {
+  ++stats_.received;
+  const DecodeResult r = decoder_.decode(message, padded, event_);
+  if (!r.ok) {
+    ++stats_.rejected[static_cast<size_t>(r.reason)];
+    return {false, r.reason, r.detail};
+  }
+  process_event(event_, out);
+  return {};
+}
+
+TimeMs Engine::reference_time(TimeMs ts) {
+  if (options_.time.reference == TimeOptions::Reference::kWallClock) return wall_clock_->now();
+  // Stream reference: the median of the last few raw timestamps. A single forged timestamp
+  // never becomes the median; a genuine jump (a quiet night in a replay) is accepted after
+  // three events.
+  if (recent_count_ == 0) return ts;
+  std::array<TimeMs, kRecent> sorted = recent_;
+  auto end = sorted.begin() + recent_count_;
+  std::nth_element(sorted.begin(), sorted.begin() + recent_count_ / 2, end);
+  return sorted[static_cast<size_t>(recent_count_ / 2)];
+}
+
+void Engine::process_event(Event& ev, FindingSink& out) {
+  ++stats_.accepted;
+  TimeMs t = ev.timestamp;
+  const TimeMs reference = reference_time(t);
+  if (options_.time.reference == TimeOptions::Reference::kStream) {
+    recent_[static_cast<size_t>(recent_pos_)] = t;
+    recent_pos_ = (recent_pos_ + 1) % kRecent;
+    recent_count_ = std::min(recent_count_ + 1, kRecent);
+  }
+  if (t > reference + options_.time.max_future_ms) {
+    t = reference;
+    ++stats_.future_clamped;
+  }
+  if (max_time_ != kNoTime && t < max_time_ - options_.time.allowed_lateness_ms) {
+    t = max_time_ - options_.time.allowed_lateness_ms;
+    ++stats_.late_clamped;
+  }
+  if (max_time_ == kNoTime || t > max_time_) max_time_ = t;
+  ev.time = t;
+
+  const TimeMs wm = watermark();
+  const bool tick = last_tick_ == kNoTime || wm / kSecondMs != last_tick_ / kSecondMs;
+  for (size_t i = 0; i < detectors_.size(); ++i) {
+    CountingSink sink(*this, i, out);
+    if (tick) detectors_[i].detector->on_time(wm, sink);
+    detectors_[i].detector->on_event(ev, sink);
+  }
+  if (tick) last_tick_ = wm;
+}
+
+}  // namespace portalwatch

@@ -1,0 +1,102 @@
+// The detection engine: bytes in, findings out. Decodes, keeps event time honest (watermark,
+// lateness, clamping of forged future timestamps) and runs the configured detectors. No I/O.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "detectors/decoder.h"
+#include "detectors/detector.h"
+
+namespace portalwatch {
+
+struct TimeOptions {
+  /// An event this much older than the newest event time seen is still placed at its own time;
+  /// older ones are processed at the watermark (and counted), never dropped.
+  TimeMs allowed_lateness_ms = 60 * kSecondMs;
+  /// An event further than this ahead of the reference time is processed at the reference time
+  /// (and counted), so a forged timestamp cannot push time forward and expire windows early.
+  TimeMs max_future_ms = 5 * kMinuteMs;
+  /// What "now" is for the future check: the injected wall clock (live daemon), or the stream
+  /// itself (replay of old files): the median of the last few event timestamps, which one forged
+  /// event cannot move.
+  enum class Reference { kWallClock, kStream } reference = Reference::kWallClock;
+};
+
+struct EngineOptions {
+  FieldMap fields;
+  std::size_t max_message_bytes = 65536;
+  TimeOptions time;
+};
+
+struct EngineStats {
+  std::uint64_t received = 0;
+  std::uint64_t accepted = 0;
+  std::array<std::uint64_t, kRejectReasonCount> rejected{};
+  std::uint64_t late_clamped = 0;    ///< older than the allowed lateness; processed at the watermark
+  std::uint64_t future_clamped = 0;  ///< too far ahead; processed at the reference time
+  std::uint64_t findings = 0;
+  std::uint64_t rejected_total() const {
+    std::uint64_t n = 0;
+    for (auto r : rejected) n += r;
+    return n;
+  }
+};
+
+/// Per detector instance: findings by severity.
+struct DetectorCounts {
+  std::array<std::uint64_t, kSeverityCount> findings{};
+};
+
+class Engine {
+ public:
+  /// wall_clock is used only with Reference::kWallClock and must outlive the engine.
+  Engine(EngineOptions options, std::vector<DetectorInstance> detectors, const Clock* wall_clock);
+
+  struct Result {
+    bool accepted = true;
+    RejectReason reason = RejectReason::kNotJson;
+    std::string_view detail;
+  };
+  /// Decodes and processes one message. See EventDecoder::decode for padded. Never throws for bad
+  /// input; a rejected message is counted and reported in the result.
+  Result process(std::string_view message, bool padded, FindingSink& out);
+
+  /// Processes an already decoded event (ev.time is set here).
+  void process_event(Event& ev, FindingSink& out);
+
+  const EngineStats& stats() const { return stats_; }
+  const DecoderStats& decoder_stats() const { return decoder_.stats(); }
+  const std::vector<DetectorInstance>& detectors() const { return detectors_; }
+  const std::vector<DetectorCounts>& detector_counts() const { return counts_; }
+  /// Newest event time seen minus the allowed lateness; 0 before the first event.
+  TimeMs watermark() const { return max_time_ == kNoTime ? 0 : max_time_ - options_.time.allowed_lateness_ms; }
+  /// The id the next finding gets; the daemon restores it after a restart.
+  std::uint64_t next_finding_id() const { return next_finding_id_; }
+  void set_next_finding_id(std::uint64_t id) { next_finding_id_ = id; }
+
+ private:
+  class CountingSink;
+  static constexpr TimeMs kNoTime = INT64_MIN;
+  static constexpr int kRecent = 5;
+  TimeMs reference_time(TimeMs ts);
+
+  EngineOptions options_;
+  std::vector<DetectorInstance> detectors_;
+  std::vector<DetectorCounts> counts_;
+  const Clock* wall_clock_;
+  EventDecoder decoder_;
+  Event event_;
+  EngineStats stats_;
+  TimeMs max_time_ = kNoTime;
+  TimeMs last_tick_ = kNoTime;
+  std::array<TimeMs, kRecent> recent_{};
+  int recent_count_ = 0;
+  int recent_pos_ = 0;
+  std::uint64_t next_finding_id_ = 1;
+};
+
+}  // namespace portalwatch

@@ -1,0 +1,113 @@
+// One decoded portal event (the input contract of ../shared/event-schema.md).
+//
+// String fields are views into the decoder's buffers: valid until the next event is decoded.
+// A detector that keeps a value copies it.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+#include "detectors/ip.h"
+#include "detectors/time.h"
+
+namespace portalwatch {
+
+enum class Action : std::uint8_t { kOther, kLogin, kMfa, kLogout, kPasswordReset, kView, kDownload, kChange };
+enum class Outcome : std::uint8_t { kUnknown, kSuccess, kFailure };
+enum class Reason : std::uint8_t {
+  kNone,
+  kOther,
+  kBadPassword,
+  kUnknownUser,
+  kLocked,
+  kExpiredPassword,
+  kMfaDenied,
+  kMfaTimeout,
+  kForbidden,
+};
+
+Action parse_action(std::string_view s) noexcept;
+Outcome parse_outcome(std::string_view s) noexcept;
+Reason parse_reason(std::string_view s) noexcept;
+std::string_view to_string(Action a) noexcept;
+
+/// Every field the contract names. The decoder's field map is indexed by this.
+enum class Field : std::uint8_t {
+  kTimestamp,
+  kEventAction,
+  kEventOutcome,
+  kEventReason,
+  kUserName,
+  kUserId,
+  kUserRoles,
+  kSourceIp,
+  kGeoCountry,
+  kGeoRegion,
+  kGeoCity,
+  kGeoLat,
+  kGeoLon,
+  kAsNumber,
+  kAsOrgName,
+  kUserAgent,
+  kDeviceId,
+  kSessionId,
+  kUrlPath,
+  kHttpMethod,
+  kHttpStatus,
+  kPortalApp,
+  kPortalRecordId,
+  kCount,
+};
+inline constexpr std::size_t kFieldCount = static_cast<std::size_t>(Field::kCount);
+
+/// The contract's dotted name of each field ("source.ip"), as used in `input.fields:` mappings.
+std::string_view field_name(Field f) noexcept;
+
+struct Event {
+  static constexpr std::size_t kMaxRoles = 8;
+
+  TimeMs timestamp = 0;  ///< as written in the event
+  TimeMs time = 0;       ///< event time the detectors use (after lateness/future clamping)
+
+  Action action = Action::kOther;
+  std::string_view action_text;  ///< the raw word, kept for unknown actions
+  Outcome outcome = Outcome::kUnknown;
+  Reason reason = Reason::kNone;
+  std::string_view reason_text;
+
+  std::string_view user_name;
+  std::string_view user_id;
+  std::array<std::string_view, kMaxRoles> roles{};
+  std::uint8_t role_count = 0;
+
+  std::string_view source_ip_text;
+  IpAddress source_ip;
+
+  std::string_view geo_country;
+  std::string_view geo_region;
+  std::string_view geo_city;
+  double geo_lat = 0;
+  double geo_lon = 0;
+  bool has_geo_location = false;
+  std::uint32_t as_number = 0;  ///< 0 when absent
+  std::string_view as_org;
+
+  std::string_view user_agent;
+  std::string_view device_id;
+  std::string_view session_id;
+  std::string_view url_path;
+  std::string_view http_method;
+  int http_status = 0;  ///< 0 when absent
+  std::string_view app;
+  std::string_view record_id;
+
+  bool has_role(std::string_view role) const noexcept {
+    for (std::uint8_t i = 0; i < role_count; ++i)
+      if (roles[i] == role) return true;
+    return false;
+  }
+  bool is_auth() const noexcept { return action == Action::kLogin || action == Action::kMfa; }
+};
+
+}  // namespace portalwatch

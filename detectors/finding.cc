@@ -1,0 +1,131 @@
+#include "detectors/finding.h"
+
+#include <cstdio>
+
+#include "detectors/json_writer.h"
+
+namespace portalwatch {
+
+std::string_view to_string(Severity s) noexcept {
+  switch (s) {
+    case Severity::kInfo: return "info";
+    case Severity::kLow: return "low";
+    case Severity::kMedium: return "medium";
+    case Severity::kHigh: return "high";
+    case Severity::kCritical: return "critical";
+  }
+  return "info";
+}
+
+std::optional<Severity> parse_severity(std::string_view s) noexcept {
+  for (int i = 0; i < static_cast<int>(kSeverityCount); ++i)
+    if (to_string(static_cast<Severity>(i)) == s) return static_cast<Severity>(i);
+  return std::nullopt;
+}
+
+std::string_view to_string(EntityType t) noexcept {
+  switch (t) {
+    case EntityType::kIp: return "ip";
+    case EntityType::kUser: return "user";
+    case EntityType::kSession: return "session";
+    case EntityType::kDevice: return "device";
+    case EntityType::kAsn: return "asn";
+    case EntityType::kApp: return "app";
+    case EntityType::kGlobal: return "global";
+  }
+  return "global";
+}
+
+std::optional<EntityType> parse_entity_type(std::string_view s) noexcept {
+  for (int i = 0; i <= static_cast<int>(EntityType::kGlobal); ++i)
+    if (to_string(static_cast<EntityType>(i)) == s) return static_cast<EntityType>(i);
+  return std::nullopt;
+}
+
+void Evidence::add(std::string_view key, std::int64_t v) {
+  std::string s;
+  append_json_int(s, v);
+  items_.emplace_back(std::string(key), std::move(s));
+}
+
+void Evidence::add(std::string_view key, double v) {
+  std::string s;
+  append_json_double(s, v);
+  items_.emplace_back(std::string(key), std::move(s));
+}
+
+void Evidence::add(std::string_view key, bool v) {
+  items_.emplace_back(std::string(key), v ? "true" : "false");
+}
+
+void Evidence::add(std::string_view key, std::string_view v) {
+  std::string s;
+  append_json_string(s, v);
+  items_.emplace_back(std::string(key), std::move(s));
+}
+
+void Evidence::add(std::string_view key, const std::vector<std::string>& list) {
+  std::string s = "[";
+  for (size_t i = 0; i < list.size(); ++i) {
+    if (i) s.push_back(',');
+    append_json_string(s, list[i]);
+  }
+  s.push_back(']');
+  items_.emplace_back(std::string(key), std::move(s));
+}
+
+const std::string* Evidence::get(std::string_view key) const {
+  for (const auto& [k, v] : items_)
+    if (k == key) return &v;
+  return nullptr;
+}
+
+std::string format_id(char prefix, std::uint64_t id) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%c-%012llu", prefix, static_cast<unsigned long long>(id));
+  return buf;
+}
+
+std::string Finding::id_string() const { return format_id('f', id); }
+
+std::string Finding::to_json() const {
+  std::string out;
+  out.reserve(256 + summary.size());
+  out += "{\"id\":";
+  append_json_string(out, id_string());
+  out += ",\"detector\":";
+  append_json_string(out, detector);
+  if (!name.empty() && name != detector) {
+    out += ",\"name\":";
+    append_json_string(out, name);
+  }
+  out += ",\"severity\":";
+  append_json_string(out, to_string(severity));
+  out += ",\"entity\":{\"type\":";
+  append_json_string(out, to_string(entity_type));
+  out += ",\"value\":";
+  append_json_string(out, entity);
+  out += "},\"at\":\"";
+  append_rfc3339(out, at);
+  out += "\",\"window\":{\"start\":\"";
+  append_rfc3339(out, window_start);
+  out += "\",\"end\":\"";
+  append_rfc3339(out, window_end);
+  out += "\"},\"summary\":";
+  append_json_string(out, summary);
+  out += ",\"evidence\":{";
+  bool first = true;
+  for (const auto& [k, v] : evidence.items()) {
+    if (!first) out.push_back(',');
+    first = false;
+    append_json_string(out, k);
+    out.push_back(':');
+    out += v;
+  }
+  out.push_back('}');
+  if (dry_run) out += ",\"dry_run\":true";
+  out.push_back('}');
+  return out;
+}
+
+}  // namespace portalwatch

@@ -1,0 +1,91 @@
+#include "detectors/ip.h"
+
+#include <arpa/inet.h>
+
+#include <charconv>
+#include <cstring>
+
+namespace portalwatch {
+
+std::optional<IpAddress> IpAddress::parse(std::string_view text) noexcept {
+  char buf[INET6_ADDRSTRLEN + 1];
+  if (text.empty() || text.size() >= sizeof buf) return std::nullopt;
+  std::memcpy(buf, text.data(), text.size());
+  buf[text.size()] = '\0';
+  IpAddress a;
+  in_addr v4{};
+  if (inet_pton(AF_INET, buf, &v4) == 1) {
+    a.v4 = true;
+    a.bytes[10] = 0xff;
+    a.bytes[11] = 0xff;
+    std::memcpy(a.bytes.data() + 12, &v4, 4);
+    return a;
+  }
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, buf, &v6) == 1) {
+    std::memcpy(a.bytes.data(), &v6, 16);
+    static constexpr std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    // ::ffff:a.b.c.d is the same host as a.b.c.d: aggregate them together.
+    a.v4 = std::memcmp(a.bytes.data(), kMapped, 12) == 0;
+    return a;
+  }
+  return std::nullopt;
+}
+
+std::string IpAddress::to_string() const {
+  char buf[INET6_ADDRSTRLEN];
+  if (v4) {
+    inet_ntop(AF_INET, bytes.data() + 12, buf, sizeof buf);
+  } else {
+    inet_ntop(AF_INET6, bytes.data(), buf, sizeof buf);
+  }
+  return buf;
+}
+
+IpAddress IpAddress::masked(int prefix_len) const noexcept {
+  IpAddress out = *this;
+  int bits = v4 ? prefix_len + 96 : prefix_len;
+  if (bits < 0) bits = 0;
+  if (bits > 128) bits = 128;
+  for (int i = 0; i < 16; ++i) {
+    const int keep = bits - i * 8;
+    if (keep >= 8) continue;
+    out.bytes[i] = keep <= 0 ? 0 : static_cast<std::uint8_t>(out.bytes[i] & (0xff << (8 - keep)));
+  }
+  return out;
+}
+
+bool IpAddress::in(const IpAddress& net, int prefix_len) const noexcept {
+  if (v4 != net.v4) return false;
+  return masked(prefix_len).bytes == net.masked(prefix_len).bytes;
+}
+
+std::uint64_t IpAddress::hash() const noexcept {
+  std::uint64_t a, b;
+  std::memcpy(&a, bytes.data(), 8);
+  std::memcpy(&b, bytes.data() + 8, 8);
+  std::uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull);
+  h ^= h >> 31;
+  h *= 0xBF58476D1CE4E5B9ull;
+  return h ^ (h >> 29);
+}
+
+std::optional<IpNetwork> IpNetwork::parse(std::string_view text) noexcept {
+  const auto slash = text.find('/');
+  auto addr = IpAddress::parse(text.substr(0, slash));
+  if (!addr) return std::nullopt;
+  const int max_len = addr->v4 ? 32 : 128;
+  int len = max_len;
+  if (slash != std::string_view::npos) {
+    const auto digits = text.substr(slash + 1);
+    const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), len);
+    if (digits.empty() || ec != std::errc() || ptr != digits.data() + digits.size() || len < 0 ||
+        len > max_len)
+      return std::nullopt;
+  }
+  return IpNetwork{addr->masked(len), len};
+}
+
+std::string IpNetwork::to_string() const { return base.to_string() + "/" + std::to_string(prefix_len); }
+
+}  // namespace portalwatch

@@ -1,0 +1,83 @@
+#include <set>
+
+#include "detectors/brute_force.h"
+#include "detectors/detector.h"
+
+namespace portalwatch {
+
+bool DetectorRegistry::add(std::string type, DetectorFactory factory) {
+  return factories_.emplace(std::move(type), std::move(factory)).second;
+}
+
+const DetectorFactory* DetectorRegistry::find(std::string_view type) const {
+  auto it = factories_.find(type);
+  return it == factories_.end() ? nullptr : &it->second;
+}
+
+std::vector<std::string> DetectorRegistry::types() const {
+  std::vector<std::string> out;
+  for (const auto& [k, v] : factories_) out.push_back(k);
+  return out;
+}
+
+void register_builtin_detectors(DetectorRegistry& registry) {
+  struct Builtin {
+    const char* type;
+    DetectorFactory factory;
+  };
+  const Builtin builtins[] = {
+      {"brute_force", make_brute_force},
+  };
+  for (const auto& b : builtins) {
+    if (!registry.add(b.type, b.factory)) throw std::logic_error(std::string("detector type registered twice: ") + b.type);
+  }
+}
+
+std::vector<DetectorInstance> build_detectors(const ConfigNode& list, const DetectorRegistry& registry) {
+  std::vector<DetectorInstance> out;
+  std::set<std::string> names;
+  for (const auto& item : list.elements()) {
+    MapReader m(item);
+    if (!item.is_map()) continue;
+    DetectorCommon common;
+    const auto type_node = m.child("type");
+    if (!type_node.defined()) {
+      item.error("missing key \"type\" (one of the detector types)");
+      m.accept_all_keys();
+      continue;
+    }
+    common.type = type_node.as_string().value_or("");
+    const DetectorFactory* factory = registry.find(common.type);
+    if (!factory) {
+      std::string msg = "unknown detector type \"" + common.type + "\"";
+      if (auto near = closest_word(common.type, registry.types())) msg += " (did you mean \"" + *near + "\"?)";
+      type_node.error(msg);
+      m.accept_all_keys();
+      continue;
+    }
+    common.name = m.get_string("name", common.type);
+    common.enabled = m.get_bool("enabled", true);
+    common.dry_run = m.get_bool("dry_run", false);
+    if (!names.insert(common.name).second)
+      item.error("detector name \"" + common.name + "\" is used twice; give each instance its own name");
+    auto detector = (*factory)(m, common);
+    if (common.enabled) out.push_back({std::move(common), std::move(detector)});
+  }
+  return out;
+}
+
+std::string_view normalize_user(std::string_view name, std::string& buf) {
+  bool has_upper = false;
+  for (char c : name)
+    if (c >= 'A' && c <= 'Z') {
+      has_upper = true;
+      break;
+    }
+  if (!has_upper) return name;
+  buf.assign(name);
+  for (char& c : buf)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return buf;
+}
+
+}  // namespace portalwatch

@@ -1,0 +1,151 @@
+// Event-time sliding windows and bounded per-key state, the building blocks of every detector.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "detectors/time.h"
+
+namespace portalwatch {
+
+/// Counts in an event-time sliding window split into kBuckets equal buckets. The window slides one
+/// bucket at a time, so it covers between (kBuckets-1)/kBuckets of the window and all of it.
+/// Events older than the window are not counted; events inside it but older than the newest
+/// (slightly out of order) land in their own bucket. 8 bytes + 4 per bucket.
+template <int kBuckets>
+class SlidingWindowCounter {
+ public:
+  /// Adds n at event time t; span is the bucket length (window / kBuckets).
+  void add(TimeMs t, TimeMs span, std::uint32_t n = 1) {
+    const std::int64_t b = t / span;
+    if (b > head_) advance(b);
+    if (b <= head_ - kBuckets) return;  // older than the window
+    counts_[static_cast<size_t>(b % kBuckets)] += n;
+  }
+
+  /// Sum over the window ending at now.
+  std::uint32_t total(TimeMs now, TimeMs span) const {
+    const std::int64_t b = now / span;
+    std::uint32_t sum = 0;
+    for (std::int64_t i = std::max(head_ - kBuckets + 1, b - kBuckets + 1); i <= head_ && i <= b; ++i)
+      sum += counts_[static_cast<size_t>(i % kBuckets)];
+    return sum;
+  }
+
+  /// Event time of the newest bucket's end; nothing counted is newer than this.
+  TimeMs newest_end(TimeMs span) const { return (head_ + 1) * span; }
+
+ private:
+  void advance(std::int64_t b) {
+    const std::int64_t clear_from = std::max(head_ + 1, b - kBuckets + 1);
+    for (std::int64_t i = clear_from; i <= b; ++i) counts_[static_cast<size_t>(i % kBuckets)] = 0;
+    head_ = b;
+  }
+
+  std::int64_t head_ = 0;
+  std::array<std::uint32_t, kBuckets> counts_{};
+};
+
+/// What a keyed table reports for metrics: size, cap and evictions.
+struct TableStats {
+  std::string_view table;  ///< static name, e.g. "accounts"
+  std::size_t keys = 0;
+  std::size_t capacity = 0;
+  std::uint64_t evictions = 0;    ///< live entries dropped because the table was full
+  std::uint64_t expirations = 0;  ///< idle entries removed after their state aged out
+  std::size_t bytes_per_key = 0;  ///< documented estimate, including hash-table overhead
+};
+
+struct StringHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+
+/// Per-key state with a hard cap. When the table is full, idle entries (not seen for idle_ms) are
+/// dropped first; if that frees too little, the least recently seen eighth of the table is evicted
+/// and counted. Both are amortised O(1) per insert.
+template <typename State>
+class KeyedTable {
+ public:
+  struct Entry {
+    State state{};
+    TimeMs last_seen = 0;
+  };
+  using Map = std::unordered_map<std::string, Entry, StringHash, std::equal_to<>>;
+
+  KeyedTable(std::string_view name, std::size_t capacity, TimeMs idle_ms)
+      : name_(name), capacity_(std::max<std::size_t>(capacity, 8)), idle_ms_(idle_ms) {}
+
+  /// The state for key, created if missing; now is the current event time.
+  State& upsert(std::string_view key, TimeMs now) {
+    auto it = map_.find(key);
+    if (it == map_.end()) {
+      if (map_.size() >= capacity_) make_room(now);
+      it = map_.emplace(std::string(key), Entry{}).first;
+    }
+    it->second.last_seen = std::max(it->second.last_seen, now);
+    return it->second.state;
+  }
+
+  State* find(std::string_view key) {
+    auto it = map_.find(key);
+    return it == map_.end() ? nullptr : &it->second.state;
+  }
+
+  /// Removes entries idle since before now - idle_ms.
+  void expire(TimeMs now) {
+    for (auto it = map_.begin(); it != map_.end();) {
+      if (it->second.last_seen < now - idle_ms_) {
+        it = map_.erase(it);
+        ++expirations_;
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  std::size_t size() const { return map_.size(); }
+  TableStats stats(std::size_t bytes_per_key) const {
+    return {name_, map_.size(), capacity_, evictions_, expirations_, bytes_per_key};
+  }
+  /// Approximate heap bytes of one entry: node, key, state, bucket slot and allocator overhead.
+  static constexpr std::size_t kBytesPerKey = sizeof(typename Map::value_type) + 2 * sizeof(void*) + 16;
+  const Map& entries() const { return map_; }
+
+ private:
+  void make_room(TimeMs now) {
+    expire(now);
+    if (map_.size() < capacity_ - capacity_ / 8) return;
+    // Evict the least recently seen eighth, so the next inserts need no work.
+    std::vector<TimeMs> seen;
+    seen.reserve(map_.size());
+    for (const auto& [k, e] : map_) seen.push_back(e.last_seen);
+    const size_t n = std::max<std::size_t>(1, capacity_ / 8);
+    std::nth_element(seen.begin(), seen.begin() + static_cast<std::ptrdiff_t>(n - 1), seen.end());
+    const TimeMs cutoff = seen[n - 1];
+    size_t removed = 0;
+    for (auto it = map_.begin(); it != map_.end() && removed < n;) {
+      if (it->second.last_seen <= cutoff) {
+        it = map_.erase(it);
+        ++removed;
+      } else {
+        ++it;
+      }
+    }
+    evictions_ += removed;
+  }
+
+  std::string_view name_;
+  std::size_t capacity_;
+  TimeMs idle_ms_;
+  Map map_;
+  std::uint64_t evictions_ = 0;
+  std::uint64_t expirations_ = 0;
+};
+
+}  // namespace portalwatch
