@@ -27,6 +27,7 @@ class BruteForceDetector final : public Detector {
   std::string_view detector() const override { return "brute_force"; }
   void on_event(const Event& ev, FindingSink& out) override;
   void on_time(TimeMs watermark, FindingSink& out) override;
+  FieldSet fields_used() const override { return kAlwaysDecodedFields; }
   std::vector<TableStats> tables() const override;
 
  private:

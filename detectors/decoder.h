@@ -59,7 +59,10 @@ struct DecoderStats {
 /// returned Event stay valid until the next decode() call.
 class EventDecoder {
  public:
-  explicit EventDecoder(const FieldMap& fields = FieldMap(), std::size_t max_message_bytes = 65536);
+  /// Only the fields in `decoded` (plus kAlwaysDecodedFields) are read; the rest of each message is
+  /// skipped, which roughly halves decoding time when detectors need few fields.
+  explicit EventDecoder(const FieldMap& fields = FieldMap(), std::size_t max_message_bytes = 65536,
+                        FieldSet decoded = kAllFields);
   ~EventDecoder();
   EventDecoder(const EventDecoder&) = delete;
   EventDecoder& operator=(const EventDecoder&) = delete;

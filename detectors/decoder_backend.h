@@ -14,10 +14,10 @@ class DecoderBackend {
 };
 
 namespace decoder_haswell {
-std::unique_ptr<DecoderBackend> make_backend(const FieldMap&, std::size_t, DecoderStats*);
+std::unique_ptr<DecoderBackend> make_backend(const FieldMap&, std::size_t, FieldSet, DecoderStats*);
 }
 namespace decoder_generic {
-std::unique_ptr<DecoderBackend> make_backend(const FieldMap&, std::size_t, DecoderStats*);
+std::unique_ptr<DecoderBackend> make_backend(const FieldMap&, std::size_t, FieldSet, DecoderStats*);
 }
 
 }  // namespace portalwatch

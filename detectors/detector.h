@@ -37,6 +37,8 @@ class Detector {
     (void)watermark;
     (void)out;
   }
+  /// The event fields this detector reads; the decoder skips fields no detector uses.
+  virtual FieldSet fields_used() const = 0;
   /// Sizes of the keyed tables this detector holds, for metrics and memory accounting.
   virtual std::vector<TableStats> tables() const = 0;
 };

@@ -21,12 +21,20 @@ class Engine::CountingSink final : public FindingSink {
   FindingSink& out_;
 };
 
+namespace {
+FieldSet fields_used(const std::vector<DetectorInstance>& detectors) {
+  FieldSet used = kAlwaysDecodedFields;
+  for (const auto& d : detectors) used |= d.detector->fields_used();
+  return used;
+}
+}  // namespace
+
 Engine::Engine(EngineOptions options, std::vector<DetectorInstance> detectors, const Clock* wall_clock)
     : options_(std::move(options)),
       detectors_(std::move(detectors)),
       counts_(detectors_.size()),
       wall_clock_(wall_clock),
-      decoder_(options_.fields, options_.max_message_bytes) {
+      decoder_(options_.fields, options_.max_message_bytes, fields_used(detectors_)) {
   if (options_.time.reference == TimeOptions::Reference::kWallClock && !wall_clock_)
     throw std::invalid_argument("Engine: a wall clock is required for the wall-clock time reference");
 }

@@ -65,6 +65,13 @@ class Engine {
   /// input; a rejected message is counted and reported in the result.
   Result process(std::string_view message, bool padded, FindingSink& out);
 
+  /// Counts a message rejected before it reached the decoder (e.g. skipped by a reader as oversize).
+  Result reject(RejectReason reason, std::string_view detail) {
+    ++stats_.received;
+    ++stats_.rejected[static_cast<size_t>(reason)];
+    return {false, reason, detail};
+  }
+
   /// Processes an already decoded event (ev.time is set here).
   void process_event(Event& ev, FindingSink& out);
 
@@ -88,7 +95,7 @@ class Engine {
   std::vector<DetectorInstance> detectors_;
   std::vector<DetectorCounts> counts_;
   const Clock* wall_clock_;
-  EventDecoder decoder_;
+  EventDecoder decoder_;  // after detectors_: built for the fields they use
   Event event_;
   EngineStats stats_;
   TimeMs max_time_ = kNoTime;

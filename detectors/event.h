@@ -61,6 +61,17 @@ enum class Field : std::uint8_t {
 };
 inline constexpr std::size_t kFieldCount = static_cast<std::size_t>(Field::kCount);
 
+/// A set of fields, one bit per Field.
+using FieldSet = std::uint32_t;
+static_assert(kFieldCount <= 32);
+constexpr FieldSet field_bit(Field f) { return FieldSet{1} << static_cast<unsigned>(f); }
+inline constexpr FieldSet kAllFields = (FieldSet{1} << kFieldCount) - 1;
+/// Always decoded: the contract's required fields, and the reason (which decides whether an auth
+/// event must name its user).
+inline constexpr FieldSet kAlwaysDecodedFields = field_bit(Field::kTimestamp) | field_bit(Field::kEventAction) |
+                                                 field_bit(Field::kEventOutcome) | field_bit(Field::kEventReason) |
+                                                 field_bit(Field::kUserName) | field_bit(Field::kSourceIp);
+
 /// The contract's dotted name of each field ("source.ip"), as used in `input.fields:` mappings.
 std::string_view field_name(Field f) noexcept;
 

@@ -1,0 +1,139 @@
+#include "daemon/config.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include "detectors/config_node.h"
+
+namespace portalwatch {
+
+namespace {
+
+void read_input(MapReader& root, EngineOptions& eo) {
+  MapReader m(root.child("input"));
+  eo.max_message_bytes = static_cast<std::size_t>(
+      m.get_int("max_message_bytes", static_cast<std::int64_t>(eo.max_message_bytes), 256, 64 << 20));
+  const auto fields = m.child("fields");
+  if (!fields.defined()) return;
+  MapReader fm(fields);
+  fm.accept_all_keys();
+  if (!fields.is_map()) return;
+  std::vector<std::string> names;
+  for (size_t i = 0; i < kFieldCount; ++i) names.emplace_back(field_name(static_cast<Field>(i)));
+  for (const auto& kv : fields.yaml()) {
+    const std::string key = kv.first.Scalar();
+    const ConfigNode value(kv.second, fields.path() + "." + key, fields.diags());
+    const auto field = FieldMap::field_by_name(key);
+    if (!field) {
+      std::string msg = "\"" + key + "\" is not a field of the event contract";
+      if (auto near = closest_word(key, names)) msg += " (did you mean \"" + *near + "\"?)";
+      fields.diags().error(kv.first.Mark(), value.path(), msg);
+      continue;
+    }
+    const auto path = value.as_string();
+    if (path && !eo.fields.set(*field, *path))
+      value.error("\"" + *path + "\" is not a valid dotted path");
+  }
+}
+
+void read_time(MapReader& root, TimeOptions& t) {
+  MapReader m(root.child("time"));
+  t.allowed_lateness_ms = m.get_int("allowed_lateness_seconds", t.allowed_lateness_ms / kSecondMs, 0, 86400) * kSecondMs;
+  t.max_future_ms = m.get_int("max_future_seconds", t.max_future_ms / kSecondMs, 1, 86400) * kSecondMs;
+}
+
+void read_kafka(MapReader& root, KafkaConfig& k) {
+  MapReader m(root.child("kafka"));
+  k.bootstrap_servers = m.get_string("bootstrap_servers", k.bootstrap_servers);
+  k.group_id = m.get_string("group_id", k.group_id);
+  const auto topics = m.child("topics");
+  k.topics = m.get_string_list("topics", k.topics);
+  if (k.topics.empty()) topics.error("at least one topic is required");
+  k.alerts_topic = m.get_string("alerts_topic", k.alerts_topic);
+  k.decisions_topic = m.get_string("decisions_topic", k.decisions_topic);
+  k.dead_letter_topic = m.get_string("dead_letter_topic", k.dead_letter_topic);
+  k.commit_interval_ms = static_cast<int>(m.get_int("commit_interval_ms", k.commit_interval_ms, 10, 600000));
+  k.poll_timeout_ms = static_cast<int>(m.get_int("poll_timeout_ms", k.poll_timeout_ms, 1, 10000));
+  const auto props = m.child("properties");
+  MapReader pm(props);
+  pm.accept_all_keys();
+  if (props.is_map()) {
+    // These are how portalwatch keeps at-least-once; letting YAML change them would silently lose it.
+    static const std::vector<std::string> kOwned = {"enable.auto.commit", "enable.auto.offset.store",
+                                                    "group.id", "bootstrap.servers"};
+    for (const auto& kv : props.yaml()) {
+      const std::string key = kv.first.Scalar();
+      const ConfigNode value(kv.second, props.path() + "." + key, props.diags());
+      if (std::find(kOwned.begin(), kOwned.end(), key) != kOwned.end()) {
+        value.error("\"" + key + "\" is managed by portalwatch (use the kafka.* keys)");
+        continue;
+      }
+      if (auto s = value.as_string()) k.properties[key] = *s;
+    }
+  }
+}
+
+void read_metrics(MapReader& root, MetricsConfig& mc) {
+  MapReader m(root.child("metrics"));
+  mc.enabled = m.get_bool("enabled", mc.enabled);
+  const auto listen = m.child("listen");
+  mc.listen = m.get_string("listen", mc.listen);
+  const auto colon = mc.listen.rfind(':');
+  if (colon == std::string::npos || colon + 1 >= mc.listen.size())
+    listen.error("expected host:port, e.g. 127.0.0.1:9741");
+}
+
+void read_logging(MapReader& root, LogConfig& lc) {
+  MapReader m(root.child("logging"));
+  lc.level = m.get_enum("level", lc.level, {"trace", "debug", "info", "warn", "error"});
+  lc.format = m.get_enum("format", lc.format, {"text", "json"});
+  lc.reject_log_interval_seconds =
+      static_cast<int>(m.get_int("reject_log_interval_seconds", lc.reject_log_interval_seconds, 0, 3600));
+}
+
+}  // namespace
+
+ConfigResult load_config_text(std::string_view text, const std::string& source) {
+  Diagnostics diags(source, text);
+  YAML::Node doc;
+  try {
+    doc = YAML::Load(std::string(text));
+  } catch (const YAML::Exception& e) {
+    diags.error(e.mark, "", "YAML syntax error: " + e.msg);
+    return {std::nullopt, diags.format()};
+  }
+  Config config;
+  config.source = source;
+  {
+    const ConfigNode root_node(doc, "", diags);
+    MapReader root(root_node);
+    read_input(root, config.engine);
+    read_time(root, config.engine.time);
+    read_kafka(root, config.kafka);
+    read_metrics(root, config.metrics);
+    read_logging(root, config.log);
+    DetectorRegistry registry;
+    register_builtin_detectors(registry);
+    const auto detectors = root.child("detectors");
+    if (detectors.defined() && !detectors.is_sequence()) detectors.error("expected a list of detectors");
+    config.detectors = build_detectors(detectors, registry);
+  }
+  if (!diags.ok()) return {std::nullopt, diags.format()};
+  return {std::move(config), ""};
+}
+
+ConfigResult load_config_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return {std::nullopt, path + ": cannot read configuration file\n"};
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return load_config_text(ss.str(), path);
+}
+
+ConfigResult load_config(const std::optional<std::string>& path) {
+  if (path) return load_config_file(*path);
+  return load_config_text(default_config_text(), "<built-in default>");
+}
+
+}  // namespace portalwatch

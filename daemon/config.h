@@ -1,0 +1,63 @@
+// The daemon's configuration: one YAML file, validated whole, every error reported at once with
+// file, line, column and key path. Unknown keys are errors.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "detectors/engine.h"
+
+namespace portalwatch {
+
+struct KafkaConfig {
+  std::string bootstrap_servers = "127.0.0.1:9092";
+  std::string group_id = "portalwatch";
+  std::vector<std::string> topics = {"portal-events"};
+  std::string alerts_topic = "portalwatch-alerts";    ///< empty: findings only logged
+  std::string decisions_topic = "portalwatch-decisions";
+  std::string dead_letter_topic;                      ///< empty: rejected messages not copied
+  int commit_interval_ms = 1000;
+  int poll_timeout_ms = 100;
+  /// Passed to librdkafka unchanged (security.protocol, sasl.*, ssl.*, partition.assignment.strategy…).
+  std::map<std::string, std::string> properties;
+};
+
+struct MetricsConfig {
+  bool enabled = true;
+  std::string listen = "127.0.0.1:9741";
+};
+
+struct LogConfig {
+  std::string level = "info";  ///< trace, debug, info, warn, error
+  std::string format = "text"; ///< text or json
+  int reject_log_interval_seconds = 10;  ///< at most one line per reason per interval
+};
+
+struct Config {
+  std::string source;  ///< file path, or "<built-in default>"
+  EngineOptions engine;
+  KafkaConfig kafka;
+  MetricsConfig metrics;
+  LogConfig log;
+  std::vector<DetectorInstance> detectors;
+};
+
+/// The text of config/portalwatch.yaml as shipped, compiled into the executables.
+std::string_view default_config_text();
+
+struct ConfigResult {
+  std::optional<Config> config;  ///< set when there were no errors
+  std::string errors;            ///< formatted diagnostics (empty when ok)
+};
+
+/// Parses and validates configuration text; source names it in messages.
+ConfigResult load_config_text(std::string_view text, const std::string& source);
+/// Reads and validates a file. An unreadable file is reported as an error, not thrown.
+ConfigResult load_config_file(const std::string& path);
+/// The file if given, else the built-in default.
+ConfigResult load_config(const std::optional<std::string>& path);
+
+}  // namespace portalwatch

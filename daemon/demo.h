@@ -1,0 +1,41 @@
+// `portalwatchd demo` (embedded broker + simulated portal traffic with attacks + the daemon),
+// `portalwatchd broker` (only the embedded broker) and `portalwatchd simulate` (JSONL traffic).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace portalwatch {
+
+struct DemoOptions {
+  std::optional<std::string> config_path;
+  std::optional<double> duration_seconds;  ///< none: until interrupted
+  double events_per_second = 300;
+  std::uint64_t seed = 42;
+  std::string metrics_listen;  ///< overrides metrics.listen when set
+  int partitions = 4;
+};
+int run_demo(const DemoOptions& options);
+
+struct BrokerOptions {
+  std::vector<std::string> topics;  ///< "name" or "name:partitions"
+  std::string bootstrap_file;       ///< written with the bootstrap address once ready
+  int brokers = 1;
+};
+int run_broker(const BrokerOptions& options);
+
+struct SimulateOptions {
+  std::uint64_t events = 100000;
+  std::uint64_t seed = 42;
+  std::string start = "2026-12-21T00:00:00Z";
+  double events_per_second = 200;
+  bool attacks = true;
+  bool labels = false;
+  bool diurnal = true;
+  std::string output = "-";  ///< "-" stdout; a name ending in .gz is compressed
+  std::string truth;         ///< when set, attack labels are written here as JSON lines
+};
+int run_simulate(const SimulateOptions& options);
+
+}  // namespace portalwatch

@@ -1,0 +1,39 @@
+// `portalwatchd run`: consume portal events from Kafka in a consumer group, detect, and publish
+// findings, with at-least-once processing (offsets committed only after an event is fully
+// processed and its findings delivered).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <functional>
+#include <memory>
+#include <optional>
+
+#include "daemon/config.h"
+#include "detectors/finding.h"
+
+namespace portalwatch {
+
+class Metrics;
+
+struct DaemonOptions {
+  /// Sees every finding after it is handed to the alert sinks (the demo prints them).
+  std::function<void(const Finding&)> on_finding;
+  /// Stop after this much wall time (demo and tests); none: until stop is set.
+  std::optional<std::chrono::milliseconds> duration;
+  /// Called after each message is fully processed (tests check at-least-once with it).
+  std::function<void(const std::string& topic, std::int32_t partition, std::int64_t offset)> on_processed;
+  /// Called once the metrics endpoint is up, with its port (tests bind port 0).
+  std::function<void(int metrics_port)> on_ready;
+};
+
+/// Runs until stop becomes true (or the duration passes). Returns the process exit code:
+/// 0 after a clean shutdown, 1 when start-up failed (the reason is logged).
+int run_daemon(Config config, const DaemonOptions& options, const std::atomic<bool>& stop);
+
+/// Installs SIGINT/SIGTERM handlers that set the returned flag (once per process).
+const std::atomic<bool>& install_stop_signals();
+
+}  // namespace portalwatch

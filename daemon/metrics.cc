@@ -1,0 +1,205 @@
+#include "daemon/metrics.h"
+
+#include <chrono>
+#include <stdexcept>
+
+#include "portalwatch_version.h"
+
+namespace portalwatch {
+
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+
+std::string_view to_string(TopicRole r) {
+  switch (r) {
+    case TopicRole::kAlerts: return "alerts";
+    case TopicRole::kDecisions: return "decisions";
+    case TopicRole::kDeadLetter: return "dead_letter";
+    case TopicRole::kCount: break;
+  }
+  return "";
+}
+
+void add_delta(prometheus::Counter& c, std::uint64_t now, std::uint64_t& last) {
+  if (now > last) c.Increment(static_cast<double>(now - last));
+  last = now;
+}
+
+}  // namespace
+
+Metrics::Metrics(const Engine& engine)
+    : processing_latency(BuildHistogram()
+                             .Name("portalwatch_processing_latency_seconds")
+                             .Help("Time to decode an event and run every detector on it")
+                             .Register(*registry_)
+                             .Add({}, prometheus::Histogram::BucketBoundaries{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5,
+                                                                              1e-4, 2.5e-4, 1e-3, 1e-2, 1e-1})),
+      consumer_lag(BuildGauge()
+                       .Name("portalwatch_consumer_lag_messages")
+                       .Help("Messages between the consumer's position and the high watermark, summed over assigned partitions")
+                       .Register(*registry_)
+                       .Add({})),
+      assigned_partitions(BuildGauge()
+                              .Name("portalwatch_kafka_assigned_partitions")
+                              .Help("Partitions currently assigned to this consumer")
+                              .Register(*registry_)
+                              .Add({})),
+      last_event_time(BuildGauge()
+                          .Name("portalwatch_event_time_watermark_seconds")
+                          .Help("Event-time watermark (newest event time minus allowed lateness), Unix seconds")
+                          .Register(*registry_)
+                          .Add({})),
+      commits(BuildCounter()
+                  .Name("portalwatch_kafka_commits_total")
+                  .Help("Successful offset commits")
+                  .Register(*registry_)
+                  .Add({})),
+      commit_failures(BuildCounter()
+                          .Name("portalwatch_kafka_commit_failures_total")
+                          .Help("Offset commits that failed (retried at the next interval)")
+                          .Register(*registry_)
+                          .Add({})),
+      rebalances(BuildCounter()
+                     .Name("portalwatch_kafka_rebalances_total")
+                     .Help("Consumer group rebalances (assignments and revocations)")
+                     .Register(*registry_)
+                     .Add({})),
+      consume_errors(BuildCounter()
+                         .Name("portalwatch_kafka_consume_errors_total")
+                         .Help("Errors returned by the consumer (broker down, unknown topic...)")
+                         .Register(*registry_)
+                         .Add({})) {
+  auto& produced_family = BuildCounter()
+                              .Name("portalwatch_kafka_produced_total")
+                              .Help("Messages delivered to an output topic")
+                              .Register(*registry_);
+  auto& produce_fail_family = BuildCounter()
+                                  .Name("portalwatch_kafka_produce_failures_total")
+                                  .Help("Messages that could not be delivered to an output topic")
+                                  .Register(*registry_);
+  for (size_t r = 0; r < produced.size(); ++r) {
+    const std::string role(to_string(static_cast<TopicRole>(r)));
+    produced[r] = &produced_family.Add({{"topic", role}});
+    produce_failures[r] = &produce_fail_family.Add({{"topic", role}});
+  }
+
+  received_ = &BuildCounter()
+                   .Name("portalwatch_events_received_total")
+                   .Help("Messages received, accepted or not")
+                   .Register(*registry_)
+                   .Add({});
+  auto& rejected_family = BuildCounter()
+                              .Name("portalwatch_events_rejected_total")
+                              .Help("Messages rejected, by reason")
+                              .Register(*registry_);
+  for (size_t r = 0; r < kRejectReasonCount; ++r)
+    rejected_[r] = &rejected_family.Add({{"reason", std::string(to_string(static_cast<RejectReason>(r)))}});
+  auto& clamped_family = BuildCounter()
+                             .Name("portalwatch_events_time_clamped_total")
+                             .Help("Events whose timestamp was replaced: too late (placed at the watermark) or too far in the future")
+                             .Register(*registry_);
+  late_clamped_ = &clamped_family.Add({{"kind", "late"}});
+  future_clamped_ = &clamped_family.Add({{"kind", "future"}});
+  auto& ignored_family = BuildCounter()
+                             .Name("portalwatch_event_fields_ignored_total")
+                             .Help("Optional fields present but unusable (wrong type or value); the event was kept without them")
+                             .Register(*registry_);
+  for (size_t f = 0; f < kFieldCount; ++f)
+    ignored_fields_[f] = &ignored_family.Add({{"field", std::string(field_name(static_cast<Field>(f)))}});
+
+  auto& findings_family = BuildCounter()
+                              .Name("portalwatch_findings_total")
+                              .Help("Findings raised, by detector instance and severity")
+                              .Register(*registry_);
+  auto& keys_family = BuildGauge()
+                          .Name("portalwatch_detector_state_keys")
+                          .Help("Keys held in a detector's keyed table")
+                          .Register(*registry_);
+  auto& cap_family = BuildGauge()
+                         .Name("portalwatch_detector_state_capacity_keys")
+                         .Help("Configured cap of a detector's keyed table")
+                         .Register(*registry_);
+  auto& evict_family = BuildCounter()
+                           .Name("portalwatch_detector_state_evictions_total")
+                           .Help("Live keys evicted because a table was full")
+                           .Register(*registry_);
+  auto& expire_family = BuildCounter()
+                            .Name("portalwatch_detector_state_expirations_total")
+                            .Help("Idle keys removed after their state aged out")
+                            .Register(*registry_);
+  for (const auto& d : engine.detectors()) {
+    std::array<prometheus::Counter*, kSeverityCount> by_severity{};
+    for (size_t s = 0; s < kSeverityCount; ++s)
+      by_severity[s] = &findings_family.Add({{"detector", std::string(d.detector->detector())},
+                                             {"name", d.common.name},
+                                             {"severity", std::string(to_string(static_cast<Severity>(s)))}});
+    findings_.push_back(by_severity);
+    std::vector<TableSeries> series;
+    for (const auto& t : d.detector->tables()) {
+      const prometheus::Labels labels{{"detector", d.common.name}, {"table", std::string(t.table)}};
+      series.push_back({&keys_family.Add(labels), &cap_family.Add(labels), &evict_family.Add(labels),
+                        &expire_family.Add(labels)});
+    }
+    tables_.push_back(std::move(series));
+  }
+  last_findings_.resize(engine.detectors().size());
+
+  BuildGauge()
+      .Name("portalwatch_build_info")
+      .Help("Build facts; the value is always 1")
+      .Register(*registry_)
+      .Add({{"version", PORTALWATCH_VERSION}})
+      .Set(1);
+  BuildGauge()
+      .Name("portalwatch_start_time_seconds")
+      .Help("When this process started, Unix seconds")
+      .Register(*registry_)
+      .Add({})
+      .Set(std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count());
+}
+
+Metrics::~Metrics() = default;
+
+void Metrics::serve(const std::string& listen) {
+  try {
+    exposer_ = std::make_unique<prometheus::Exposer>(listen, 2);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("cannot serve metrics on " + listen + ": " + e.what());
+  }
+  exposer_->RegisterCollectable(registry_);
+}
+
+int Metrics::port() const {
+  if (!exposer_) return 0;
+  const auto ports = exposer_->GetListeningPorts();
+  return ports.empty() ? 0 : ports.front();
+}
+
+void Metrics::sync(const Engine& engine) {
+  const EngineStats& s = engine.stats();
+  add_delta(*received_, s.received, last_.received);
+  for (size_t r = 0; r < kRejectReasonCount; ++r) add_delta(*rejected_[r], s.rejected[r], last_.rejected[r]);
+  add_delta(*late_clamped_, s.late_clamped, last_.late_clamped);
+  add_delta(*future_clamped_, s.future_clamped, last_.future_clamped);
+  const DecoderStats& ds = engine.decoder_stats();
+  for (size_t f = 0; f < kFieldCount; ++f)
+    add_delta(*ignored_fields_[f], ds.ignored_fields[f], last_decoder_.ignored_fields[f]);
+  for (size_t i = 0; i < engine.detectors().size(); ++i) {
+    for (size_t sev = 0; sev < kSeverityCount; ++sev)
+      add_delta(*findings_[i][sev], engine.detector_counts()[i].findings[sev], last_findings_[i].findings[sev]);
+    const auto tables = engine.detectors()[i].detector->tables();
+    for (size_t t = 0; t < tables.size() && t < tables_[i].size(); ++t) {
+      TableSeries& ts = tables_[i][t];
+      ts.keys->Set(static_cast<double>(tables[t].keys));
+      ts.capacity->Set(static_cast<double>(tables[t].capacity));
+      add_delta(*ts.evictions, tables[t].evictions, ts.last_evictions);
+      add_delta(*ts.expirations, tables[t].expirations, ts.last_expirations);
+    }
+  }
+  last_event_time.Set(static_cast<double>(engine.watermark()) / 1000.0);
+}
+
+}  // namespace portalwatch

@@ -1,0 +1,78 @@
+// Prometheus metrics: every family built once at start-up, labels only from small fixed sets
+// (reason, detector, severity, table, topic role), never a user, IP or session.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <array>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "detectors/engine.h"
+
+namespace portalwatch {
+
+/// Which Kafka topic a produce went to; a label value.
+enum class TopicRole : std::uint8_t { kAlerts, kDecisions, kDeadLetter, kCount };
+
+class Metrics {
+ private:
+  // First, so the registry exists before the public series below are built in it.
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+
+ public:
+  /// Builds every family and series for this engine's detectors.
+  explicit Metrics(const Engine& engine);
+  ~Metrics();
+
+  /// Starts the HTTP endpoint (/metrics) on host:port. Throws std::runtime_error if it cannot bind.
+  void serve(const std::string& listen);
+  /// The port actually bound (useful with port 0), or 0 when not serving.
+  int port() const;
+  prometheus::Registry& registry() { return *registry_; }
+
+  /// Copies the engine's counters and state sizes (as deltas, so counters stay monotonic). Cheap;
+  /// call a few times a second from the thread that owns the engine.
+  void sync(const Engine& engine);
+
+  prometheus::Histogram& processing_latency;  ///< seconds to decode and detect one event
+  prometheus::Gauge& consumer_lag;            ///< messages behind the partitions' high watermarks
+  prometheus::Gauge& assigned_partitions;
+  prometheus::Gauge& last_event_time;         ///< event-time watermark, Unix seconds
+  prometheus::Counter& commits;
+  prometheus::Counter& commit_failures;
+  prometheus::Counter& rebalances;
+  prometheus::Counter& consume_errors;
+  std::array<prometheus::Counter*, static_cast<size_t>(TopicRole::kCount)> produced{};
+  std::array<prometheus::Counter*, static_cast<size_t>(TopicRole::kCount)> produce_failures{};
+
+ private:
+  struct TableSeries {
+    prometheus::Gauge* keys;
+    prometheus::Gauge* capacity;
+    prometheus::Counter* evictions;
+    prometheus::Counter* expirations;
+    std::uint64_t last_evictions = 0;
+    std::uint64_t last_expirations = 0;
+  };
+
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  prometheus::Counter* received_;
+  std::array<prometheus::Counter*, kRejectReasonCount> rejected_{};
+  prometheus::Counter* late_clamped_;
+  prometheus::Counter* future_clamped_;
+  std::array<prometheus::Counter*, kFieldCount> ignored_fields_{};
+  std::vector<std::array<prometheus::Counter*, kSeverityCount>> findings_;
+  std::vector<std::vector<TableSeries>> tables_;
+  // Last values copied, to add deltas.
+  EngineStats last_{};
+  DecoderStats last_decoder_{};
+  std::vector<DetectorCounts> last_findings_;
+};
+
+}  // namespace portalwatch

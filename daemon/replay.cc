@@ -1,0 +1,196 @@
+#include "daemon/replay.h"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "daemon/config.h"
+#include "daemon/line_reader.h"
+#include "daemon/log.h"
+#include "detectors/json_writer.h"
+
+namespace portalwatch {
+
+namespace {
+
+// Findings as JSON lines on stdout, through one large buffer.
+class StdoutSink final : public FindingSink {
+ public:
+  void emit(Finding&& f) override {
+    buf_ += f.to_json();
+    buf_.push_back('\n');
+    if (buf_.size() > (1 << 16)) flush();
+  }
+  void flush() {
+    if (!buf_.empty()) std::fwrite(buf_.data(), 1, buf_.size(), stdout);
+    buf_.clear();
+    std::fflush(stdout);
+  }
+
+ private:
+  std::string buf_;
+};
+
+double peak_rss_mib() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;  // ru_maxrss is KiB on Linux
+}
+
+class Progress {
+ public:
+  explicit Progress(bool enabled) : enabled_(enabled && isatty(STDERR_FILENO)) {}
+  void update(const std::string& name, std::uint64_t pos, std::uint64_t size, std::uint64_t events, double seconds) {
+    if (!enabled_) return;
+    const double frac = size ? static_cast<double>(pos) / static_cast<double>(size) : 0.0;
+    const int width = 30;
+    const int filled = static_cast<int>(frac * width);
+    std::string bar(static_cast<size_t>(filled), '#');
+    bar.resize(width, '.');
+    std::fprintf(stderr, "\r%s [%s] %3.0f%% %llu events %.0f/s ", name.c_str(), bar.c_str(), frac * 100.0,
+                 static_cast<unsigned long long>(events), seconds > 0 ? static_cast<double>(events) / seconds : 0.0);
+    shown_ = true;
+  }
+  void clear() {
+    if (shown_) std::fprintf(stderr, "\r\033[K");
+    shown_ = false;
+  }
+
+ private:
+  bool enabled_;
+  bool shown_ = false;
+};
+
+void print_summary(const Engine& engine, std::size_t files, double seconds, const std::string& format) {
+  const EngineStats& s = engine.stats();
+  const double rate = seconds > 0 ? static_cast<double>(s.received) / seconds : 0.0;
+  if (format == "json") {
+    std::string out = "{\"events_read\":";
+    append_json_int(out, static_cast<std::int64_t>(s.received));
+    out += ",\"events_accepted\":";
+    append_json_int(out, static_cast<std::int64_t>(s.accepted));
+    out += ",\"rejected\":{";
+    for (size_t r = 0; r < kRejectReasonCount; ++r) {
+      if (r) out.push_back(',');
+      append_json_string(out, to_string(static_cast<RejectReason>(r)));
+      out.push_back(':');
+      append_json_int(out, static_cast<std::int64_t>(s.rejected[r]));
+    }
+    out += "},\"late_clamped\":";
+    append_json_int(out, static_cast<std::int64_t>(s.late_clamped));
+    out += ",\"future_clamped\":";
+    append_json_int(out, static_cast<std::int64_t>(s.future_clamped));
+    out += ",\"findings\":{";
+    for (size_t i = 0; i < engine.detectors().size(); ++i) {
+      std::uint64_t n = 0;
+      for (auto c : engine.detector_counts()[i].findings) n += c;
+      if (i) out.push_back(',');
+      append_json_string(out, engine.detectors()[i].common.name);
+      out.push_back(':');
+      append_json_int(out, static_cast<std::int64_t>(n));
+    }
+    out += "},\"seconds\":";
+    append_json_double(out, seconds);
+    out += ",\"events_per_second\":";
+    append_json_double(out, rate);
+    out += ",\"peak_rss_mib\":";
+    append_json_double(out, peak_rss_mib());
+    out += "}\n";
+    std::fputs(out.c_str(), stderr);
+    return;
+  }
+  std::fprintf(stderr, "replay: %llu events read from %zu input%s in %.2f s (%.0f events/s), peak RSS %.1f MiB\n",
+               static_cast<unsigned long long>(s.received), files, files == 1 ? "" : "s", seconds, rate, peak_rss_mib());
+  std::string rejected;
+  for (size_t r = 0; r < kRejectReasonCount; ++r) {
+    if (!s.rejected[r]) continue;
+    rejected += (rejected.empty() ? "" : ", ") + std::string(to_string(static_cast<RejectReason>(r))) + " " +
+                std::to_string(s.rejected[r]);
+  }
+  std::fprintf(stderr, "  accepted %llu, rejected %llu%s%s%s\n", static_cast<unsigned long long>(s.accepted),
+               static_cast<unsigned long long>(s.rejected_total()), rejected.empty() ? "" : " (", rejected.c_str(),
+               rejected.empty() ? "" : ")");
+  std::fprintf(stderr, "  event time: %llu late events placed at the watermark, %llu future timestamps clamped\n",
+               static_cast<unsigned long long>(s.late_clamped), static_cast<unsigned long long>(s.future_clamped));
+  std::fprintf(stderr, "  findings %llu\n", static_cast<unsigned long long>(s.findings));
+  for (size_t i = 0; i < engine.detectors().size(); ++i) {
+    const auto& counts = engine.detector_counts()[i].findings;
+    std::uint64_t n = 0;
+    std::string by;
+    for (size_t sev = 0; sev < kSeverityCount; ++sev) {
+      n += counts[sev];
+      if (counts[sev])
+        by += (by.empty() ? "" : ", ") + std::string(to_string(static_cast<Severity>(sev))) + " " + std::to_string(counts[sev]);
+    }
+    std::fprintf(stderr, "    %-24s %llu%s%s%s\n", engine.detectors()[i].common.name.c_str(),
+                 static_cast<unsigned long long>(n), by.empty() ? "" : " (", by.c_str(), by.empty() ? "" : ")");
+  }
+}
+
+}  // namespace
+
+int run_replay(const ReplayOptions& options) {
+  ConfigResult loaded = load_config(options.config_path);
+  if (!loaded.config) {
+    std::fputs(loaded.errors.c_str(), stderr);
+    return 2;
+  }
+  Config& config = *loaded.config;
+  init_logging(config.log);
+  // Replayed files are history: "now" for the future-timestamp check is the stream's own time.
+  config.engine.time.reference = TimeOptions::Reference::kStream;
+  const std::size_t max_bytes = config.engine.max_message_bytes;
+  Engine engine(config.engine, std::move(config.detectors), nullptr);
+
+  std::vector<std::string> inputs = options.inputs;
+  if (inputs.empty()) inputs.push_back("-");
+  StdoutSink sink;
+  Progress progress(options.progress);
+  LogLimiter<kRejectReasonCount + 1> limiter(std::chrono::seconds(std::max(0, config.log.reject_log_interval_seconds)));
+  int status = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (const auto& path : inputs) {
+    std::string error;
+    auto reader = LineReader::open(path, max_bytes, error);
+    if (!reader) {
+      progress.clear();
+      spdlog::error("{}", error);
+      status = 1;
+      continue;
+    }
+    LineReader::Line line;
+    std::uint64_t since_update = 0;
+    while (reader->next(line)) {
+      // The reader skips an oversize line without buffering it whole; it is counted all the same.
+      const Engine::Result r = line.oversize ? engine.reject(RejectReason::kOversize, "line larger than input.max_message_bytes")
+                                             : engine.process(line.text, true, sink);
+      if (!r.accepted) {
+        std::uint64_t suppressed = 0;
+        if (limiter.allow(static_cast<size_t>(r.reason), suppressed)) {
+          progress.clear();
+          spdlog::warn("{}:{}: rejected ({}): {}{}", path, line.number, to_string(r.reason), r.detail,
+                       suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
+        }
+      }
+      if (++since_update == 65536) {
+        since_update = 0;
+        const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        progress.update(path, reader->position(), reader->size(), engine.stats().received, secs);
+      }
+    }
+    if (!reader->error().empty()) {
+      progress.clear();
+      spdlog::error("{}: read error after line {}: {}", path, line.number, reader->error());
+      status = 1;
+    }
+  }
+  sink.flush();
+  progress.clear();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  print_summary(engine, inputs.size(), seconds, options.summary_format);
+  return status;
+}
+
+}  // namespace portalwatch

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# End-to-end tests of the real executables: replay, check-config, simulate, demo with /metrics.
+# Usage: run.sh PORTALWATCHD PORTALWATCHCTL SOURCE_DIR
+set -uo pipefail
+PWD_BIN="$1"; CTL_BIN="$2"; SRC="$3"
+WORK="$(mktemp -d /tmp/portalwatch-e2e.XXXXXX)"
+trap 'rm -rf "$WORK"; [ -n "${DEMO_PID:-}" ] && kill "$DEMO_PID" 2>/dev/null' EXIT
+passed=0; failed=0
+ok()   { echo "ok   - $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL - $1"; failed=$((failed + 1)); }
+check() { local name="$1"; shift; if "$@"; then ok "$name"; else fail "$name"; fi; }
+
+# --- help and version -------------------------------------------------------------------------
+check "portalwatchd --version" bash -c "'$PWD_BIN' --version | grep -qE '^portalwatchd [0-9]+\.[0-9]+\.[0-9]+'"
+check "portalwatchctl --version" bash -c "'$CTL_BIN' --version | grep -qE '^portalwatchctl [0-9]+\.[0-9]+\.[0-9]+'"
+check "portalwatchd --help lists the commands" bash -c "'$PWD_BIN' --help | grep -q replay && '$PWD_BIN' --help | grep -q check-config"
+
+# --- check-config -----------------------------------------------------------------------------
+check "check-config accepts the shipped default" "$PWD_BIN" check-config "$SRC/config/portalwatch.yaml"
+cat > "$WORK/broken.yaml" <<'YAML'
+kafka:
+  topics: [portal-events]
+  comit_interval_ms: 500
+detectors:
+  - type: brute_force
+    window_seconds: soon
+  - type: brute_forse
+YAML
+"$PWD_BIN" check-config "$WORK/broken.yaml" > "$WORK/broken.out" 2>&1
+rc=$?
+check "check-config exits 1 on a broken file" test "$rc" -eq 1
+check "check-config names file:line:col and key of an unknown key" grep -q "broken.yaml:3:3: kafka.comit_interval_ms: unknown key \"comit_interval_ms\" (did you mean \"commit_interval_ms\"?)" "$WORK/broken.out"
+check "check-config reports a type error with its key path" grep -q "broken.yaml:6:21: detectors\[0\].window_seconds: expected an integer" "$WORK/broken.out"
+check "check-config reports an unknown detector type" grep -q "detectors\[1\].type: unknown detector type \"brute_forse\" (did you mean \"brute_force\"?)" "$WORK/broken.out"
+printf 'kafka: [unclosed\n' > "$WORK/syntax.yaml"
+"$PWD_BIN" check-config "$WORK/syntax.yaml" > "$WORK/syntax.out" 2>&1
+check "check-config reports a YAML syntax error with its position" bash -c "[ $? -eq 1 ] && grep -q 'syntax.yaml:[0-9]*:[0-9]*: YAML syntax error' '$WORK/syntax.out'"
+
+# --- simulate + replay ------------------------------------------------------------------------
+"$PWD_BIN" simulate -n 50000 --seed 7 --truth "$WORK/truth.jsonl" -o "$WORK/events.jsonl"
+check "simulate writes 50000 events" test "$(wc -l < "$WORK/events.jsonl")" -eq 50000
+"$PWD_BIN" replay --summary json "$WORK/events.jsonl" > "$WORK/findings.jsonl" 2> "$WORK/summary.json"
+check "replay exits 0" test $? -eq 0
+check "replay prints findings as JSON lines in the contract's shape" python3 - "$WORK/findings.jsonl" <<'PY'
+import json, sys, re
+lines = [l for l in open(sys.argv[1]) if l.strip()]
+assert lines, "no findings"
+for l in lines:
+    f = json.loads(l)
+    assert re.fullmatch(r"f-\d{12}", f["id"]), f["id"]
+    assert f["severity"] in ("info", "low", "medium", "high", "critical")
+    assert f["entity"]["type"] in ("ip", "user", "session", "device", "asn", "app", "global")
+    for k in ("detector", "at", "window", "summary", "evidence"):
+        assert k in f, k
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", f["at"])
+assert any(json.loads(l)["detector"] == "brute_force" for l in lines)
+PY
+check "replay summary counts every event" python3 -c "
+import json,sys; s=json.load(open('$WORK/summary.json')); assert s['events_read']==50000, s; assert s['events_per_second']>0"
+check "the simulated brute-force attack is found on its account" python3 - "$WORK/findings.jsonl" "$WORK/truth.jsonl" <<'PY'
+import json, sys
+found = {(f["detector"], f["entity"]["value"]) for f in map(json.loads, open(sys.argv[1]))}
+truth = [json.loads(l) for l in open(sys.argv[2])]
+bf = [t for t in truth if t["attack"] == "brute_force"]
+assert bf, "no brute_force attack in the truth file"
+for t in bf:
+    assert ("brute_force", t["entity"]["value"].lower()) in found, t
+PY
+gzip -c "$WORK/events.jsonl" > "$WORK/events.jsonl.gz"
+"$PWD_BIN" replay "$WORK/events.jsonl.gz" > "$WORK/findings-gz.jsonl" 2>/dev/null
+check "replay of .gz gives the same findings" cmp -s "$WORK/findings.jsonl" "$WORK/findings-gz.jsonl"
+"$PWD_BIN" replay < "$WORK/events.jsonl" > "$WORK/findings-stdin.jsonl" 2>/dev/null
+check "replay of stdin gives the same findings" cmp -s "$WORK/findings.jsonl" "$WORK/findings-stdin.jsonl"
+
+{ head -n 100 "$WORK/events.jsonl"; echo 'not json'; echo '[1,2]'; echo '{"event":{"action":"login"}}';
+  echo '{"@timestamp":"yesterday","event":{"action":"view","outcome":"success"},"source":{"ip":"192.0.2.1"}}';
+  tail -n 100 "$WORK/events.jsonl"; } > "$WORK/mixed.jsonl"
+"$PWD_BIN" replay --summary json "$WORK/mixed.jsonl" > /dev/null 2> "$WORK/mixed.err"
+check "replay of malformed lines exits 0" test $? -eq 0
+check "replay counts each rejection by reason" python3 -c "
+import json; s=json.loads(open('$WORK/mixed.err').read().strip().splitlines()[-1])
+assert s['events_read']==204, s; r=s['rejected']
+assert r['not_json']==1 and r['not_object']==1 and r['missing_field']==1 and r['bad_timestamp']==1, r"
+check "replay logs why a line was rejected" grep -q "mixed.jsonl:101: rejected (not_json)" "$WORK/mixed.err"
+"$PWD_BIN" replay /nonexistent.jsonl > /dev/null 2> "$WORK/missing.err"
+check "replay of a missing file exits 1 with the reason" bash -c "[ $? -eq 1 ] && grep -q 'nonexistent.jsonl: No such file' '$WORK/missing.err'"
+
+# --- demo: embedded broker, traffic, live findings, /metrics -----------------------------------
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$PWD_BIN" demo --duration 20 --rate 400 --metrics-listen "127.0.0.1:$PORT" > "$WORK/demo.out" 2> "$WORK/demo.err" &
+DEMO_PID=$!
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$PORT/metrics" > "$WORK/metrics.txt" 2>/dev/null && \
+    grep -qE '^portalwatch_events_received_total [1-9]' "$WORK/metrics.txt" && break
+  sleep 0.2
+done
+check "demo serves /metrics with events counted" grep -qE '^portalwatch_events_received_total [1-9]' "$WORK/metrics.txt"
+if command -v promtool >/dev/null; then
+  check "promtool check metrics is clean" bash -c "promtool check metrics < '$WORK/metrics.txt'"
+else
+  fail "promtool not installed (package prometheus)"
+fi
+check "no metric label carries a user, IP or session" bash -c "! grep -E '^portalwatch_[a-z_]+\{[^}]*(user|ip|session)=' '$WORK/metrics.txt'"
+wait "$DEMO_PID"; rc=$?; DEMO_PID=""
+check "demo exits 0 after --duration" test "$rc" -eq 0
+check "demo prints the embedded broker's bootstrap address" grep -qE 'embedded Kafka broker: 127\.0\.0\.1:[0-9]+' "$WORK/demo.out"
+check "demo prints live findings, including brute_force" grep -qE '(MEDIUM|HIGH|CRITICAL) +brute_force +user' "$WORK/demo.out"
+
+echo
+echo "e2e: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
