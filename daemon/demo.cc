@@ -22,6 +22,8 @@ namespace {
 
 TimeMs wall_now_ms() { return SystemClock().now(); }
 
+constexpr TimeMs kAttackSpacing = 30 * kSecondMs;
+
 // One readable line per finding for a person watching the demo.
 void print_finding(const Finding& f, bool color) {
   static constexpr const char* kColors[] = {"\033[37m", "\033[36m", "\033[33m", "\033[31m", "\033[1;41;97m"};
@@ -51,8 +53,12 @@ class TrafficGenerator {
     so.start = wall_now_ms();
     so.events_per_second = options.events_per_second;
     so.diurnal = false;
-    // Every attack kind, the first a few seconds in, so findings appear while someone watches.
-    so.attacks = sim::default_attack_schedule(so.start + 5 * kSecondMs, 40 * kSecondMs);
+    // Every attack kind, the first a few seconds in and each squeezed into a minute and a half, so
+    // findings appear while someone watches; the schedule repeats for as long as the demo runs.
+    so.attacks = sim::default_attack_schedule(so.start + 5 * kSecondMs, kAttackSpacing);
+    for (auto& a : so.attacks)
+      if (a.kind != sim::AttackKind::kLowAndSlowStuffing) a.duration = 90 * kSecondMs;
+    so.repeat_attacks_every = kAttackSpacing * static_cast<TimeMs>(sim::kAttackKindCount);
     simulator_ = std::make_unique<sim::PortalSimulator>(std::move(so));
   }
 
@@ -125,7 +131,7 @@ int run_demo(const DemoOptions& options) {
   std::printf("portalwatch demo\n");
   std::printf("  embedded Kafka broker: %s   (e.g. kcat -b %s -t %s -C)\n", broker->bootstrap().c_str(),
               broker->bootstrap().c_str(), config.kafka.alerts_topic.c_str());
-  std::printf("  simulated portal traffic: %.0f events/s into topic %s, every attack kind from +5 s, one each 40 s\n",
+  std::printf("  simulated portal traffic: %.0f events/s into topic %s, every attack kind from +5 s, one each 30 s\n",
               options.events_per_second, events_topic.c_str());
   std::fflush(stdout);
 
@@ -136,8 +142,9 @@ int run_demo(const DemoOptions& options) {
   dopts.on_finding = [color](const Finding& f) { print_finding(f, color); };
   if (options.duration_seconds)
     dopts.duration = std::chrono::milliseconds(static_cast<std::int64_t>(*options.duration_seconds * 1000));
-  dopts.on_ready = [&](int port) {
-    if (port) std::printf("  metrics: http://%s:%d/metrics\n", config.metrics.listen.substr(0, config.metrics.listen.rfind(':')).c_str(), port);
+  const std::string metrics_host = config.metrics.listen.substr(0, config.metrics.listen.rfind(':'));
+  dopts.on_ready = [metrics_host](int port) {
+    if (port) std::printf("  metrics: http://%s:%d/metrics\n", metrics_host.c_str(), port);
     std::printf("  findings (time, severity, detector, entity, summary):\n");
     std::fflush(stdout);
   };

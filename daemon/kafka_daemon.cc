@@ -79,8 +79,11 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
       auto pconf_props = common;
       // Consumer-only settings would only produce warnings on the producer.
       for (const char* k : {"partition.assignment.strategy", "auto.offset.reset", "session.timeout.ms",
-                            "max.poll.interval.ms", "group.instance.id", "fetch.max.bytes",
-                            "max.partition.fetch.bytes", "queued.min.messages", "queued.max.messages.kbytes"})
+                            "heartbeat.interval.ms", "max.poll.interval.ms", "group.instance.id",
+                            "group.protocol.type", "fetch.max.bytes", "fetch.min.bytes", "fetch.wait.max.ms",
+                            "fetch.error.backoff.ms", "max.partition.fetch.bytes", "queued.min.messages",
+                            "queued.max.messages.kbytes", "enable.partition.eof", "isolation.level", "check.crcs",
+                            "coordinator.query.interval.ms", "auto.commit.interval.ms"})
         pconf_props.erase(k);
       if (!pconf_props.count("linger.ms")) pconf_props["linger.ms"] = "5";
       auto pconf = make_conf(pconf_props, error);

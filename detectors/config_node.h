@@ -43,8 +43,12 @@ class Diagnostics {
 /// A node of the configuration tree with its key path, for error messages.
 class ConfigNode {
  public:
+  // yaml-cpp hands out "invalid" nodes for missing keys, which throw on most calls; they are kept
+  // here as plain undefined nodes.
   ConfigNode(YAML::Node node, std::string path, Diagnostics& diags)
-      : node_(std::move(node)), path_(std::move(path)), diags_(&diags) {}
+      : node_(node.IsDefined() ? std::move(node) : YAML::Node(YAML::NodeType::Undefined)),
+        path_(std::move(path)),
+        diags_(&diags) {}
 
   bool defined() const { return node_.IsDefined() && !node_.IsNull(); }
   bool is_map() const { return node_.IsMap(); }

@@ -41,6 +41,7 @@ std::optional<Field> FieldMap::field_by_name(std::string_view name) {
 
 struct EventDecoder::Impl {
   std::unique_ptr<DecoderBackend> backend;
+  simdjson::dom::parser validator;  // only for the rare messages that are not objects
 };
 
 namespace {
@@ -65,7 +66,12 @@ EventDecoder::~EventDecoder() = default;
 DecodeResult EventDecoder::decode(std::string_view msg, bool padded, Event& ev) noexcept {
   if (msg.size() > max_message_bytes_)
     return {false, RejectReason::kOversize, "message larger than input.max_message_bytes"};
-  return impl_->backend->decode(msg, padded, ev);
+  DecodeResult r = impl_->backend->decode(msg, padded, ev);
+  // On Demand stops at the first token that is not '{'. Whether the rest is valid JSON (an array,
+  // a string) or not JSON at all takes a full parse, which only this rare path pays for.
+  if (!r.ok && r.reason == RejectReason::kNotObject && impl_->validator.parse(msg.data(), msg.size(), true).error())
+    r = {false, RejectReason::kNotJson, "not valid JSON"};
+  return r;
 }
 
 }  // namespace portalwatch

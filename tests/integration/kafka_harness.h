@@ -95,7 +95,10 @@ inline Config test_config(const std::string& bootstrap, const std::string& topic
   c.kafka.decisions_topic = "";
   c.kafka.commit_interval_ms = 200;
   c.metrics.enabled = false;
-  c.log.level = "warn";
+  // A restarted member rejoins after the old one's session ends; keep that short in tests.
+  c.kafka.properties["session.timeout.ms"] = "6000";
+  c.kafka.properties["heartbeat.interval.ms"] = "500";
+  c.log.level = getenv("PW_TEST_LOG") ? getenv("PW_TEST_LOG") : "warn";
   return c;
 }
 

@@ -112,3 +112,29 @@ TEST_CASE("integration: a consumer restarted mid-stream resumes at its committed
 }
 
 }  // namespace portalwatch::test
+
+namespace portalwatch::test {
+
+TEST_CASE("integration: cooperative rebalancing, and rejected messages are counted and copied to the dead-letter topic") {
+  auto broker = start_broker({{"events", 2}, {"alerts", 1}, {"dead", 1}});
+  auto events = attack_stream(SystemClock().now() - 60 * kSecondMs, 10);
+  events.push_back("this is not json");
+  events.push_back("{\"event\":{\"action\":\"login\"}}");
+  produce_all(broker->bootstrap(), "events", events);
+
+  Config config = test_config(broker->bootstrap(), "events", "pw-it-dlq");
+  config.kafka.dead_letter_topic = "dead";
+  config.kafka.properties["partition.assignment.strategy"] = "cooperative-sticky";
+  DaemonThread daemon(std::move(config));
+  REQUIRE(daemon.wait_processed(events.size(), std::chrono::seconds(30)));
+  const auto dead = consume_some(broker->bootstrap(), "dead", 2, std::chrono::seconds(20));
+  const auto alerts = consume_some(broker->bootstrap(), "alerts", 1, std::chrono::seconds(20));
+  CHECK(daemon.stop() == 0);
+  REQUIRE(dead.size() == 2);
+  CHECK(std::find(dead.begin(), dead.end(), "this is not json") != dead.end());
+  CHECK(alerts.size() == 1);
+  // Rejected messages are processed too: their offsets are committed like any other.
+  CHECK(committed_total(broker->bootstrap(), "pw-it-dlq", "events", 2) == static_cast<std::int64_t>(events.size()));
+}
+
+}  // namespace portalwatch::test
