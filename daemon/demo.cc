@@ -14,7 +14,6 @@
 #include "daemon/kafka_daemon.h"
 #include "daemon/log.h"
 #include "daemon/simulator.h"
-#include "detectors/json_writer.h"
 
 namespace portalwatch {
 
@@ -253,22 +252,7 @@ int run_simulate(const SimulateOptions& options) {
   }
   if (!options.truth.empty()) {
     std::ofstream truth(options.truth);
-    for (const auto& a : simulator.attacks()) {
-      std::string j = "{\"id\":";
-      append_json_string(j, a.id);
-      j += ",\"attack\":";
-      append_json_string(j, sim::to_string(a.kind));
-      j += ",\"detector\":";
-      append_json_string(j, sim::expected_detector(a.kind));
-      j += ",\"entity\":{\"type\":";
-      append_json_string(j, a.entity_type);
-      j += ",\"value\":";
-      append_json_string(j, a.entity);
-      j += "},\"start\":\"" + format_rfc3339(a.start) + "\",\"end\":\"" + format_rfc3339(a.end) + "\",\"events\":";
-      append_json_int(j, static_cast<std::int64_t>(a.events));
-      j += "}\n";
-      truth << j;
-    }
+    for (const auto& a : simulator.attacks()) truth << sim::label_to_json(a) << "\n";
     if (!truth) {
       std::fprintf(stderr, "%s: write failed\n", options.truth.c_str());
       return 1;
