@@ -41,3 +41,13 @@ struct IpNetwork {
 };
 
 }  // namespace portalwatch
+
+namespace portalwatch {
+
+/// Hash functor so IpAddress can key a KeyedTable.
+struct IpHash {
+  using is_transparent = void;
+  std::size_t operator()(const IpAddress& a) const noexcept { return static_cast<std::size_t>(a.hash()); }
+};
+
+}  // namespace portalwatch

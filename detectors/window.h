@@ -69,30 +69,32 @@ struct StringHash {
 /// Per-key state with a hard cap. When the table is full, idle entries (not seen for idle_ms) are
 /// dropped first; if that frees too little, the least recently seen eighth of the table is evicted
 /// and counted. Both are amortised O(1) per insert.
-template <typename State>
+template <typename State, typename Key = std::string, typename Hash = StringHash>
 class KeyedTable {
  public:
   struct Entry {
     State state{};
     TimeMs last_seen = 0;
   };
-  using Map = std::unordered_map<std::string, Entry, StringHash, std::equal_to<>>;
+  using Map = std::unordered_map<Key, Entry, Hash, std::equal_to<>>;
 
   KeyedTable(std::string_view name, std::size_t capacity, TimeMs idle_ms)
       : name_(name), capacity_(std::max<std::size_t>(capacity, 8)), idle_ms_(idle_ms) {}
 
   /// The state for key, created if missing; now is the current event time.
-  State& upsert(std::string_view key, TimeMs now) {
+  template <typename K>
+  State& upsert(const K& key, TimeMs now) {
     auto it = map_.find(key);
     if (it == map_.end()) {
       if (map_.size() >= capacity_) make_room(now);
-      it = map_.emplace(std::string(key), Entry{}).first;
+      it = map_.emplace(Key(key), Entry{}).first;
     }
     it->second.last_seen = std::max(it->second.last_seen, now);
     return it->second.state;
   }
 
-  State* find(std::string_view key) {
+  template <typename K>
+  State* find(const K& key) {
     auto it = map_.find(key);
     return it == map_.end() ? nullptr : &it->second.state;
   }
@@ -113,8 +115,9 @@ class KeyedTable {
   TableStats stats(std::size_t bytes_per_key) const {
     return {name_, map_.size(), capacity_, evictions_, expirations_, bytes_per_key};
   }
-  /// Approximate heap bytes of one entry: node, key, state, bucket slot and allocator overhead.
-  static constexpr std::size_t kBytesPerKey = sizeof(typename Map::value_type) + 2 * sizeof(void*) + 16;
+  /// Approximate heap bytes of one entry: node (next pointer, cached hash), key, state, bucket
+  /// slot and allocator overhead. String keys longer than 15 bytes add their own allocation.
+  static constexpr std::size_t kBytesPerKey = sizeof(typename Map::value_type) + 3 * sizeof(void*) + 16;
   const Map& entries() const { return map_; }
 
  private:
