@@ -14,6 +14,7 @@
 #include "daemon/kafka_daemon.h"
 #include "daemon/log.h"
 #include "daemon/simulator.h"
+#include "daemon/system_clock.h"
 
 namespace portalwatch {
 

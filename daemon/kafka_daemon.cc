@@ -9,6 +9,7 @@
 
 #include "daemon/log.h"
 #include "daemon/metrics.h"
+#include "daemon/system_clock.h"
 
 namespace portalwatch {
 

@@ -1,6 +1,5 @@
 #include "detectors/time.h"
 
-#include <chrono>
 #include <cstdio>
 
 namespace portalwatch {
@@ -18,8 +17,17 @@ bool digits(std::string_view s, size_t pos, size_t n, int& out) {
   return true;
 }
 
+bool leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
+
+int days_in_month(int y, int m) {
+  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  return m == 2 && leap(y) ? 29 : kDays[m - 1];
+}
+
+}  // namespace
+
 // Howard Hinnant's days_from_civil: days since 1970-01-01 for a proleptic Gregorian date.
-std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
+std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) noexcept {
   y -= m <= 2;
   const std::int64_t era = (y >= 0 ? y : y - 399) / 400;
   const unsigned yoe = static_cast<unsigned>(y - era * 400);
@@ -28,7 +36,7 @@ std::int64_t days_from_civil(std::int64_t y, unsigned m, unsigned d) {
   return era * 146097 + static_cast<std::int64_t>(doe) - 719468;
 }
 
-void civil_from_days(std::int64_t z, int& y, unsigned& m, unsigned& d) {
+void civil_from_days(std::int64_t z, int& y, unsigned& m, unsigned& d) noexcept {
   z += 719468;
   const std::int64_t era = (z >= 0 ? z : z - 146096) / 146097;
   const unsigned doe = static_cast<unsigned>(z - era * 146097);
@@ -40,15 +48,6 @@ void civil_from_days(std::int64_t z, int& y, unsigned& m, unsigned& d) {
   m = mp < 10 ? mp + 3 : mp - 9;
   y = static_cast<int>(yy + (m <= 2));
 }
-
-bool leap(int y) { return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0; }
-
-int days_in_month(int y, int m) {
-  static constexpr int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-  return m == 2 && leap(y) ? 29 : kDays[m - 1];
-}
-
-}  // namespace
 
 std::optional<TimeMs> parse_rfc3339(std::string_view s) noexcept {
   // YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)
@@ -142,12 +141,6 @@ std::string format_duration(TimeMs d) {
   }
   if (secs > 0 || out.empty()) out += std::to_string(secs) + "s";
   return out;
-}
-
-TimeMs SystemClock::now() const {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
 }
 
 }  // namespace portalwatch

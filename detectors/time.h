@@ -29,6 +29,10 @@ std::string format_rfc3339(TimeMs t);
 /// Appends the formatted timestamp to out without allocating a temporary.
 void append_rfc3339(std::string& out, TimeMs t);
 
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm), and back.
+std::int64_t days_from_civil(std::int64_t year, unsigned month, unsigned day) noexcept;
+void civil_from_days(std::int64_t days, int& year, unsigned& month, unsigned& day) noexcept;
+
 /// Formats a duration for humans: "15m", "90s", "2h30m".
 std::string format_duration(TimeMs d);
 
@@ -38,12 +42,6 @@ class Clock {
   virtual ~Clock() = default;
   /// Current wall time in milliseconds since the epoch.
   virtual TimeMs now() const = 0;
-};
-
-/// The real clock (std::chrono::system_clock).
-class SystemClock final : public Clock {
- public:
-  TimeMs now() const override;
 };
 
 /// A clock that only moves when told to: for tests and deterministic replays.

@@ -15,6 +15,7 @@
 #include "daemon/config.h"
 #include "daemon/embedded_broker.h"
 #include "daemon/kafka_daemon.h"
+#include "daemon/system_clock.h"
 #include "detectors/time.h"
 
 namespace portalwatch::test {
