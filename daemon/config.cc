@@ -110,6 +110,10 @@ ConfigResult load_config_text(std::string_view text, const std::string& source) 
     MapReader root(root_node);
     read_input(root, config.engine);
     read_time(root, config.engine.time);
+    {
+      MapReader sources(root.child("sources"));
+      config.engine.sources = read_sources_config(sources);
+    }
     read_kafka(root, config.kafka);
     read_metrics(root, config.metrics);
     read_logging(root, config.log);

@@ -146,6 +146,11 @@ Metrics::Metrics(const Engine& engine)
     tables_.push_back(std::move(series));
   }
   last_findings_.resize(engine.detectors().size());
+  for (const auto& t : engine.tables()) {
+    const prometheus::Labels labels{{"detector", "engine"}, {"table", std::string(t.table)}};
+    engine_tables_.push_back({&keys_family.Add(labels), &cap_family.Add(labels), &evict_family.Add(labels),
+                              &expire_family.Add(labels)});
+  }
 
   BuildGauge()
       .Name("portalwatch_build_info")
@@ -178,6 +183,13 @@ int Metrics::port() const {
   return ports.empty() ? 0 : ports.front();
 }
 
+void Metrics::sync_table(TableSeries& series, const TableStats& stats) {
+  series.keys->Set(static_cast<double>(stats.keys));
+  series.capacity->Set(static_cast<double>(stats.capacity));
+  add_delta(*series.evictions, stats.evictions, series.last_evictions);
+  add_delta(*series.expirations, stats.expirations, series.last_expirations);
+}
+
 void Metrics::sync(const Engine& engine) {
   const EngineStats& s = engine.stats();
   add_delta(*received_, s.received, last_.received);
@@ -191,14 +203,10 @@ void Metrics::sync(const Engine& engine) {
     for (size_t sev = 0; sev < kSeverityCount; ++sev)
       add_delta(*findings_[i][sev], engine.detector_counts()[i].findings[sev], last_findings_[i].findings[sev]);
     const auto tables = engine.detectors()[i].detector->tables();
-    for (size_t t = 0; t < tables.size() && t < tables_[i].size(); ++t) {
-      TableSeries& ts = tables_[i][t];
-      ts.keys->Set(static_cast<double>(tables[t].keys));
-      ts.capacity->Set(static_cast<double>(tables[t].capacity));
-      add_delta(*ts.evictions, tables[t].evictions, ts.last_evictions);
-      add_delta(*ts.expirations, tables[t].expirations, ts.last_expirations);
-    }
+    for (size_t t = 0; t < tables.size() && t < tables_[i].size(); ++t) sync_table(tables_[i][t], tables[t]);
   }
+  const auto engine_tables = engine.tables();
+  for (size_t t = 0; t < engine_tables.size() && t < engine_tables_.size(); ++t) sync_table(engine_tables_[t], engine_tables[t]);
   last_event_time.Set(static_cast<double>(engine.watermark()) / 1000.0);
 }
 

@@ -68,7 +68,10 @@ class Metrics {
   prometheus::Counter* future_clamped_;
   std::array<prometheus::Counter*, kFieldCount> ignored_fields_{};
   std::vector<std::array<prometheus::Counter*, kSeverityCount>> findings_;
+  static void sync_table(TableSeries& series, const TableStats& stats);
+
   std::vector<std::vector<TableSeries>> tables_;
+  std::vector<TableSeries> engine_tables_;
   // Last values copied, to add deltas.
   EngineStats last_{};
   DecoderStats last_decoder_{};

@@ -80,7 +80,4 @@ struct DetectorInstance {
 /// node's diagnostics; instance names must be unique.
 std::vector<DetectorInstance> build_detectors(const ConfigNode& list, const DetectorRegistry& registry);
 
-/// Lower-cases ASCII letters of a login name into buf, so "JDoe" and "jdoe" are one account.
-std::string_view normalize_user(std::string_view name, std::string& buf);
-
 }  // namespace portalwatch

@@ -34,7 +34,8 @@ Engine::Engine(EngineOptions options, std::vector<DetectorInstance> detectors, c
       detectors_(std::move(detectors)),
       counts_(detectors_.size()),
       wall_clock_(wall_clock),
-      decoder_(options_.fields, options_.max_message_bytes, fields_used(detectors_)) {
+      decoder_(options_.fields, options_.max_message_bytes, fields_used(detectors_)),
+      sources_(options_.sources) {
   if (options_.time.reference == TimeOptions::Reference::kWallClock && !wall_clock_)
     throw std::invalid_argument("Engine: a wall clock is required for the wall-clock time reference");
 }
@@ -81,6 +82,7 @@ void Engine::process_event(Event& ev, FindingSink& out) {
   }
   if (max_time_ == kNoTime || t > max_time_) max_time_ = t;
   ev.time = t;
+  sources_.classify_and_learn(ev);
 
   const TimeMs wm = watermark();
   const bool tick = last_tick_ == kNoTime || wm / kSecondMs != last_tick_ / kSecondMs;

@@ -10,6 +10,7 @@
 
 #include "detectors/decoder.h"
 #include "detectors/detector.h"
+#include "detectors/sources.h"
 
 namespace portalwatch {
 
@@ -30,6 +31,7 @@ struct EngineOptions {
   FieldMap fields;
   std::size_t max_message_bytes = 65536;
   TimeOptions time;
+  SourcesConfig sources;
 };
 
 struct EngineStats {
@@ -79,6 +81,8 @@ class Engine {
   const DecoderStats& decoder_stats() const { return decoder_.stats(); }
   const std::vector<DetectorInstance>& detectors() const { return detectors_; }
   const std::vector<DetectorCounts>& detector_counts() const { return counts_; }
+  /// Keyed tables the engine itself holds (learned shared sources).
+  std::vector<TableStats> tables() const { return sources_.tables(); }
   /// Newest event time seen minus the allowed lateness; 0 before the first event.
   TimeMs watermark() const { return max_time_ == kNoTime ? 0 : max_time_ - options_.time.allowed_lateness_ms; }
   /// The id the next finding gets; the daemon restores it after a restart.
@@ -96,6 +100,7 @@ class Engine {
   std::vector<DetectorCounts> counts_;
   const Clock* wall_clock_;
   EventDecoder decoder_;  // after detectors_: built for the fields they use
+  SourceClassifier sources_;
   Event event_;
   EngineStats stats_;
   TimeMs max_time_ = kNoTime;

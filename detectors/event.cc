@@ -75,4 +75,18 @@ std::string_view field_name(Field f) noexcept {
   return "";
 }
 
+std::string_view normalize_user(std::string_view name, std::string& buf) {
+  bool has_upper = false;
+  for (char c : name)
+    if (c >= 'A' && c <= 'Z') {
+      has_upper = true;
+      break;
+    }
+  if (!has_upper) return name;
+  buf.assign(name);
+  for (char& c : buf)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return buf;
+}
+
 }  // namespace portalwatch

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 #include "detectors/ip.h"
@@ -31,6 +32,10 @@ Action parse_action(std::string_view s) noexcept;
 Outcome parse_outcome(std::string_view s) noexcept;
 Reason parse_reason(std::string_view s) noexcept;
 std::string_view to_string(Action a) noexcept;
+
+/// Lower-cases ASCII letters of a login name (into buf when it has capitals), so "JDoe" and
+/// "jdoe" are one account.
+std::string_view normalize_user(std::string_view name, std::string& buf);
 
 /// Every field the contract names. The decoder's field map is indexed by this.
 enum class Field : std::uint8_t {
@@ -94,6 +99,10 @@ struct Event {
 
   std::string_view source_ip_text;
   IpAddress source_ip;
+  // Set by the engine (SourceClassifier) before detectors see the event:
+  IpAddress source_key;                    ///< source_ip aggregated (IPv6 by its /64 by default)
+  double source_threshold_multiplier = 1;  ///< > 1 for trusted or learned shared egress
+  std::string_view source_class;           ///< "", a trusted network's name, or "learned_shared"
 
   std::string_view geo_country;
   std::string_view geo_region;

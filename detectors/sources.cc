@@ -1,0 +1,74 @@
+#include "detectors/sources.h"
+
+namespace portalwatch {
+
+SourcesConfig read_sources_config(MapReader& m) {
+  SourcesConfig c;
+  c.ipv4_prefix = static_cast<int>(m.get_int("ipv4_prefix", c.ipv4_prefix, 8, 32));
+  c.ipv6_prefix = static_cast<int>(m.get_int("ipv6_prefix", c.ipv6_prefix, 16, 128));
+  for (const auto& item : m.child("trusted_networks").elements()) {
+    MapReader t(item);
+    TrustedNetwork net;
+    net.name = t.get_string("name", "");
+    if (net.name.empty()) item.error("a trusted network needs a name");
+    net.threshold_multiplier = t.get_double("threshold_multiplier", net.threshold_multiplier, 1, 1e6);
+    const auto cidrs = t.child("cidrs");
+    if (!cidrs.defined()) item.error("a trusted network needs cidrs");
+    for (const auto& c : cidrs.elements()) {
+      const auto text = c.as_string();
+      if (!text) continue;
+      if (auto n = IpNetwork::parse(*text)) net.networks.push_back(*n);
+      else c.error("\"" + *text + "\" is not an address or CIDR network");
+    }
+    c.trusted_networks.push_back(std::move(net));
+  }
+  MapReader learn(m.child("learn_shared"));
+  c.learn_shared = learn.get_bool("enabled", c.learn_shared);
+  c.shared_min_accounts = learn.get_int("min_accounts", c.shared_min_accounts, 2, 1'000'000);
+  c.learning_period_ms = learn.get_int("period_seconds", c.learning_period_ms / kSecondMs, 600, 30 * 86400) * kSecondMs;
+  c.shared_threshold_multiplier = learn.get_double("threshold_multiplier", c.shared_threshold_multiplier, 1, 1e6);
+  c.max_learned_sources = static_cast<std::size_t>(
+      learn.get_int("max_sources", static_cast<std::int64_t>(c.max_learned_sources), 16, 100'000'000));
+  return c;
+}
+
+SourceClassifier::SourceClassifier(SourcesConfig config)
+    : config_(std::move(config)),
+      learned_("shared_sources", config_.max_learned_sources, 2 * config_.learning_period_ms) {}
+
+void SourceClassifier::classify_and_learn(Event& ev) {
+  ev.source_key = aggregate(ev.source_ip);
+  ev.source_threshold_multiplier = 1;
+  ev.source_class = {};
+  for (const auto& t : config_.trusted_networks) {
+    for (const auto& n : t.networks) {
+      if (n.contains(ev.source_ip)) {
+        ev.source_threshold_multiplier = t.threshold_multiplier;
+        ev.source_class = t.name;
+        return;  // configured trust wins; nothing to learn
+      }
+    }
+  }
+  if (!config_.learn_shared) return;
+  const std::int64_t period = ev.time / config_.learning_period_ms;
+  const bool learns = ev.action == Action::kLogin && ev.outcome == Outcome::kSuccess && !ev.user_name.empty();
+  Learned* l = learns ? &learned_.upsert(ev.source_key, ev.time) : learned_.find(ev.source_key);
+  if (!l) return;
+  if (l->period != period) {
+    // Roll the period: what was current becomes the evidence for the new one.
+    l->previous_accounts = l->period == period - 1 ? static_cast<std::uint32_t>(l->accounts.count()) : 0;
+    l->accounts.clear();
+    l->period = period;
+  }
+  if (learns) l->accounts.add(normalize_user(ev.user_name, user_buf_));
+  if (l->previous_accounts >= config_.shared_min_accounts) {
+    ev.source_threshold_multiplier = config_.shared_threshold_multiplier;
+    ev.source_class = "learned_shared";
+  }
+}
+
+std::vector<TableStats> SourceClassifier::tables() const {
+  return {learned_.stats(KeyedTable<Learned, IpAddress, IpHash>::kBytesPerKey)};
+}
+
+}  // namespace portalwatch

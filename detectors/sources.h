@@ -1,0 +1,69 @@
+// Who is behind a source address: shared egress (state office NATs, VPN concentrators) carries
+// thousands of employees and their ordinary typos, so rate detectors must hold it to its own
+// thresholds. Sources are trusted by configuration (CIDR lists) or learned: a source that signed
+// in as many distinct accounts in the last completed learning period is shared. The engine
+// classifies each event's source once, before the detectors see it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "detectors/config_node.h"
+#include "detectors/distinct_counter.h"
+#include "detectors/event.h"
+#include "detectors/window.h"
+
+namespace portalwatch {
+
+struct TrustedNetwork {
+  std::string name;
+  std::vector<IpNetwork> networks;
+  /// Rate thresholds for sources in this network are multiplied by this.
+  double threshold_multiplier = 20;
+};
+
+struct SourcesConfig {
+  /// Sources are aggregated to this prefix: an IPv6 client rotating addresses inside its /64 is
+  /// one source.
+  int ipv4_prefix = 32;
+  int ipv6_prefix = 64;
+  std::vector<TrustedNetwork> trusted_networks;
+  bool learn_shared = true;
+  /// A source that signed in successfully as at least this many distinct accounts during the
+  /// previous learning period is shared egress for the current one.
+  std::int64_t shared_min_accounts = 25;
+  TimeMs learning_period_ms = 24 * kHourMs;
+  double shared_threshold_multiplier = 10;
+  std::size_t max_learned_sources = 100'000;
+};
+
+/// Reads the `sources:` section.
+SourcesConfig read_sources_config(MapReader& section);
+
+class SourceClassifier {
+ public:
+  explicit SourceClassifier(SourcesConfig config);
+
+  /// Sets ev.source_key, ev.source_threshold_multiplier and ev.source_class, then learns from the
+  /// event (successful logins). Classification uses only completed periods, so a burst of
+  /// successful logins from a new source cannot make that source trusted while it happens.
+  void classify_and_learn(Event& ev);
+  IpAddress aggregate(const IpAddress& ip) const {
+    return ip.masked(ip.v4 ? config_.ipv4_prefix : config_.ipv6_prefix);
+  }
+  std::vector<TableStats> tables() const;
+  const SourcesConfig& config() const { return config_; }
+
+ private:
+  struct Learned {
+    DistinctCounter<6> accounts;          // distinct accounts signed in during the current period
+    std::int64_t period = 0;              // which period `accounts` covers
+    std::uint32_t previous_accounts = 0;  // distinct accounts of the period before
+  };
+  SourcesConfig config_;
+  KeyedTable<Learned, IpAddress, IpHash> learned_;
+  std::string user_buf_;
+};
+
+}  // namespace portalwatch
