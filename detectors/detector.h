@@ -39,6 +39,8 @@ class Detector {
   }
   /// The event fields this detector reads; the decoder skips fields no detector uses.
   virtual FieldSet fields_used() const = 0;
+  /// Whether this detector reads ev.source_threshold_multiplier / ev.source_class (shared egress).
+  virtual bool uses_source_class() const { return false; }
   /// Sizes of the keyed tables this detector holds, for metrics and memory accounting.
   virtual std::vector<TableStats> tables() const = 0;
 };

@@ -36,6 +36,7 @@ Engine::Engine(EngineOptions options, std::vector<DetectorInstance> detectors, c
       wall_clock_(wall_clock),
       decoder_(options_.fields, options_.max_message_bytes, fields_used(detectors_)),
       sources_(options_.sources) {
+  for (const auto& d : detectors_) classify_sources_ |= d.detector->uses_source_class();
   if (options_.time.reference == TimeOptions::Reference::kWallClock && !wall_clock_)
     throw std::invalid_argument("Engine: a wall clock is required for the wall-clock time reference");
 }
@@ -82,7 +83,7 @@ void Engine::process_event(Event& ev, FindingSink& out) {
   }
   if (max_time_ == kNoTime || t > max_time_) max_time_ = t;
   ev.time = t;
-  sources_.classify_and_learn(ev);
+  sources_.observe(ev, classify_sources_);
 
   const TimeMs wm = watermark();
   const bool tick = last_tick_ == kNoTime || wm / kSecondMs != last_tick_ / kSecondMs;

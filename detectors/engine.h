@@ -101,6 +101,7 @@ class Engine {
   const Clock* wall_clock_;
   EventDecoder decoder_;  // after detectors_: built for the fields they use
   SourceClassifier sources_;
+  bool classify_sources_ = false;  // some detector reads the source class
   Event event_;
   EngineStats stats_;
   TimeMs max_time_ = kNoTime;

@@ -36,24 +36,27 @@ SourceClassifier::SourceClassifier(SourcesConfig config)
     : config_(std::move(config)),
       learned_("shared_sources", config_.max_learned_sources, 2 * config_.learning_period_ms) {}
 
-void SourceClassifier::classify_and_learn(Event& ev) {
+void SourceClassifier::observe(Event& ev, bool classify) {
   ev.source_key = aggregate(ev.source_ip);
   ev.source_threshold_multiplier = 1;
   ev.source_class = {};
-  for (const auto& t : config_.trusted_networks) {
-    for (const auto& n : t.networks) {
-      if (n.contains(ev.source_ip)) {
-        ev.source_threshold_multiplier = t.threshold_multiplier;
-        ev.source_class = t.name;
-        return;  // configured trust wins; nothing to learn
+  if (classify) {
+    for (const auto& t : config_.trusted_networks) {
+      for (const auto& n : t.networks) {
+        if (n.contains(ev.source_ip)) {
+          ev.source_threshold_multiplier = t.threshold_multiplier;
+          ev.source_class = t.name;
+          return;  // configured trust wins; nothing to learn
+        }
       }
     }
   }
   if (!config_.learn_shared) return;
-  const std::int64_t period = ev.time / config_.learning_period_ms;
   const bool learns = ev.action == Action::kLogin && ev.outcome == Outcome::kSuccess && !ev.user_name.empty();
+  if (!learns && !classify) return;
   Learned* l = learns ? &learned_.upsert(ev.source_key, ev.time) : learned_.find(ev.source_key);
   if (!l) return;
+  const std::int64_t period = ev.time / config_.learning_period_ms;
   if (l->period != period) {
     // Roll the period: what was current becomes the evidence for the new one.
     l->previous_accounts = l->period == period - 1 ? static_cast<std::uint32_t>(l->accounts.count()) : 0;
@@ -61,7 +64,7 @@ void SourceClassifier::classify_and_learn(Event& ev) {
     l->period = period;
   }
   if (learns) l->accounts.add(normalize_user(ev.user_name, user_buf_));
-  if (l->previous_accounts >= config_.shared_min_accounts) {
+  if (classify && l->previous_accounts >= config_.shared_min_accounts) {
     ev.source_threshold_multiplier = config_.shared_threshold_multiplier;
     ev.source_class = "learned_shared";
   }

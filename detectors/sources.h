@@ -45,10 +45,12 @@ class SourceClassifier {
  public:
   explicit SourceClassifier(SourcesConfig config);
 
-  /// Sets ev.source_key, ev.source_threshold_multiplier and ev.source_class, then learns from the
-  /// event (successful logins). Classification uses only completed periods, so a burst of
-  /// successful logins from a new source cannot make that source trusted while it happens.
-  void classify_and_learn(Event& ev);
+  /// Sets ev.source_key and learns from the event (successful logins). With classify, also sets
+  /// ev.source_threshold_multiplier and ev.source_class; that costs a table lookup per event, so
+  /// the engine asks for it only when a detector uses it. Classification uses only completed
+  /// periods, so a burst of successful logins from a new source cannot trust that source while it
+  /// happens.
+  void observe(Event& ev, bool classify);
   IpAddress aggregate(const IpAddress& ip) const {
     return ip.masked(ip.v4 ? config_.ipv4_prefix : config_.ipv6_prefix);
   }

@@ -26,13 +26,13 @@ TEST_CASE("sources: IPv6 sources aggregate by /64, IPv4 by address") {
   Event a = login(kDay0, "u", "2001:db8:1:2::10");
   Event b = login(kDay0, "u", "2001:db8:1:2:ffff::1");
   Event d = login(kDay0, "u", "2001:db8:1:3::10");
-  c.classify_and_learn(a);
-  c.classify_and_learn(b);
-  c.classify_and_learn(d);
+  c.observe(a, true);
+  c.observe(b, true);
+  c.observe(d, true);
   CHECK(a.source_key == b.source_key);
   CHECK_FALSE(a.source_key == d.source_key);
   Event v4 = login(kDay0, "u", "192.0.2.55");
-  c.classify_and_learn(v4);
+  c.observe(v4, true);
   CHECK(v4.source_key.to_string() == "192.0.2.55");
 }
 
@@ -42,8 +42,8 @@ TEST_CASE("sources: a configured trusted network carries its name and multiplier
   SourceClassifier c{cfg};
   Event in = login(kDay0, "u", "203.0.113.5");
   Event out = login(kDay0, "u", "203.0.113.17");
-  c.classify_and_learn(in);
-  c.classify_and_learn(out);
+  c.observe(in, true);
+  c.observe(out, true);
   CHECK(in.source_class == "state-offices");
   CHECK(in.source_threshold_multiplier == 20);
   CHECK(out.source_class.empty());
@@ -59,27 +59,27 @@ TEST_CASE("sources: a NAT is learned as shared from one day's sign-ins; a burst 
     Event ev = login(kDay0 + 8 * kHourMs + i * kMinuteMs, "emp" + std::to_string(i), "198.51.100.10");
     const std::string name = "emp" + std::to_string(i);
     ev.user_name = name;
-    c.classify_and_learn(ev);
+    c.observe(ev, true);
     CHECK(ev.source_class.empty());  // not yet: only completed periods count
   }
   for (int i = 0; i < 40; ++i) {
     const std::string name = "victim" + std::to_string(i);
     Event ev = login(kDay0 + 20 * kHourMs + i * kSecondMs, name, "45.32.9.47");
-    c.classify_and_learn(ev);
+    c.observe(ev, true);
     CHECK(ev.source_class.empty());
   }
   // Day 1: the NAT is shared egress. The phisher's host also learned, which is why it counts
   // only for the next period and why multi_account_source compares against history.
   Event nat = login(kDay0 + kDayMs + 9 * kHourMs, "x", "198.51.100.10", Outcome::kFailure);
-  c.classify_and_learn(nat);
+  c.observe(nat, true);
   CHECK(nat.source_class == "learned_shared");
   CHECK(nat.source_threshold_multiplier == 10);
   Event home = login(kDay0 + kDayMs + 9 * kHourMs, "y", "192.0.2.200", Outcome::kFailure);
-  c.classify_and_learn(home);
+  c.observe(home, true);
   CHECK(home.source_class.empty());
   // Day 3 with no sign-ins on day 2: the NAT's evidence is stale and it is no longer shared.
   Event later = login(kDay0 + 3 * kDayMs + 9 * kHourMs, "x", "198.51.100.10", Outcome::kFailure);
-  c.classify_and_learn(later);
+  c.observe(later, true);
   CHECK(later.source_class.empty());
 }
 
