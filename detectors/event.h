@@ -101,6 +101,7 @@ struct Event {
   IpAddress source_ip;
   // Set by the engine (SourceClassifier) before detectors see the event:
   IpAddress source_key;                    ///< source_ip aggregated (IPv6 by its /64 by default)
+  std::uint8_t source_key_prefix = 32;     ///< the prefix length source_key was aggregated to
   double source_threshold_multiplier = 1;  ///< > 1 for trusted or learned shared egress
   std::string_view source_class;           ///< "", a trusted network's name, or "learned_shared"
 
@@ -126,6 +127,11 @@ struct Event {
     for (std::uint8_t i = 0; i < role_count; ++i)
       if (roles[i] == role) return true;
     return false;
+  }
+  /// The aggregated source as text: "192.0.2.1", or "2001:db8:1:2::/64" for a prefix.
+  std::string source_key_text() const {
+    const bool host = source_key_prefix == (source_key.v4 ? 32 : 128);
+    return host ? source_key.to_string() : source_key.to_string() + "/" + std::to_string(source_key_prefix);
   }
   bool is_auth() const noexcept { return action == Action::kLogin || action == Action::kMfa; }
 };

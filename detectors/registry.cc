@@ -2,6 +2,7 @@
 
 #include "detectors/brute_force.h"
 #include "detectors/detector.h"
+#include "detectors/password_spray.h"
 
 namespace portalwatch {
 
@@ -27,6 +28,7 @@ void register_builtin_detectors(DetectorRegistry& registry) {
   };
   const Builtin builtins[] = {
       {"brute_force", make_brute_force},
+      {"password_spray", make_password_spray},
   };
   for (const auto& b : builtins) {
     if (!registry.add(b.type, b.factory)) throw std::logic_error(std::string("detector type registered twice: ") + b.type);

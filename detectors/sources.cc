@@ -38,6 +38,7 @@ SourceClassifier::SourceClassifier(SourcesConfig config)
 
 void SourceClassifier::observe(Event& ev, bool classify) {
   ev.source_key = aggregate(ev.source_ip);
+  ev.source_key_prefix = static_cast<std::uint8_t>(ev.source_ip.v4 ? config_.ipv4_prefix : config_.ipv6_prefix);
   ev.source_threshold_multiplier = 1;
   ev.source_class = {};
   if (classify) {
