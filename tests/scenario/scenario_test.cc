@@ -1,0 +1,183 @@
+// The scenario suite: days of simulated portal traffic with labelled attacks of every kind, run
+// through the shipped default configuration. For each attack kind whose detector is configured,
+// every attack must be found on its entity within a stated time, and benign traffic must raise
+// no medium-or-higher finding. Prints recall, false alerts per simulated day and time to detect.
+#define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <set>
+
+#include "daemon/config.h"
+#include "daemon/simulator.h"
+#include "detectors/engine.h"
+
+namespace portalwatch {
+
+namespace {
+
+using sim::AttackKind;
+
+/// How soon after an attack's first event its finding must appear.
+TimeMs max_time_to_detect(AttackKind kind) {
+  switch (kind) {
+    case AttackKind::kLowAndSlowStuffing: return 3 * kHourMs;
+    case AttackKind::kCredentialStuffing:
+    case AttackKind::kMultiAccountSource:
+    case AttackKind::kAccountTakeover: return 30 * kMinuteMs;
+    default: return 15 * kMinuteMs;
+  }
+}
+
+struct Collect final : FindingSink {
+  std::vector<Finding> findings;
+  void emit(Finding&& f) override { findings.push_back(std::move(f)); }
+};
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+bool names(const Finding& f, const sim::AttackLabel& l) {
+  const std::string type(to_string(f.entity_type));
+  auto same = [&](const std::string& t, const std::string& v) { return t == type && lower(v) == lower(f.entity); };
+  if (same(l.entity_type, l.entity)) return true;
+  for (const auto& a : l.alternates)
+    if (same(a.type, a.value)) return true;
+  return false;
+}
+
+struct KindScore {
+  int attacks = 0;
+  int found = 0;
+  std::vector<TimeMs> ttd;
+};
+
+}  // namespace
+
+TEST_CASE("scenario: three simulated days, every attack kind, the default configuration") {
+  const TimeMs start = *parse_rfc3339("2026-12-14T06:00:00Z");  // a Monday morning, Central time
+  const TimeMs days = 3;
+  sim::SimulatorOptions so;
+  so.seed = 2026;
+  so.start = start;
+  so.events_per_second = 20;  // at the weekday peak: ~0.7 M events a day, realistic per-user volumes
+  so.password_expiry_days = {start + kDayMs + 6 * kHourMs};  // a password-expiry morning on day 2
+  so.label_events = true;  // attack events name their attack, so findings on attack sources are explained
+  // Every kind twice: once on day 1, again on day 2 at another hour.
+  so.attacks = sim::default_attack_schedule(start + 2 * kHourMs, 90 * kMinuteMs);
+  for (auto spec : sim::default_attack_schedule(start + kDayMs + 9 * kHourMs, 80 * kMinuteMs)) so.attacks.push_back(spec);
+  sim::PortalSimulator simulator(so);
+
+  ConfigResult loaded = load_config(std::nullopt);
+  REQUIRE_MESSAGE(loaded.config, loaded.errors);
+  Config config = std::move(*loaded.config);
+  config.engine.time.reference = TimeOptions::Reference::kStream;
+  std::set<std::string> configured;
+  for (const auto& d : config.detectors) configured.emplace(d.detector->detector());
+  Engine engine(config.engine, std::move(config.detectors), nullptr);
+
+  Collect out;
+  std::string line;
+  const TimeMs end = start + days * kDayMs;
+  // Which attack each attacker-controlled entity (source, provider, account) took part in.
+  std::map<std::string, std::set<std::string>> attack_entities;
+  EventDecoder label_decoder;
+  Event attack_event;
+  while (true) {
+    const TimeMs t = simulator.next(line);
+    if (t < 0 || t >= end) break;
+    engine.process(line, false, out);
+    const auto at = line.find("\"attack_id\":\"");
+    if (at == std::string::npos || !label_decoder.decode(line, false, attack_event).ok) continue;
+    const std::string id = line.substr(at + 13, line.find('"', at + 13) - at - 13);
+    attack_entities["ip:" + attack_event.source_ip.to_string()].insert(id);
+    attack_entities["ip:" + attack_event.source_ip.masked(64).to_string() + "/64"].insert(id);
+    if (attack_event.as_number) attack_entities["asn:" + std::to_string(attack_event.as_number)].insert(id);
+    if (!attack_event.user_name.empty()) attack_entities["user:" + lower(std::string(attack_event.user_name))].insert(id);
+    if (!attack_event.session_id.empty()) attack_entities["session:" + std::string(attack_event.session_id)].insert(id);
+    if (!attack_event.device_id.empty()) attack_entities["device:" + std::string(attack_event.device_id)].insert(id);
+  }
+  REQUIRE(engine.stats().rejected_total() == 0);
+
+  // Score.
+  std::map<AttackKind, KindScore> by_kind;
+  std::vector<bool> explained(out.findings.size(), false);
+  std::map<std::string, const sim::AttackLabel*> label_by_id;
+  for (const auto& label : simulator.attacks()) label_by_id[label.id] = &label;
+  for (size_t i = 0; i < out.findings.size(); ++i) {
+    // A finding on an entity an attack used, while it ran (and a window after), is the attack's.
+    const Finding& f = out.findings[i];
+    const auto it = attack_entities.find(std::string(to_string(f.entity_type)) + ":" + lower(f.entity));
+    if (f.entity_type == EntityType::kGlobal) {
+      for (const auto& label : simulator.attacks())
+        explained[i] = explained[i] || (f.at >= label.start && f.at <= label.end + 30 * kMinuteMs);
+    }
+    if (it == attack_entities.end()) continue;
+    for (const auto& id : it->second) {
+      auto l = label_by_id.find(id);
+      if (l == label_by_id.end()) l = label_by_id.find(id.substr(0, id.find('-')));  // a multi-entity attack
+      REQUIRE_MESSAGE(l != label_by_id.end(), "event labelled with unknown attack " << id);
+      if (f.at >= l->second->start - kMinuteMs && f.at <= l->second->end + 30 * kMinuteMs) explained[i] = true;
+    }
+  }
+  for (const auto& label : simulator.attacks()) {
+    const std::string detector(sim::expected_detector(label.kind));
+    for (size_t i = 0; i < out.findings.size(); ++i) {
+      const Finding& f = out.findings[i];
+      if (names(f, label) && f.at >= label.start - kMinuteMs && f.at <= label.end + 30 * kMinuteMs) explained[i] = true;
+    }
+    if (!configured.count(detector)) continue;
+    KindScore& ks = by_kind[label.kind];
+    ++ks.attacks;
+    TimeMs first = -1;
+    for (const auto& f : out.findings)
+      if (f.detector == detector && names(f, label) && f.at >= label.start && f.at <= label.end + 30 * kMinuteMs &&
+          f.severity >= Severity::kMedium)
+        if (first < 0 || f.at < first) first = f.at;
+    if (first >= 0 && first - label.start <= max_time_to_detect(label.kind)) {
+      ++ks.found;
+      ks.ttd.push_back(first - label.start);
+    } else {
+      FAIL_CHECK("attack " << label.id << " (" << sim::to_string(label.kind) << " on " << label.entity_type << " "
+                           << label.entity << ") not found by " << detector << " within "
+                           << format_duration(max_time_to_detect(label.kind)));
+    }
+  }
+  std::map<std::string, int> false_alerts;
+  int false_total = 0;
+  for (size_t i = 0; i < out.findings.size(); ++i) {
+    const Finding& f = out.findings[i];
+    if (explained[i] || f.severity < Severity::kMedium) continue;
+    ++false_alerts[std::string(f.detector)];
+    ++false_total;
+    if (false_total <= 10) MESSAGE("false alert: " << f.to_json());
+  }
+
+  std::printf("\nscenario: %lld simulated days, %llu events, %zu attacks labelled, %zu findings\n",
+              static_cast<long long>(days), static_cast<unsigned long long>(engine.stats().received),
+              simulator.attacks().size(), out.findings.size());
+  std::printf("%-34s %8s %8s %12s %12s\n", "attack kind (detector)", "attacks", "found", "median TTD", "max TTD");
+  int attacks = 0, found = 0;
+  for (auto& [kind, ks] : by_kind) {
+    std::sort(ks.ttd.begin(), ks.ttd.end());
+    const std::string name = std::string(sim::to_string(kind)) + " (" + std::string(sim::expected_detector(kind)) + ")";
+    std::printf("%-34s %8d %8d %12s %12s\n", name.c_str(), ks.attacks, ks.found,
+                ks.ttd.empty() ? "-" : format_duration(ks.ttd[ks.ttd.size() / 2]).c_str(),
+                ks.ttd.empty() ? "-" : format_duration(ks.ttd.back()).c_str());
+    attacks += ks.attacks;
+    found += ks.found;
+  }
+  std::printf("recall %d/%d = %.1f%%; false alerts (medium or higher): %d in %lld days = %.2f per day",
+              found, attacks, attacks ? 100.0 * found / attacks : 0.0, false_total, static_cast<long long>(days),
+              static_cast<double>(false_total) / static_cast<double>(days));
+  for (const auto& [d, n] : false_alerts) std::printf(" [%s %d]", d.c_str(), n);
+  std::printf("\n\n");
+  CHECK(attacks > 0);
+  CHECK(false_total == 0);
+}
+
+}  // namespace portalwatch
