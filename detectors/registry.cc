@@ -1,7 +1,12 @@
 #include <set>
 
+#include "detectors/automation.h"
 #include "detectors/brute_force.h"
+#include "detectors/credential_stuffing.h"
 #include "detectors/detector.h"
+#include "detectors/enumeration.h"
+#include "detectors/failure_spike.h"
+#include "detectors/multi_account_source.h"
 #include "detectors/password_spray.h"
 
 namespace portalwatch {
@@ -29,6 +34,11 @@ void register_builtin_detectors(DetectorRegistry& registry) {
   const Builtin builtins[] = {
       {"brute_force", make_brute_force},
       {"password_spray", make_password_spray},
+      {"credential_stuffing", make_credential_stuffing},
+      {"failure_spike", make_failure_spike},
+      {"enumeration", make_enumeration},
+      {"automation", make_automation},
+      {"multi_account_source", make_multi_account_source},
   };
   for (const auto& b : builtins) {
     if (!registry.add(b.type, b.factory)) throw std::logic_error(std::string("detector type registered twice: ") + b.type);

@@ -122,25 +122,38 @@ class KeyedTable {
 
  private:
   void make_room(TimeMs now) {
-    expire(now);
-    if (map_.size() < capacity_ - capacity_ / 8) return;
-    // Evict the least recently seen eighth, so the next inserts need no work.
-    std::vector<TimeMs> seen;
-    seen.reserve(map_.size());
-    for (const auto& [k, e] : map_) seen.push_back(e.last_seen);
-    const size_t n = std::max<std::size_t>(1, capacity_ / 8);
-    std::nth_element(seen.begin(), seen.begin() + static_cast<std::ptrdiff_t>(n - 1), seen.end());
-    const TimeMs cutoff = seen[n - 1];
-    size_t removed = 0;
-    for (auto it = map_.begin(); it != map_.end() && removed < n;) {
-      if (it->second.last_seen <= cutoff) {
-        it = map_.erase(it);
-        ++removed;
+    // One pass over the table: drop what has expired and, if that is not enough to free an eighth,
+    // the least recently seen entries. The cut-off comes from a sample (the first entries in hash
+    // order, unrelated to age), so no sort of the whole table is needed.
+    const size_t target = std::max<std::size_t>(1, capacity_ / 8);
+    constexpr size_t kSample = 4096;
+    std::vector<TimeMs> sample;
+    sample.reserve(std::min(kSample, map_.size()));
+    size_t idle = 0;
+    for (auto it = map_.begin(); it != map_.end() && sample.size() < kSample; ++it) {
+      sample.push_back(it->second.last_seen);
+      idle += it->second.last_seen < now - idle_ms_;
+    }
+    TimeMs cutoff = now - idle_ms_ - 1;  // expiry only
+    if (idle * map_.size() < target * sample.size()) {
+      const size_t k = std::min(sample.size() - 1, (sample.size() * target + map_.size() - 1) / map_.size());
+      std::nth_element(sample.begin(), sample.begin() + static_cast<std::ptrdiff_t>(k), sample.end());
+      cutoff = std::max(cutoff, sample[k]);
+    }
+    size_t evicted = 0;  // many entries seen in the same millisecond must not all go
+    for (auto it = map_.begin(); it != map_.end();) {
+      const TimeMs seen = it->second.last_seen;
+      if (seen < now - idle_ms_) {
+        ++expirations_;
+      } else if (seen <= cutoff && evicted < target) {
+        ++evicted;
+        ++evictions_;
       } else {
         ++it;
+        continue;
       }
+      it = map_.erase(it);
     }
-    evictions_ += removed;
   }
 
   std::string_view name_;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <set>
 
@@ -48,6 +49,20 @@ bool names(const Finding& f, const sim::AttackLabel& l) {
   for (const auto& a : l.alternates)
     if (same(a.type, a.value)) return true;
   return false;
+}
+
+/// Detectors that must find an attack of this kind: its canonical one, and failure_spike for the
+/// stuffing wave (the one attack that moves the portal-wide failure ratio on its own).
+std::vector<std::string> expected_detectors(AttackKind kind) {
+  std::vector<std::string> out{std::string(sim::expected_detector(kind))};
+  if (kind == AttackKind::kCredentialStuffing) out.emplace_back("failure_spike");
+  return out;
+}
+
+/// Attacks whose failed sign-ins can move portal-wide figures, and so explain a global finding.
+bool moves_failures(AttackKind kind) {
+  return kind == AttackKind::kBruteForce || kind == AttackKind::kPasswordSpray ||
+         kind == AttackKind::kCredentialStuffing || kind == AttackKind::kLowAndSlowStuffing;
 }
 
 struct KindScore {
@@ -104,7 +119,7 @@ TEST_CASE("scenario: three simulated days, every attack kind, the default config
   REQUIRE(engine.stats().rejected_total() == 0);
 
   // Score.
-  std::map<AttackKind, KindScore> by_kind;
+  std::map<std::pair<AttackKind, std::string>, KindScore> by_kind;
   std::vector<bool> explained(out.findings.size(), false);
   std::map<std::string, const sim::AttackLabel*> label_by_id;
   for (const auto& label : simulator.attacks()) label_by_id[label.id] = &label;
@@ -114,7 +129,8 @@ TEST_CASE("scenario: three simulated days, every attack kind, the default config
     const auto it = attack_entities.find(std::string(to_string(f.entity_type)) + ":" + lower(f.entity));
     if (f.entity_type == EntityType::kGlobal) {
       for (const auto& label : simulator.attacks())
-        explained[i] = explained[i] || (f.at >= label.start && f.at <= label.end + 30 * kMinuteMs);
+        explained[i] = explained[i] || (moves_failures(label.kind) && f.at >= label.start &&
+                                        f.at <= label.end + 30 * kMinuteMs);
     }
     if (it == attack_entities.end()) continue;
     for (const auto& id : it->second) {
@@ -125,36 +141,41 @@ TEST_CASE("scenario: three simulated days, every attack kind, the default config
     }
   }
   for (const auto& label : simulator.attacks()) {
-    const std::string detector(sim::expected_detector(label.kind));
     for (size_t i = 0; i < out.findings.size(); ++i) {
       const Finding& f = out.findings[i];
       if (names(f, label) && f.at >= label.start - kMinuteMs && f.at <= label.end + 30 * kMinuteMs) explained[i] = true;
     }
-    if (!configured.count(detector)) continue;
-    KindScore& ks = by_kind[label.kind];
-    ++ks.attacks;
-    TimeMs first = -1;
-    for (const auto& f : out.findings)
-      if (f.detector == detector && names(f, label) && f.at >= label.start && f.at <= label.end + 30 * kMinuteMs &&
-          f.severity >= Severity::kMedium)
-        if (first < 0 || f.at < first) first = f.at;
-    if (first >= 0 && first - label.start <= max_time_to_detect(label.kind)) {
-      ++ks.found;
-      ks.ttd.push_back(first - label.start);
-    } else {
-      FAIL_CHECK("attack " << label.id << " (" << sim::to_string(label.kind) << " on " << label.entity_type << " "
-                           << label.entity << ") not found by " << detector << " within "
-                           << format_duration(max_time_to_detect(label.kind)));
+    for (const std::string& detector : expected_detectors(label.kind)) {
+      if (!configured.count(detector)) continue;
+      KindScore& ks = by_kind[{label.kind, detector}];
+      ++ks.attacks;
+      TimeMs first = -1;
+      for (const auto& f : out.findings)
+        if (f.detector == detector && (names(f, label) || f.entity_type == EntityType::kGlobal) &&
+            f.at >= label.start && f.at <= label.end + 30 * kMinuteMs && f.severity >= Severity::kMedium)
+          if (first < 0 || f.at < first) first = f.at;
+      if (first >= 0 && first - label.start <= max_time_to_detect(label.kind)) {
+        ++ks.found;
+        ks.ttd.push_back(first - label.start);
+      } else {
+        FAIL_CHECK("attack " << label.id << " (" << sim::to_string(label.kind) << " on " << label.entity_type << " "
+                             << label.entity << ") not found by " << detector << " within "
+                             << format_duration(max_time_to_detect(label.kind)));
+      }
     }
   }
+  // SCENARIO_SHOW=<detector> prints every finding of that detector, for tuning.
+  if (const char* show = std::getenv("SCENARIO_SHOW"))
+    for (const auto& f : out.findings)
+      if (f.detector == show) std::printf("%s\n", f.to_json().c_str());
   std::map<std::string, int> false_alerts;
   int false_total = 0;
   for (size_t i = 0; i < out.findings.size(); ++i) {
     const Finding& f = out.findings[i];
     if (explained[i] || f.severity < Severity::kMedium) continue;
-    ++false_alerts[std::string(f.detector)];
+    ++false_alerts[std::string(f.detector) + "/" + std::string(to_string(f.entity_type))];
     ++false_total;
-    if (false_total <= 10) MESSAGE("false alert: " << f.to_json());
+    if (false_total <= 10 || std::getenv("SCENARIO_SHOW_ALL")) MESSAGE("false alert: " << f.to_json());
   }
 
   std::printf("\nscenario: %lld simulated days, %llu events, %zu attacks labelled, %zu findings\n",
@@ -162,9 +183,9 @@ TEST_CASE("scenario: three simulated days, every attack kind, the default config
               simulator.attacks().size(), out.findings.size());
   std::printf("%-34s %8s %8s %12s %12s\n", "attack kind (detector)", "attacks", "found", "median TTD", "max TTD");
   int attacks = 0, found = 0;
-  for (auto& [kind, ks] : by_kind) {
+  for (auto& [key, ks] : by_kind) {
     std::sort(ks.ttd.begin(), ks.ttd.end());
-    const std::string name = std::string(sim::to_string(kind)) + " (" + std::string(sim::expected_detector(kind)) + ")";
+    const std::string name = std::string(sim::to_string(key.first)) + " (" + key.second + ")";
     std::printf("%-34s %8d %8d %12s %12s\n", name.c_str(), ks.attacks, ks.found,
                 ks.ttd.empty() ? "-" : format_duration(ks.ttd[ks.ttd.size() / 2]).c_str(),
                 ks.ttd.empty() ? "-" : format_duration(ks.ttd.back()).c_str());
