@@ -11,9 +11,12 @@ AutomationConfig read_automation_config(MapReader& cfg) {
   c.severity.read(cfg, "severity");
   c.tool_user_agents = cfg.get_string_list("tool_user_agents", c.tool_user_agents);
   for (const auto& p : c.tool_user_agents)
-    if (p.empty()) cfg.child("tool_user_agents").error("an empty pattern would match every user agent");
-  if (c.tool_user_agents.size() > 30000) cfg.child("tool_user_agents").error("at most 30000 patterns");
-  c.missing_user_agent_is_tool = cfg.get_bool("missing_user_agent_is_tool", c.missing_user_agent_is_tool);
+    if (p.empty())
+      cfg.child("tool_user_agents").error("an empty pattern would match every user agent");
+  if (c.tool_user_agents.size() > 30000)
+    cfg.child("tool_user_agents").error("at most 30000 patterns");
+  c.missing_user_agent_is_tool =
+      cfg.get_bool("missing_user_agent_is_tool", c.missing_user_agent_is_tool);
   c.min_gaps = cfg.get_int("min_gaps", c.min_gaps, 5, 60000);
   c.regular_tolerance_ms = cfg.get_int("regular_tolerance_ms", c.regular_tolerance_ms, 0, 60000);
   c.regular_tolerance = cfg.get_double("regular_tolerance", c.regular_tolerance, 0, 1);
@@ -21,7 +24,8 @@ AutomationConfig read_automation_config(MapReader& cfg) {
   c.fast_gap_ms = cfg.get_int("fast_gap_ms", c.fast_gap_ms, 0, 60000);
   c.fast_share = cfg.get_double("fast_share", c.fast_share, 0.1, 1);
   c.cadence_max_accounts = cfg.get_int("cadence_max_accounts", c.cadence_max_accounts, 0, 1000);
-  c.max_sources = static_cast<std::size_t>(cfg.get_int("max_sources", static_cast<std::int64_t>(c.max_sources), 16, 100'000'000));
+  c.max_sources = static_cast<std::size_t>(
+      cfg.get_int("max_sources", static_cast<std::int64_t>(c.max_sources), 16, 100'000'000));
   return c;
 }
 
@@ -55,11 +59,14 @@ int AutomationDetector::tool_index(std::string_view ua) {
   return found;
 }
 
-bool AutomationDetector::is_tool(std::string_view user_agent) { return tool_index(user_agent) != 0; }
+bool AutomationDetector::is_tool(std::string_view user_agent) {
+  return tool_index(user_agent) != 0;
+}
 
 std::string_view AutomationDetector::tool_name(int index) const {
   if (index == kMissingUserAgent) return "no user agent";
-  return index > 0 ? std::string_view(config_.tool_user_agents[static_cast<size_t>(index - 1)]) : std::string_view();
+  return index > 0 ? std::string_view(config_.tool_user_agents[static_cast<size_t>(index - 1)])
+                   : std::string_view();
 }
 
 void AutomationDetector::on_event(const Event& ev, FindingSink& out) {
@@ -72,7 +79,7 @@ void AutomationDetector::on_event(const Event& ev, FindingSink& out) {
       s.requests[i] = s.tool[i] = s.gaps[i] = s.regular[i] = s.fast[i] = 0;
     }
     if (half - s.half >= 2) {  // a quiet window ends the episode
-      s.fired_severity = -1;
+      s.episode.reset();
       s.last = -1;
       s.last_gap = -1;
       s.sample_ua = 0;
@@ -82,7 +89,9 @@ void AutomationDetector::on_event(const Event& ev, FindingSink& out) {
     return;
   }
   const auto i = static_cast<size_t>(half % 2);
-  auto bump = [](std::uint16_t& c) { c = static_cast<std::uint16_t>(std::min<int>(c + 1, 0xFFFF)); };
+  auto bump = [](std::uint16_t& c) {
+    c = static_cast<std::uint16_t>(std::min<int>(c + 1, 0xFFFF));
+  };
   bump(s.requests[i]);
   const int tool = tool_index(ev.user_agent);
   if (tool != 0) {
@@ -95,8 +104,9 @@ void AutomationDetector::on_event(const Event& ev, FindingSink& out) {
     bump(s.gaps[i]);
     if (gap < config_.fast_gap_ms) bump(s.fast[i]);
     if (s.last_gap >= 0) {
-      const double tolerance = std::max<double>(static_cast<double>(config_.regular_tolerance_ms),
-                                                config_.regular_tolerance * static_cast<double>(gap));
+      const double tolerance =
+          std::max<double>(static_cast<double>(config_.regular_tolerance_ms),
+                           config_.regular_tolerance * static_cast<double>(gap));
       if (std::abs(gap - s.last_gap) <= tolerance) bump(s.regular[i]);
     }
     s.last_gap = gap;
@@ -133,25 +143,15 @@ void AutomationDetector::maybe_fire(Source& s, const Event& ev, FindingSink& out
     }
   }
   if (cadence) automated = requests;
-  const auto severity = config_.severity.at(static_cast<std::int64_t>(static_cast<double>(automated) / m));
+  const auto severity =
+      config_.severity.at(static_cast<std::int64_t>(static_cast<double>(automated) / m));
   if (!severity) return;
-  const bool escalated = static_cast<int>(*severity) > s.fired_severity;
-  const bool repeat = s.fired_severity >= 0 && ev.time - s.fired_at >= config_.window_ms;
-  if (!escalated && !repeat) return;
-  s.fired_severity = static_cast<std::int8_t>(*severity);
-  s.fired_at = ev.time;
+  if (!s.episode.report(*severity, ev.time, config_.window_ms)) return;
 
-  Finding f;
-  f.detector = detector();
-  f.name = name_;
-  f.severity = *severity;
-  f.entity_type = EntityType::kIp;
-  f.entity = ev.source_key_text();
-  f.at = ev.time;
-  f.window_start = ev.time - config_.window_ms;
-  f.window_end = ev.time;
-  f.summary = f.entity + " made " + std::to_string(requests) + " requests in " + format_duration(config_.window_ms) +
-              " like a script (" + why + ")";
+  Finding f = make_finding(detector(), name_, *severity, EntityType::kIp, ev.source_key_text(),
+                           ev.time, config_.window_ms);
+  f.summary = f.entity + " made " + std::to_string(requests) + " requests in " +
+              format_duration(config_.window_ms) + " like a script (" + why + ")";
   f.evidence.add("requests", requests);
   f.evidence.add("automated_requests", automated);
   f.evidence.add("tool_user_agent_requests", tool);
@@ -169,9 +169,7 @@ void AutomationDetector::maybe_fire(Source& s, const Event& ev, FindingSink& out
 }
 
 void AutomationDetector::on_time(TimeMs watermark, FindingSink&) {
-  if (watermark - last_expiry_ < config_.window_ms) return;
-  last_expiry_ = watermark;
-  sources_.expire(watermark);
+  sources_.maybe_expire(watermark);
 }
 
 std::vector<TableStats> AutomationDetector::tables() const {

@@ -23,15 +23,17 @@ struct AutomationConfig {
   /// Automated requests from one source in the window, by severity.
   SeverityLadder severity{0, 30, 300, 3000};
   std::vector<std::string> tool_user_agents{
-      "curl/",         "wget/",           "python-requests", "python-urllib", "python-httpx", "aiohttp",
-      "go-http-client", "java/",          "okhttp",          "apache-httpclient", "libwww-perl", "scrapy",
-      "node-fetch",    "axios/",          "undici",          "headlesschrome", "phantomjs",    "selenium",
-      "puppeteer",     "playwright",      "postmanruntime",  "httpie",         "powershell/",  "winhttp"};
+      "curl/",          "wget/",          "python-requests", "python-urllib", "python-httpx",
+      "aiohttp",        "go-http-client", "java/",           "okhttp",        "apache-httpclient",
+      "libwww-perl",    "scrapy",         "node-fetch",      "axios/",        "undici",
+      "headlesschrome", "phantomjs",      "selenium",        "puppeteer",     "playwright",
+      "postmanruntime", "httpie",         "powershell/",     "winhttp"};
   /// Requests without any User-Agent count as tool requests.
   bool missing_user_agent_is_tool = true;
   /// Cadence is judged after this many inter-arrival gaps in the window.
   std::int64_t min_gaps = 30;
-  /// A gap within max(regular_tolerance_ms, regular_tolerance × gap) of the previous one is regular.
+  /// A gap within max(regular_tolerance_ms, regular_tolerance × gap) of the previous one is
+  /// regular.
   TimeMs regular_tolerance_ms = 50;
   double regular_tolerance = 0.05;
   /// Share of regular gaps that makes a polling loop.
@@ -53,7 +55,9 @@ class AutomationDetector final : public Detector {
   std::string_view detector() const override { return "automation"; }
   void on_event(const Event& ev, FindingSink& out) override;
   void on_time(TimeMs watermark, FindingSink& out) override;
-  FieldSet fields_used() const override { return kAlwaysDecodedFields | field_bit(Field::kUserAgent); }
+  FieldSet fields_used() const override {
+    return kAlwaysDecodedFields | field_bit(Field::kUserAgent);
+  }
   bool uses_source_class() const override { return true; }
   std::vector<TableStats> tables() const override;
 
@@ -70,8 +74,7 @@ class AutomationDetector final : public Detector {
     std::int64_t half = 0;
     TimeMs last = -1;
     std::int32_t last_gap = -1;
-    std::int8_t fired_severity = -1;
-    TimeMs fired_at = 0;
+    Episode episode;
     std::uint16_t sample_ua = 0;  // the first tool seen this episode (see tool_index)
   };
 
@@ -95,7 +98,6 @@ class AutomationDetector final : public Detector {
   std::array<CacheSlot, kCacheSize> cache_{};
   KeyedTable<Source, IpAddress, IpHash> sources_;
   std::string user_buf_;
-  TimeMs last_expiry_ = 0;
 };
 
 }  // namespace portalwatch

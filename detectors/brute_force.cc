@@ -56,28 +56,16 @@ void BruteForceDetector::maybe_fire(std::string_view user, Account& a, const Eve
   if (!severity) {
     // Below every step: the episode is over; a later attack is a new one.
     if (failures == 0) {
-      a.fired_severity = -1;
+      a.episode.reset();
       a.source_count = 0;
     }
     return;
   }
   const bool compromised = successes > 0 && failures >= config_.success_after_failures;
   if (compromised && *severity < Severity::kHigh) severity = Severity::kHigh;
-  const bool escalated = static_cast<int>(*severity) > a.fired_severity;
-  const bool repeat = a.fired_severity >= 0 && ev.time - a.fired_at >= config_.window_ms;
-  if (!escalated && !repeat) return;
-  a.fired_severity = static_cast<std::int8_t>(*severity);
-  a.fired_at = ev.time;
+  if (!a.episode.report(*severity, ev.time, config_.window_ms)) return;
 
-  Finding f;
-  f.detector = detector();
-  f.name = name_;
-  f.severity = *severity;
-  f.entity_type = EntityType::kUser;
-  f.entity = std::string(user);
-  f.at = ev.time;
-  f.window_start = ev.time - config_.window_ms;
-  f.window_end = ev.time;
+  Finding f = make_finding(detector(), name_, *severity, EntityType::kUser, std::string(user), ev.time, config_.window_ms);
   f.summary = f.entity + " had " + std::to_string(failures) + " failed passwords in " +
               format_duration(config_.window_ms) + " from " + std::to_string(a.source_count) +
               (a.source_count == 1 ? " source" : " sources");
@@ -95,9 +83,7 @@ void BruteForceDetector::maybe_fire(std::string_view user, Account& a, const Eve
 
 void BruteForceDetector::on_time(TimeMs watermark, FindingSink&) {
   // Sweeping once per window keeps idle accounts from holding memory without a per-event cost.
-  if (watermark - last_expiry_ < config_.window_ms) return;
-  last_expiry_ = watermark;
-  accounts_.expire(watermark);
+  accounts_.maybe_expire(watermark);
 }
 
 std::vector<TableStats> BruteForceDetector::tables() const {

@@ -38,8 +38,7 @@ class BruteForceDetector final : public Detector {
     SlidingWindowCounter<kBuckets> successes;
     std::array<IpAddress, kSampleSources> sources{};  // first distinct sources of the episode
     std::uint8_t source_count = 0;                     // distinct sources seen (saturates at 255)
-    std::int8_t fired_severity = -1;                   // highest severity reported this episode
-    TimeMs fired_at = 0;
+    Episode episode;
   };
 
   void note_source(Account& a, const IpAddress& ip);
@@ -50,7 +49,6 @@ class BruteForceDetector final : public Detector {
   TimeMs span_;
   KeyedTable<Account> accounts_;
   std::string user_buf_;
-  TimeMs last_expiry_ = 0;
 };
 
 }  // namespace portalwatch

@@ -10,9 +10,11 @@ CredentialStuffingConfig read_credential_stuffing_config(MapReader& cfg) {
   CredentialStuffingConfig c;
   c.window_ms = cfg.get_int("window_seconds", c.window_ms / kSecondMs, 300, 7 * 86400) * kSecondMs;
   c.source_min_accounts = cfg.get_int("source_min_accounts", c.source_min_accounts, 1, 1000);
-  c.source_max_success_share = cfg.get_double("source_max_success_share", c.source_max_success_share, 0, 1);
+  c.source_max_success_share =
+      cfg.get_double("source_max_success_share", c.source_max_success_share, 0, 1);
   c.severity.read(cfg, "severity");
-  c.min_unknown_user_share = cfg.get_double("min_unknown_user_share", c.min_unknown_user_share, 0, 1);
+  c.min_unknown_user_share =
+      cfg.get_double("min_unknown_user_share", c.min_unknown_user_share, 0, 1);
   c.max_success_share = cfg.get_double("max_success_share", c.max_success_share, 0, 1);
   c.baseline_factor = cfg.get_double("baseline_factor", c.baseline_factor, 1, 1000);
   c.baseline_alpha = cfg.get_double("baseline_alpha", c.baseline_alpha, 0.0001, 1);
@@ -20,16 +22,20 @@ CredentialStuffingConfig read_credential_stuffing_config(MapReader& cfg) {
   c.asn_severity.read(cfg, "asn_severity");
   c.by_ip = cfg.get_bool("by_ip", c.by_ip);
   c.ip_severity.read(cfg, "ip_severity");
-  c.max_sources = static_cast<std::size_t>(cfg.get_int("max_sources", static_cast<std::int64_t>(c.max_sources), 16, 100'000'000));
-  c.max_asns = static_cast<std::size_t>(cfg.get_int("max_asns", static_cast<std::int64_t>(c.max_asns), 16, 10'000'000));
+  c.max_sources = static_cast<std::size_t>(
+      cfg.get_int("max_sources", static_cast<std::int64_t>(c.max_sources), 16, 100'000'000));
+  c.max_asns = static_cast<std::size_t>(
+      cfg.get_int("max_asns", static_cast<std::int64_t>(c.max_asns), 16, 10'000'000));
   return c;
 }
 
 std::unique_ptr<Detector> make_credential_stuffing(MapReader& cfg, const DetectorCommon& common) {
-  return std::make_unique<CredentialStuffingDetector>(read_credential_stuffing_config(cfg), common.name);
+  return std::make_unique<CredentialStuffingDetector>(read_credential_stuffing_config(cfg),
+                                                      common.name);
 }
 
-CredentialStuffingDetector::CredentialStuffingDetector(CredentialStuffingConfig config, std::string name)
+CredentialStuffingDetector::CredentialStuffingDetector(CredentialStuffingConfig config,
+                                                       std::string name)
     : config_(std::move(config)),
       name_(std::move(name)),
       half_ms_(std::max<TimeMs>(1, config_.window_ms / 2)),
@@ -48,7 +54,8 @@ double share(std::int64_t part, std::int64_t whole) {
 template <typename State, typename ClearHalf>
 bool slide_halves(State& s, std::int64_t half, ClearHalf clear) {
   if (half > s.half) {
-    for (std::int64_t h = std::max(s.half + 1, half - 1); h <= half; ++h) clear(static_cast<size_t>(h % 2));
+    for (std::int64_t h = std::max(s.half + 1, half - 1); h <= half; ++h)
+      clear(static_cast<size_t>(h % 2));
     s.half = half;
     return true;
   }
@@ -83,13 +90,15 @@ void CredentialStuffingDetector::on_event(const Event& ev, FindingSink& out) {
         s.accounts[i].clear();
         s.failures[i] = s.unknown_user[i] = s.successes[i] = 0;
       }))
-    return;  // older than the window
+    return;                         // older than the window
   if (half - previous_half >= 2) {  // a quiet window ends the source's episode
     s.stuffing = false;
-    s.fired_severity = -1;
+    s.episode.reset();
   }
   const auto i = static_cast<size_t>(half % 2);
-  auto bump = [](std::uint16_t& c) { c = static_cast<std::uint16_t>(std::min<int>(c + 1, 0xFFFF)); };
+  auto bump = [](std::uint16_t& c) {
+    c = static_cast<std::uint16_t>(std::min<int>(c + 1, 0xFFFF));
+  };
   if (failure) {
     bump(s.failures[i]);
     if (ev.reason == Reason::kUnknownUser) bump(s.unknown_user[i]);
@@ -106,15 +115,18 @@ void CredentialStuffingDetector::on_event(const Event& ev, FindingSink& out) {
   merged.merge(s.accounts[1]);
   const std::int64_t accounts = merged.count();
   const double m = ev.source_threshold_multiplier;
-  const bool shaped = static_cast<double>(accounts) >= static_cast<double>(config_.source_min_accounts) * m &&
-                      share(successes, failures + successes) <= config_.source_max_success_share;
+  const bool shaped =
+      static_cast<double>(accounts) >= static_cast<double>(config_.source_min_accounts) * m &&
+      share(successes, failures + successes) <= config_.source_max_success_share;
 
   // Portal-wide and per-AS accounting of stuffing-shaped sources, while they are: a source that
   // turns stuffing-shaped brings its failures so far with it; one that starts succeeding (a
   // household, an office NAT early in the morning) stops counting.
   if (shaped) {
     Bucket& b = bucket(ev.time);
-    std::uint32_t add_failures = failure ? 1 : 0, add_unknown = ev.reason == Reason::kUnknownUser ? 1 : 0;
+    dirty_ = true;
+    std::uint32_t add_failures = failure ? 1 : 0,
+                  add_unknown = ev.reason == Reason::kUnknownUser ? 1 : 0;
     if (!s.stuffing) {
       s.stuffing = true;
       add_failures = static_cast<std::uint32_t>(failures);
@@ -148,23 +160,13 @@ void CredentialStuffingDetector::on_event(const Event& ev, FindingSink& out) {
   }
 
   if (config_.by_ip && failure) {
-    const auto severity = config_.ip_severity.at(static_cast<std::int64_t>(static_cast<double>(accounts) / m));
+    const auto severity =
+        config_.ip_severity.at(static_cast<std::int64_t>(static_cast<double>(accounts) / m));
     if (severity && share(unknown, failures) >= config_.min_unknown_user_share &&
         share(successes, failures + successes) <= config_.max_success_share) {
-      const bool escalated = static_cast<int>(*severity) > s.fired_severity;
-      const bool repeat = s.fired_severity >= 0 && ev.time - s.fired_at >= config_.window_ms;
-      if (escalated || repeat) {
-        s.fired_severity = static_cast<std::int8_t>(*severity);
-        s.fired_at = ev.time;
-        Finding f;
-        f.detector = detector();
-        f.name = name_;
-        f.severity = *severity;
-        f.entity_type = EntityType::kIp;
-        f.entity = ev.source_key_text();
-        f.at = ev.time;
-        f.window_start = ev.time - config_.window_ms;
-        f.window_end = ev.time;
+      if (s.episode.report(*severity, ev.time, config_.window_ms)) {
+        Finding f = make_finding(detector(), name_, *severity, EntityType::kIp,
+                                 ev.source_key_text(), ev.time, config_.window_ms);
         char pct[16];
         std::snprintf(pct, sizeof pct, "%.0f%%", 100 * share(unknown, failures));
         f.summary = f.entity + " tried about " + std::to_string(accounts) + " accounts in " +
@@ -196,23 +198,12 @@ void CredentialStuffingDetector::fire_asn(Asn& a, const Event& ev, FindingSink& 
   if (share(unknown, failures) < config_.min_unknown_user_share ||
       share(successes, failures + successes) > config_.max_success_share)
     return;
-  const bool escalated = static_cast<int>(*severity) > a.fired_severity;
-  const bool repeat = a.fired_severity >= 0 && ev.time - a.fired_at >= config_.window_ms;
-  if (!escalated && !repeat) return;
-  a.fired_severity = static_cast<std::int8_t>(*severity);
-  a.fired_at = ev.time;
-  Finding f;
-  f.detector = detector();
-  f.name = name_;
-  f.severity = *severity;
-  f.entity_type = EntityType::kAsn;
-  f.entity = std::to_string(ev.as_number);
-  f.at = ev.time;
-  f.window_start = ev.time - config_.window_ms;
-  f.window_end = ev.time;
-  f.summary = "about " + std::to_string(sources) + " sources in AS" + f.entity + " tried leaked credentials in " +
-              format_duration(config_.window_ms) + " (" + std::to_string(failures) + " failures, " +
-              std::to_string(successes) + " successes)";
+  if (!a.episode.report(*severity, ev.time, config_.window_ms)) return;
+  Finding f = make_finding(detector(), name_, *severity, EntityType::kAsn,
+                           std::to_string(ev.as_number), ev.time, config_.window_ms);
+  f.summary = "about " + std::to_string(sources) + " sources in AS" + f.entity +
+              " tried leaked credentials in " + format_duration(config_.window_ms) + " (" +
+              std::to_string(failures) + " failures, " + std::to_string(successes) + " successes)";
   f.evidence.add("stuffing_sources", sources);
   f.evidence.add("failures", failures);
   f.evidence.add("unknown_user_failures", unknown);
@@ -223,17 +214,21 @@ void CredentialStuffingDetector::fire_asn(Asn& a, const Event& ev, FindingSink& 
   out.emit(std::move(f));
 }
 
-void CredentialStuffingDetector::remember(std::vector<Sample>& list, TimeMs at, std::string_view value, size_t keep) {
+void CredentialStuffingDetector::remember(std::vector<Sample>& list, TimeMs at,
+                                          std::string_view value, size_t keep) {
   for (auto& s : list)
     if (s.value == value) {
       s.at = std::max(s.at, at);
       return;
     }
-  if (list.size() >= keep) list.erase(std::min_element(list.begin(), list.end(), [](const Sample& a, const Sample& b) { return a.at < b.at; }));
+  if (list.size() >= keep)
+    list.erase(std::min_element(list.begin(), list.end(),
+                                [](const Sample& a, const Sample& b) { return a.at < b.at; }));
   list.push_back({at, std::string(value)});
 }
 
-std::vector<std::string> CredentialStuffingDetector::recent(const std::vector<Sample>& list, TimeMs now) const {
+std::vector<std::string> CredentialStuffingDetector::recent(const std::vector<Sample>& list,
+                                                            TimeMs now) const {
   std::vector<std::string> out;
   for (const auto& s : list)
     if (s.at >= now - config_.window_ms) out.push_back(s.value);
@@ -260,19 +255,22 @@ CredentialStuffingDetector::Totals CredentialStuffingDetector::totals(TimeMs now
 }
 
 void CredentialStuffingDetector::on_time(TimeMs watermark, FindingSink& out) {
-  if (watermark - last_expiry_ >= config_.window_ms) {
-    last_expiry_ = watermark;
-    sources_.expire(watermark);
-    asns_.expire(watermark);
-  }
+  sources_.maybe_expire(watermark);
+  asns_.maybe_expire(watermark);
   if (first_time_ < 0) return;
+  // The portal-wide figures change only when a stuffing-shaped source was active or a bucket
+  // leaves the window; merging the sketches costs a few microseconds, so only then.
+  const std::int64_t index = watermark / span_;
+  const bool new_bucket = index != baseline_bucket_;
+  if (!dirty_ && !new_bucket) return;
+  dirty_ = false;
   const Totals t = totals(watermark);
   // Learn the usual number of stuffing-shaped sources (people who give up) once per bucket, from
   // quiet periods only, so an attack does not teach the detector to accept it.
-  const std::int64_t index = watermark / span_;
-  if (index != baseline_bucket_) {
+  if (new_bucket) {
     baseline_bucket_ = index;
-    if (global_fired_ < 0 && watermark - first_time_ >= config_.window_ms && t.sources < config_.severity.lowest_step())
+    if (!global_.active() && watermark - first_time_ >= config_.window_ms &&
+        t.sources < config_.severity.lowest_step())
       baseline_ += config_.baseline_alpha * (static_cast<double>(t.sources) - baseline_);
   }
   fire_global(t, watermark, out);
@@ -284,40 +282,31 @@ void CredentialStuffingDetector::fire_global(const Totals& t, TimeMs now, Findin
     if (!s) return s;
     if (static_cast<double>(t.sources) < config_.baseline_factor * baseline_) return std::nullopt;
     if (share(t.unknown_user, t.failures) < config_.min_unknown_user_share) return std::nullopt;
-    if (share(t.successes, t.failures + t.successes) > config_.max_success_share) return std::nullopt;
+    if (share(t.successes, t.failures + t.successes) > config_.max_success_share)
+      return std::nullopt;
     // Leaked credentials that worked: the accounts are compromised, not just tried.
     if (t.successes > 0 && *s < Severity::kHigh) s = Severity::kHigh;
     return s;
   };
   const auto severity = severity_of();
   if (!severity) {
-    if (global_fired_ >= 0 && now - global_quiet_since_ >= config_.window_ms) {
-      global_fired_ = -1;  // a quiet window ends the episode
+    if (global_.active() && now - global_quiet_since_ >= config_.window_ms) {
+      global_.reset();  // a quiet window ends the episode
     }
     return;
   }
   global_quiet_since_ = now;
-  const bool escalated = static_cast<int>(*severity) > global_fired_;
   // A reminder once per window while the attack goes on, not for the tail of one that stopped.
   const bool ongoing = t.recent_sources * 4 >= config_.severity.lowest_step();
-  const bool repeat = global_fired_ >= 0 && now - global_fired_at_ >= config_.window_ms && ongoing;
-  if (!escalated && !repeat) return;
-  global_fired_ = static_cast<std::int8_t>(*severity);
-  global_fired_at_ = now;
-  Finding f;
-  f.detector = detector();
-  f.name = name_;
-  f.severity = *severity;
-  f.entity_type = EntityType::kGlobal;
-  f.entity = "global";
-  f.at = now;
-  f.window_start = now - config_.window_ms;
-  f.window_end = now;
+  if (!ongoing && !global_.escalates(*severity)) return;
+  if (!global_.report(*severity, now, config_.window_ms)) return;
+  Finding f = make_finding(detector(), name_, *severity, EntityType::kGlobal, "global", now,
+                           config_.window_ms);
   char pct[16];
   std::snprintf(pct, sizeof pct, "%.0f%%", 100 * share(t.unknown_user, t.failures));
-  f.summary = "about " + std::to_string(t.sources) + " sources tried about " + std::to_string(t.accounts) +
-              " accounts in " + format_duration(config_.window_ms) + " (" + pct + " unknown names, " +
-              std::to_string(t.successes) + " successes)";
+  f.summary = "about " + std::to_string(t.sources) + " sources tried about " +
+              std::to_string(t.accounts) + " accounts in " + format_duration(config_.window_ms) +
+              " (" + pct + " unknown names, " + std::to_string(t.successes) + " successes)";
   f.evidence.add("stuffing_sources", t.sources);
   f.evidence.add("distinct_accounts", t.accounts);
   f.evidence.add("failures", t.failures);

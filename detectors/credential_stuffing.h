@@ -77,9 +77,9 @@ class CredentialStuffingDetector final : public Detector {
     std::array<std::uint16_t, 2> unknown_user{};
     std::array<std::uint16_t, 2> successes{};
     std::int64_t half = 0;
-    bool stuffing = false;  // has been stuffing-shaped this episode (its early failures are counted)
-    std::int8_t fired_severity = -1;
-    TimeMs fired_at = 0;
+    bool stuffing =
+        false;  // has been stuffing-shaped this episode (its early failures are counted)
+    Episode episode;
   };
   /// Per AS: the stuffing-shaped sources seen inside it, by half window.
   struct Asn {
@@ -88,8 +88,7 @@ class CredentialStuffingDetector final : public Detector {
     std::array<std::uint32_t, 2> unknown_user{};
     std::array<std::uint32_t, 2> successes{};
     std::int64_t half = 0;
-    std::int8_t fired_severity = -1;
-    TimeMs fired_at = 0;
+    Episode episode;
   };
 
   /// Portal-wide totals of the stuffing-shaped sources over the window (for tests and metrics).
@@ -127,8 +126,7 @@ class CredentialStuffingDetector final : public Detector {
   KeyedTable<Asn, std::uint32_t, std::hash<std::uint32_t>> asns_;
   std::array<Bucket, kBuckets> buckets_{};
   // Portal-wide episode.
-  std::int8_t global_fired_ = -1;
-  TimeMs global_fired_at_ = 0;
+  Episode global_;
   TimeMs global_quiet_since_ = 0;
   /// The newest few accounts signed in from stuffing-shaped sources, and the newest sources that
   /// turned stuffing-shaped, with their event times (evidence; older than the window is dropped).
@@ -142,9 +140,9 @@ class CredentialStuffingDetector final : public Detector {
   std::vector<Sample> sample_sources_;
   double baseline_ = 0;
   std::int64_t baseline_bucket_ = -1;
+  bool dirty_ = false;  // a stuffing-shaped source was active since the last evaluation
   TimeMs first_time_ = -1;
   std::string user_buf_;
-  TimeMs last_expiry_ = 0;
 };
 
 }  // namespace portalwatch

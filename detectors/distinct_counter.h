@@ -48,8 +48,12 @@ class DistinctCounter {
   }
   void add(std::string_view item) noexcept { add_hash(hash_bytes(item)); }
   void merge(const DistinctCounter& other) noexcept {
-    for (size_t i = 0; i < kRegisters; ++i)
-      if (other.get(i) > get(i)) set(i, other.get(i));
+    // Register-wise maximum, two four-bit registers per byte.
+    for (size_t i = 0; i < kRegisters / 2; ++i) {
+      const std::uint8_t a = packed_[i], b = other.packed_[i];
+      const int lo = std::max(a & 0xF, b & 0xF), hi = std::max(a >> 4, b >> 4);
+      packed_[i] = static_cast<std::uint8_t>(lo | (hi << 4));
+    }
   }
   void clear() noexcept { packed_.fill(0); }
   bool empty() const noexcept {
@@ -60,12 +64,18 @@ class DistinctCounter {
 
   /// Estimated number of distinct items added.
   double estimate() const noexcept {
+    static constexpr std::array<double, 16> kInversePowers = [] {
+      std::array<double, 16> a{};
+      double v = 1;
+      for (auto& x : a) x = v, v /= 2;
+      return a;
+    }();
     double sum = 0;
     int zeros = 0;
-    for (size_t i = 0; i < kRegisters; ++i) {
-      const int r = get(i);
-      sum += std::ldexp(1.0, -r);
-      zeros += r == 0;
+    for (size_t i = 0; i < kRegisters / 2; ++i) {
+      const int lo = packed_[i] & 0xF, hi = packed_[i] >> 4;
+      sum += kInversePowers[static_cast<size_t>(lo)] + kInversePowers[static_cast<size_t>(hi)];
+      zeros += (lo == 0) + (hi == 0);
     }
     constexpr double m = kRegisters;
     const double alpha = kBits == 4 ? 0.673 : kBits == 5 ? 0.697 : kBits == 6 ? 0.709 : 0.7213 / (1 + 1.079 / m);

@@ -12,7 +12,8 @@ EnumerationConfig read_enumeration_config(MapReader& cfg) {
   const ConfigNode roles = cfg.child("role_limits");
   if (roles.defined()) {
     if (!roles.is_map()) {
-      roles.error("expected a mapping of role name to severity steps, e.g. {hr_admin: {medium: 250}}");
+      roles.error(
+          "expected a mapping of role name to severity steps, e.g. {hr_admin: {medium: 250}}");
     } else {
       c.role_limits.clear();
       MapReader m(roles);
@@ -33,16 +34,22 @@ EnumerationConfig read_enumeration_config(MapReader& cfg) {
     for (const auto& e : entities.elements()) {
       const auto word = e.as_string();
       if (!word) continue;
-      if (*word == "ip") c.by_ip = true;
-      else if (*word == "session") c.by_session = true;
-      else if (*word == "user") c.by_user = true;
-      else e.error("unknown entity \"" + *word + "\" (one of ip, session, user)");
+      if (*word == "ip")
+        c.by_ip = true;
+      else if (*word == "session")
+        c.by_session = true;
+      else if (*word == "user")
+        c.by_user = true;
+      else
+        e.error("unknown entity \"" + *word + "\" (one of ip, session, user)");
     }
   }
   c.apps = cfg.get_string_list("apps", c.apps);
-  c.max_readers = static_cast<std::size_t>(cfg.get_int("max_readers", static_cast<std::int64_t>(c.max_readers), 16, 100'000'000));
+  c.max_readers = static_cast<std::size_t>(
+      cfg.get_int("max_readers", static_cast<std::int64_t>(c.max_readers), 16, 100'000'000));
   c.max_privileged_accounts = static_cast<std::size_t>(
-      cfg.get_int("max_privileged_accounts", static_cast<std::int64_t>(c.max_privileged_accounts), 16, 10'000'000));
+      cfg.get_int("max_privileged_accounts", static_cast<std::int64_t>(c.max_privileged_accounts),
+                  16, 10'000'000));
   return c;
 }
 
@@ -58,11 +65,13 @@ EnumerationDetector::EnumerationDetector(EnumerationConfig config, std::string n
       sessions_("sessions", config_.max_readers, config_.window_ms),
       users_("users", config_.max_readers, config_.window_ms),
       // A role outlives any window: remembered for a day after the account was last seen.
-      privileged_("privileged_accounts", config_.max_privileged_accounts, std::max(config_.window_ms, kDayMs)) {}
+      privileged_("privileged_accounts", config_.max_privileged_accounts,
+                  std::max(config_.window_ms, kDayMs)) {}
 
 FieldSet EnumerationDetector::fields_used() const {
-  FieldSet f = kAlwaysDecodedFields | field_bit(Field::kPortalRecordId) | field_bit(Field::kUserId) |
-               field_bit(Field::kUserRoles) | field_bit(Field::kHttpStatus);
+  FieldSet f = kAlwaysDecodedFields | field_bit(Field::kPortalRecordId) |
+               field_bit(Field::kUserId) | field_bit(Field::kUserRoles) |
+               field_bit(Field::kHttpStatus);
   if (config_.by_session) f |= field_bit(Field::kSessionId);
   if (!config_.apps.empty()) f |= field_bit(Field::kPortalApp);
   return f;
@@ -107,29 +116,42 @@ void EnumerationDetector::on_event(const Event& ev, FindingSink& out) {
   // Roles are learned wherever they appear (most portals log them at sign-in).
   const bool has_roles = ev.role_count > 0 && !config_.role_limits.empty();
   std::uint8_t role = has_roles ? role_of(ev, user) : 0;
-  if (ev.record_id.empty() || (ev.action != Action::kView && ev.action != Action::kDownload)) return;
-  if (ev.outcome == Outcome::kFailure && ev.http_status != 404) return;  // refused: nothing was read
+  if (ev.record_id.empty() || (ev.action != Action::kView && ev.action != Action::kDownload))
+    return;
+  if (ev.outcome == Outcome::kFailure && ev.http_status != 404)
+    return;                                                       // refused: nothing was read
   if (!ev.user_id.empty() && ev.record_id == ev.user_id) return;  // one's own record
-  if (!config_.apps.empty() && std::find(config_.apps.begin(), config_.apps.end(), ev.app) == config_.apps.end()) return;
-  if (!has_roles) role = role_of(ev, user);
+  if (!config_.apps.empty() &&
+      std::find(config_.apps.begin(), config_.apps.end(), ev.app) == config_.apps.end())
+    return;
   const std::int64_t number = config_.sequential_walks ? trailing_number(ev.record_id) : -1;
+  // The account's reader remembers its role; the table of privileged accounts is asked only for
+  // a reader not seen before (or when readers are not kept by account).
+  Reader* by_user = config_.by_user && !user.empty() ? users_.find(user, ev.time) : nullptr;
+  if (!has_roles) role = by_user ? by_user->role : role_of(ev, user);
   if (config_.by_session && !ev.session_id.empty())
     read(&sessions_, nullptr, EntityType::kSession, ev.session_id, ev, role, 1.0, number, out);
-  if (config_.by_user && !user.empty()) read(&users_, nullptr, EntityType::kUser, user, ev, role, 1.0, number, out);
+  if (config_.by_user && !user.empty()) {
+    Reader& r = by_user ? *by_user : users_.upsert(user, ev.time);
+    record(r, ev, role, number);
+    maybe_fire(r, EntityType::kUser, user, ev, 1.0, out);
+  }
   // A privileged reader is judged on its account and session; by address, everyone else is.
   if (config_.by_ip && role == 0)
     read(nullptr, &ips_, EntityType::kIp, {}, ev, 0, ev.source_threshold_multiplier, number, out);
 }
 
-void EnumerationDetector::read(KeyedTable<Reader>* strings, KeyedTable<Reader, IpAddress, IpHash>* ips, EntityType type,
-                               std::string_view key, const Event& ev, std::uint8_t role, double multiplier,
-                               std::int64_t number, FindingSink& out) {
+void EnumerationDetector::read(KeyedTable<Reader>* strings,
+                               KeyedTable<Reader, IpAddress, IpHash>* ips, EntityType type,
+                               std::string_view key, const Event& ev, std::uint8_t role,
+                               double multiplier, std::int64_t number, FindingSink& out) {
   Reader& r = strings ? strings->upsert(key, ev.time) : ips->upsert(ev.source_key, ev.time);
   record(r, ev, role, number);
   maybe_fire(r, type, key, ev, multiplier, out);
 }
 
-void EnumerationDetector::record(Reader& r, const Event& ev, std::uint8_t role, std::int64_t number) const {
+void EnumerationDetector::record(Reader& r, const Event& ev, std::uint8_t role,
+                                 std::int64_t number) const {
   const std::int64_t half = ev.time / half_ms_;
   if (half > r.half) {
     for (std::int64_t h = std::max(r.half + 1, half - 1); h <= half; ++h) {
@@ -139,7 +161,7 @@ void EnumerationDetector::record(Reader& r, const Event& ev, std::uint8_t role, 
       r.views[i] = r.not_found[i] = 0;
     }
     if (half - r.half >= 2) {  // a quiet window ends the episode
-      r.fired_severity = -1;
+      r.episode.reset();
       r.first_record.clear();
       r.best_run = 0;
     }
@@ -152,7 +174,7 @@ void EnumerationDetector::record(Reader& r, const Event& ev, std::uint8_t role, 
   if (!ev.user_name.empty()) r.readers[i].add(ev.user_name);
   ++r.views[i];
   if (ev.http_status == 404) ++r.not_found[i];
-  if (role) r.role = role;
+  r.role = role;
   if (r.first_record.empty()) r.first_record.assign(ev.record_id.substr(0, 64));
   if (number >= 0) {
     const std::int64_t step = number - r.last_number;
@@ -165,13 +187,16 @@ void EnumerationDetector::record(Reader& r, const Event& ev, std::uint8_t role, 
   }
 }
 
-void EnumerationDetector::maybe_fire(Reader& r, EntityType type, std::string_view key, const Event& ev,
-                                     double multiplier, FindingSink& out) {
-  const SeverityLadder& ladder = r.role ? config_.role_limits[r.role - 1].severity : config_.severity;
+void EnumerationDetector::maybe_fire(Reader& r, EntityType type, std::string_view key,
+                                     const Event& ev, double multiplier, FindingSink& out) {
+  const SeverityLadder& ladder =
+      r.role ? config_.role_limits[r.role - 1].severity : config_.severity;
   const std::int64_t views = r.views[0] + r.views[1];
   const auto lowest = static_cast<double>(ladder.lowest_step()) * multiplier;
-  const bool walk = config_.sequential_walks && r.run + 1 >= static_cast<std::uint32_t>(config_.sequential.lowest_step());
-  if (static_cast<double>(views) < lowest && !walk) return;  // cheap pre-check before merging sketches
+  const bool walk = config_.sequential_walks &&
+                    r.run + 1 >= static_cast<std::uint32_t>(config_.sequential.lowest_step());
+  if (static_cast<double>(views) < lowest && !walk)
+    return;  // cheap pre-check before merging sketches
   DistinctCounter<6> merged = r.records[0];
   merged.merge(r.records[1]);
   const std::int64_t distinct = std::min<std::int64_t>(merged.count(), views);
@@ -188,25 +213,16 @@ void EnumerationDetector::maybe_fire(Reader& r, EntityType type, std::string_vie
     if (seq && (!severity || *seq > *severity)) severity = seq;
   }
   if (!severity) return;
-  const bool escalated = static_cast<int>(*severity) > r.fired_severity;
-  const bool repeat = r.fired_severity >= 0 && ev.time - r.fired_at >= config_.window_ms;
-  if (!escalated && !repeat) return;
-  r.fired_severity = static_cast<std::int8_t>(*severity);
-  r.fired_at = ev.time;
+  if (!r.episode.report(*severity, ev.time, config_.window_ms)) return;
 
   const std::int64_t not_found = r.not_found[0] + r.not_found[1];
-  Finding f;
-  f.detector = detector();
-  f.name = name_;
-  f.severity = *severity;
-  f.entity_type = type;
-  f.entity = type == EntityType::kIp ? ev.source_key_text() : std::string(key);
-  f.at = ev.time;
-  f.window_start = ev.time - config_.window_ms;
-  f.window_end = ev.time;
+  Finding f = make_finding(detector(), name_, *severity, type,
+                           type == EntityType::kIp ? ev.source_key_text() : std::string(key),
+                           ev.time, config_.window_ms);
   f.summary = f.entity + " read about " + std::to_string(distinct) + " other people's records in " +
               format_duration(config_.window_ms);
-  if (r.best_run + 1 >= 3) f.summary += ", " + std::to_string(r.best_run + 1) + " consecutive ids at best";
+  if (r.best_run + 1 >= 3)
+    f.summary += ", " + std::to_string(r.best_run + 1) + " consecutive ids at best";
   if (not_found) f.summary += ", " + std::to_string(not_found) + " not found";
   f.evidence.add("distinct_records", distinct);
   f.evidence.add("views", views);
@@ -214,11 +230,13 @@ void EnumerationDetector::maybe_fire(Reader& r, EntityType type, std::string_vie
   if (type == EntityType::kIp) f.evidence.add("accounts_reading", readers);
   f.evidence.add("sequential_run", static_cast<std::int64_t>(r.run) + 1);
   f.evidence.add("longest_sequential_run", static_cast<std::int64_t>(r.best_run) + 1);
-  f.evidence.add("sample_records", std::vector<std::string>{r.first_record, std::string(ev.record_id.substr(0, 64))});
+  f.evidence.add("sample_records",
+                 std::vector<std::string>{r.first_record, std::string(ev.record_id.substr(0, 64))});
   if (r.role) f.evidence.add("role_limits", config_.role_limits[r.role - 1].role);
   if (!ev.app.empty()) f.evidence.add("app", ev.app);
   if (type != EntityType::kUser && !ev.user_name.empty()) f.evidence.add("user", ev.user_name);
-  if (type == EntityType::kIp && !ev.source_class.empty()) f.evidence.add("source_class", ev.source_class);
+  if (type == EntityType::kIp && !ev.source_class.empty())
+    f.evidence.add("source_class", ev.source_class);
   f.evidence.add("threshold", ladder.lowest_step());
   f.evidence.add("threshold_multiplier", multiplier);
   f.evidence.add("window_seconds", config_.window_ms / kSecondMs);
@@ -226,17 +244,16 @@ void EnumerationDetector::maybe_fire(Reader& r, EntityType type, std::string_vie
 }
 
 void EnumerationDetector::on_time(TimeMs watermark, FindingSink&) {
-  if (watermark - last_expiry_ < config_.window_ms) return;
-  last_expiry_ = watermark;
-  ips_.expire(watermark);
-  sessions_.expire(watermark);
-  users_.expire(watermark);
-  privileged_.expire(watermark);
+  ips_.maybe_expire(watermark);
+  sessions_.maybe_expire(watermark);
+  users_.maybe_expire(watermark);
+  privileged_.maybe_expire(watermark);
 }
 
 std::vector<TableStats> EnumerationDetector::tables() const {
   return {ips_.stats(KeyedTable<Reader, IpAddress, IpHash>::kBytesPerKey),
-          sessions_.stats(KeyedTable<Reader>::kBytesPerKey), users_.stats(KeyedTable<Reader>::kBytesPerKey),
+          sessions_.stats(KeyedTable<Reader>::kBytesPerKey),
+          users_.stats(KeyedTable<Reader>::kBytesPerKey),
           privileged_.stats(KeyedTable<std::uint8_t>::kBytesPerKey)};
 }
 

@@ -34,7 +34,8 @@ struct EnumerationConfig {
   /// Distinct other people's records read in the window, by severity.
   SeverityLadder severity{0, 40, 150, 500};
   /// Per role, its own ladder; the first role in this list that a reader has applies.
-  std::vector<RoleLimit> role_limits{{"hr_admin", {0, 250, 600, 2000}}, {"payroll_admin", {0, 250, 600, 2000}}};
+  std::vector<RoleLimit> role_limits{{"hr_admin", {0, 250, 600, 2000}},
+                                     {"payroll_admin", {0, 250, 600, 2000}}};
   /// Consecutive record numbers in a row, by severity (the same for every role).
   bool sequential_walks = true;
   SeverityLadder sequential{0, 25, 100, 500};
@@ -71,19 +72,18 @@ class EnumerationDetector final : public Detector {
     std::uint32_t run = 0;       // consecutive record numbers so far
     std::uint32_t best_run = 0;  // longest run this episode
     std::uint8_t role = 0;       // 0: default limits; i + 1: role_limits[i]
-    std::int8_t fired_severity = -1;
-    TimeMs fired_at = 0;
+    Episode episode;
     std::string first_record;  // first record of the episode (evidence)
   };
 
  private:
   std::uint8_t role_of(const Event& ev, std::string_view user);
-  void read(KeyedTable<Reader>* strings, KeyedTable<Reader, IpAddress, IpHash>* ips, EntityType type,
-            std::string_view key, const Event& ev, std::uint8_t role, double multiplier, std::int64_t number,
-            FindingSink& out);
+  void read(KeyedTable<Reader>* strings, KeyedTable<Reader, IpAddress, IpHash>* ips,
+            EntityType type, std::string_view key, const Event& ev, std::uint8_t role,
+            double multiplier, std::int64_t number, FindingSink& out);
   void record(Reader& r, const Event& ev, std::uint8_t role, std::int64_t number) const;
-  void maybe_fire(Reader& r, EntityType type, std::string_view key, const Event& ev, double multiplier,
-                  FindingSink& out);
+  void maybe_fire(Reader& r, EntityType type, std::string_view key, const Event& ev,
+                  double multiplier, FindingSink& out);
 
   EnumerationConfig config_;
   std::string name_;
@@ -94,7 +94,6 @@ class EnumerationDetector final : public Detector {
   /// Accounts seen with a role that has its own limits, for events that do not carry roles.
   KeyedTable<std::uint8_t> privileged_;
   std::string user_buf_;
-  TimeMs last_expiry_ = 0;
 };
 
 }  // namespace portalwatch

@@ -42,7 +42,8 @@ bool FailureSpikeDetector::ignored(const Event& ev) const {
   if (ev.outcome != Outcome::kFailure) return false;
   if (ignored_mask_ & (1u << static_cast<unsigned>(ev.reason))) return true;
   if (ev.reason == Reason::kOther && !ignored_words_.empty())
-    return std::find(ignored_words_.begin(), ignored_words_.end(), ev.reason_text) != ignored_words_.end();
+    return std::find(ignored_words_.begin(), ignored_words_.end(), ev.reason_text) !=
+           ignored_words_.end();
   return false;
 }
 
@@ -88,7 +89,8 @@ void FailureSpikeDetector::learn(const Bucket& b, TimeMs bucket_start) {
     ++l.samples;
   };
   fold(recent_, config_.alpha);
-  fold(by_hour_[static_cast<size_t>(((bucket_start / kHourMs) % 24 + 24) % 24)], config_.hour_alpha);
+  fold(by_hour_[static_cast<size_t>(((bucket_start / kHourMs) % 24 + 24) % 24)],
+       config_.hour_alpha);
 }
 
 void FailureSpikeDetector::on_time(TimeMs watermark, FindingSink& out) {
@@ -96,7 +98,8 @@ void FailureSpikeDetector::on_time(TimeMs watermark, FindingSink& out) {
   const std::int64_t current = watermark / config_.bucket_ms;
   // Fold closed buckets into the baseline, oldest first.
   if (learned_through_ < 0) learned_through_ = first_time_ / config_.bucket_ms - 1;
-  for (std::int64_t i = std::max(learned_through_ + 1, current - kMaxBuckets + 1); i < current; ++i) {
+  for (std::int64_t i = std::max(learned_through_ + 1, current - kMaxBuckets + 1); i < current;
+       ++i) {
     const Bucket& b = buckets_[static_cast<size_t>(i % kMaxBuckets)];
     if (b.index == i) learn(b, i * config_.bucket_ms);
   }
@@ -110,11 +113,13 @@ void FailureSpikeDetector::evaluate(TimeMs now, FindingSink& out) {
   std::int64_t attempts = 0, failures = 0;
   std::array<std::int64_t, kReasonSlots> by_reason{};
   for (std::int64_t i = current - config_.window_buckets + 1; i <= current; ++i) {
-    const Bucket& b = buckets_[static_cast<size_t>(((i % kMaxBuckets) + kMaxBuckets) % kMaxBuckets)];
+    const Bucket& b =
+        buckets_[static_cast<size_t>(((i % kMaxBuckets) + kMaxBuckets) % kMaxBuckets)];
     if (b.index != i) continue;
     attempts += b.attempts;
     failures += b.failures;
-    for (int r = 0; r < kReasonSlots; ++r) by_reason[static_cast<size_t>(r)] += b.by_reason[static_cast<size_t>(r)];
+    for (int r = 0; r < kReasonSlots; ++r)
+      by_reason[static_cast<size_t>(r)] += b.by_reason[static_cast<size_t>(r)];
   }
   std::optional<Severity> severity;
   double ratio = 0, excess = 0;
@@ -126,44 +131,39 @@ void FailureSpikeDetector::evaluate(TimeMs now, FindingSink& out) {
   }
   anomalous_ = severity.has_value();
   if (!severity) {
-    if (fired_ >= 0 && now - last_anomalous_ >= config_.window_buckets * config_.bucket_ms) fired_ = -1;
+    if (episode_.active() && now - last_anomalous_ >= config_.window_buckets * config_.bucket_ms)
+      episode_.reset();
     return;
   }
   last_anomalous_ = now;
   const TimeMs window_ms = config_.window_buckets * config_.bucket_ms;
-  const bool escalated = static_cast<int>(*severity) > fired_;
-  const bool repeat = fired_ >= 0 && now - fired_at_ >= window_ms;
-  if (!escalated && !repeat) return;
-  fired_ = static_cast<std::int8_t>(*severity);
-  fired_at_ = now;
+  if (!episode_.report(*severity, now, window_ms)) return;
 
-  Finding f;
-  f.detector = detector();
-  f.name = name_;
-  f.severity = *severity;
-  f.entity_type = EntityType::kGlobal;
-  f.entity = "global";
-  f.at = now;
-  f.window_start = (current - config_.window_buckets + 1) * config_.bucket_ms;
-  f.window_end = now;
+  Finding f =
+      make_finding(detector(), name_, *severity, EntityType::kGlobal, "global", now, window_ms);
+  f.window_start = (current - config_.window_buckets + 1) * config_.bucket_ms;  // whole buckets
   char text[160];
-  std::snprintf(text, sizeof text, "%.1f%% of %lld password attempts failed in %s, against %.1f%% expected",
-                100 * ratio, static_cast<long long>(attempts), format_duration(window_ms).c_str(), 100 * expected);
+  std::snprintf(text, sizeof text,
+                "%.1f%% of %lld password attempts failed in %s, against %.1f%% expected",
+                100 * ratio, static_cast<long long>(attempts), format_duration(window_ms).c_str(),
+                100 * expected);
   f.summary = text;
   f.evidence.add("attempts", attempts);
   f.evidence.add("failures", failures);
   f.evidence.add("failure_ratio", std::round(ratio * 10000) / 10000);
   f.evidence.add("expected_ratio", std::round(expected * 10000) / 10000);
   f.evidence.add("excess_failures", static_cast<std::int64_t>(excess));
-  static constexpr std::array<std::pair<Reason, const char*>, 7> kReasons{{{Reason::kBadPassword, "bad_password"},
-                                                                          {Reason::kUnknownUser, "unknown_user"},
-                                                                          {Reason::kLocked, "locked"},
-                                                                          {Reason::kExpiredPassword, "expired_password"},
-                                                                          {Reason::kForbidden, "forbidden"},
-                                                                          {Reason::kOther, "other"},
-                                                                          {Reason::kNone, "none"}}};
+  static constexpr std::array<std::pair<Reason, const char*>, 7> kReasons{
+      {{Reason::kBadPassword, "bad_password"},
+       {Reason::kUnknownUser, "unknown_user"},
+       {Reason::kLocked, "locked"},
+       {Reason::kExpiredPassword, "expired_password"},
+       {Reason::kForbidden, "forbidden"},
+       {Reason::kOther, "other"},
+       {Reason::kNone, "none"}}};
   for (const auto& [r, key] : kReasons)
-    if (by_reason[static_cast<size_t>(r)]) f.evidence.add(std::string("failures_") + key, by_reason[static_cast<size_t>(r)]);
+    if (by_reason[static_cast<size_t>(r)])
+      f.evidence.add(std::string("failures_") + key, by_reason[static_cast<size_t>(r)]);
   f.evidence.add("window_seconds", window_ms / kSecondMs);
   out.emit(std::move(f));
 }

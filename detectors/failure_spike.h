@@ -80,7 +80,7 @@ class FailureSpikeDetector final : public Detector {
 
   FailureSpikeConfig config_;
   std::string name_;
-  std::uint32_t ignored_mask_ = 0;  // Reason values to ignore
+  std::uint32_t ignored_mask_ = 0;          // Reason values to ignore
   std::vector<std::string> ignored_words_;  // other reason words to ignore
   std::array<Bucket, kMaxBuckets> buckets_{};
   Learned recent_;
@@ -88,8 +88,7 @@ class FailureSpikeDetector final : public Detector {
   TimeMs first_time_ = -1;
   std::int64_t learned_through_ = -1;  // newest bucket index folded into the baseline
   bool anomalous_ = false;
-  std::int8_t fired_ = -1;
-  TimeMs fired_at_ = 0;
+  Episode episode_;
   TimeMs last_anomalous_ = 0;
 };
 

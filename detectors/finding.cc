@@ -128,4 +128,18 @@ std::string Finding::to_json() const {
   return out;
 }
 
+Finding make_finding(std::string_view detector, const std::string& name, Severity severity, EntityType type,
+                     std::string entity, TimeMs at, TimeMs window_ms) {
+  Finding f;
+  f.detector = detector;
+  f.name = name;
+  f.severity = severity;
+  f.entity_type = type;
+  f.entity = std::move(entity);
+  f.at = at;
+  f.window_start = at - window_ms;
+  f.window_end = at;
+  return f;
+}
+
 }  // namespace portalwatch

@@ -60,6 +60,11 @@ struct Finding {
   std::string id_string() const;
 };
 
+/// A finding with what every detector sets; the window is the window_ms ending at `at`. The
+/// caller adds the summary and the evidence.
+Finding make_finding(std::string_view detector, const std::string& name, Severity severity, EntityType type,
+                     std::string entity, TimeMs at, TimeMs window_ms);
+
 /// Formats a sequential id with its prefix ("f-", "d-") and 12 digits.
 std::string format_id(char prefix, std::uint64_t id);
 

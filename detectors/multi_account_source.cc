@@ -15,21 +15,29 @@ MultiAccountSourceConfig read_multi_account_source_config(MapReader& cfg) {
   c.by_device = cfg.get_bool("by_device", c.by_device);
   c.by_asn = cfg.get_bool("by_asn", c.by_asn);
   c.history_factor = cfg.get_double("history_factor", c.history_factor, 1, 1000);
-  c.new_source_max_devices_per_account =
-      cfg.get_double("new_source_max_devices_per_account", c.new_source_max_devices_per_account, 0, 1);
-  c.history_period_ms = cfg.get_int("history_period_seconds", c.history_period_ms / kSecondMs, 3600, 30 * 86400) * kSecondMs;
-  if (c.history_period_ms < c.window_ms) cfg.child("history_period_seconds").error("must be at least window_seconds");
-  c.max_sources = static_cast<std::size_t>(cfg.get_int("max_sources", static_cast<std::int64_t>(c.max_sources), 16, 100'000'000));
-  c.max_devices = static_cast<std::size_t>(cfg.get_int("max_devices", static_cast<std::int64_t>(c.max_devices), 16, 100'000'000));
-  c.max_asns = static_cast<std::size_t>(cfg.get_int("max_asns", static_cast<std::int64_t>(c.max_asns), 16, 10'000'000));
+  c.new_source_max_devices_per_account = cfg.get_double("new_source_max_devices_per_account",
+                                                        c.new_source_max_devices_per_account, 0, 1);
+  c.history_period_ms =
+      cfg.get_int("history_period_seconds", c.history_period_ms / kSecondMs, 3600, 30 * 86400) *
+      kSecondMs;
+  if (c.history_period_ms < c.window_ms)
+    cfg.child("history_period_seconds").error("must be at least window_seconds");
+  c.max_sources = static_cast<std::size_t>(
+      cfg.get_int("max_sources", static_cast<std::int64_t>(c.max_sources), 16, 100'000'000));
+  c.max_devices = static_cast<std::size_t>(
+      cfg.get_int("max_devices", static_cast<std::int64_t>(c.max_devices), 16, 100'000'000));
+  c.max_asns = static_cast<std::size_t>(
+      cfg.get_int("max_asns", static_cast<std::int64_t>(c.max_asns), 16, 10'000'000));
   return c;
 }
 
 std::unique_ptr<Detector> make_multi_account_source(MapReader& cfg, const DetectorCommon& common) {
-  return std::make_unique<MultiAccountSourceDetector>(read_multi_account_source_config(cfg), common.name);
+  return std::make_unique<MultiAccountSourceDetector>(read_multi_account_source_config(cfg),
+                                                      common.name);
 }
 
-MultiAccountSourceDetector::MultiAccountSourceDetector(MultiAccountSourceConfig config, std::string name)
+MultiAccountSourceDetector::MultiAccountSourceDetector(MultiAccountSourceConfig config,
+                                                       std::string name)
     : config_(std::move(config)),
       name_(std::move(name)),
       half_ms_(std::max<TimeMs>(1, config_.window_ms / 2)),
@@ -45,21 +53,23 @@ FieldSet MultiAccountSourceDetector::fields_used() const {
 }
 
 void MultiAccountSourceDetector::on_event(const Event& ev, FindingSink& out) {
-  if (ev.action != Action::kLogin || ev.outcome != Outcome::kSuccess || ev.user_name.empty()) return;
+  if (ev.action != Action::kLogin || ev.outcome != Outcome::kSuccess || ev.user_name.empty())
+    return;
   const std::string_view user = normalize_user(ev.user_name, user_buf_);
   if (config_.by_ip)
     sign_in(sources_.upsert(ev.source_key, ev.time), EntityType::kIp, {}, config_.ip_severity,
             ev.source_threshold_multiplier, user, ev, out);
   if (config_.by_device && !ev.device_id.empty())
-    sign_in(devices_.upsert(ev.device_id, ev.time), EntityType::kDevice, ev.device_id, config_.device_severity, 1.0,
-            user, ev, out);
+    sign_in(devices_.upsert(ev.device_id, ev.time), EntityType::kDevice, ev.device_id,
+            config_.device_severity, 1.0, user, ev, out);
   if (config_.by_asn && ev.as_number != 0)
-    sign_in(asns_.upsert(ev.as_number, ev.time), EntityType::kAsn, {}, config_.asn_severity, 1.0, user, ev, out);
+    sign_in(asns_.upsert(ev.as_number, ev.time), EntityType::kAsn, {}, config_.asn_severity, 1.0,
+            user, ev, out);
 }
 
 void MultiAccountSourceDetector::sign_in(Source& s, EntityType type, std::string_view entity_key,
-                                         const SeverityLadder& ladder, double multiplier, std::string_view user,
-                                         const Event& ev, FindingSink& out) {
+                                         const SeverityLadder& ladder, double multiplier,
+                                         std::string_view user, const Event& ev, FindingSink& out) {
   // History: the busiest window of the previous period.
   const auto period = static_cast<std::int32_t>(ev.time / config_.history_period_ms);
   if (period > s.period) {
@@ -79,7 +89,7 @@ void MultiAccountSourceDetector::sign_in(Source& s, EntityType type, std::string
       s.successes[i] = s.device_sign_ins[i] = 0;
     }
     if (half - s.half >= 2) {  // a quiet window ends the episode
-      s.fired_severity = -1;
+      s.episode.reset();
       s.first_account.clear();
     }
     s.half = half;
@@ -99,41 +109,39 @@ void MultiAccountSourceDetector::sign_in(Source& s, EntityType type, std::string
   DistinctCounter<6> merged = s.accounts[0];
   merged.merge(s.accounts[1]);
   const std::int64_t distinct = merged.count();
-  const auto severity = ladder.at(static_cast<std::int64_t>(static_cast<double>(distinct) / multiplier));
+  const auto severity =
+      ladder.at(static_cast<std::int64_t>(static_cast<double>(distinct) / multiplier));
   const double usual = config_.history_factor * static_cast<double>(s.previous_max);
   DistinctCounter<5> devices = s.devices[0];
   devices.merge(s.devices[1]);
   const std::int64_t distinct_devices = devices.count();
   const std::int64_t device_sign_ins = s.device_sign_ins[0] + s.device_sign_ins[1];
-  const bool few_devices = device_sign_ins == 0 || static_cast<double>(distinct_devices) <=
-      std::max(1.0, config_.new_source_max_devices_per_account * static_cast<double>(device_sign_ins));
+  const bool few_devices =
+      device_sign_ins == 0 || static_cast<double>(distinct_devices) <=
+                                  std::max(1.0, config_.new_source_max_devices_per_account *
+                                                    static_cast<double>(device_sign_ins));
   const bool judged = type == EntityType::kDevice || s.history_periods > 0 || few_devices;
   if (!severity || !judged || static_cast<double>(distinct) <= usual) {
     // Learn the source's own level only outside an episode, so an attack cannot raise it.
-    if (s.fired_severity < 0) s.period_max = static_cast<std::uint16_t>(std::max<std::int64_t>(s.period_max, std::min<std::int64_t>(distinct, 0xFFFF)));
+    if (!s.episode.active())
+      s.period_max = static_cast<std::uint16_t>(
+          std::max<std::int64_t>(s.period_max, std::min<std::int64_t>(distinct, 0xFFFF)));
     return;
   }
-  const bool escalated = static_cast<int>(*severity) > s.fired_severity;
-  const bool repeat = s.fired_severity >= 0 && ev.time - s.fired_at >= config_.window_ms;
-  if (!escalated && !repeat) return;
-  s.fired_severity = static_cast<std::int8_t>(*severity);
-  s.fired_at = ev.time;
+  if (!s.episode.report(*severity, ev.time, config_.window_ms)) return;
 
-  Finding f;
-  f.detector = detector();
-  f.name = name_;
-  f.severity = *severity;
-  f.entity_type = type;
-  f.entity = type == EntityType::kIp    ? ev.source_key_text()
-             : type == EntityType::kAsn ? std::to_string(ev.as_number)
-                                        : std::string(entity_key);
-  f.at = ev.time;
-  f.window_start = ev.time - config_.window_ms;
-  f.window_end = ev.time;
-  const std::string what = type == EntityType::kIp ? "" : type == EntityType::kAsn ? "AS" : "device ";
-  f.summary = what + f.entity + " signed in successfully as about " + std::to_string(distinct) + " accounts in " +
-              format_duration(config_.window_ms) +
-              (s.history_periods ? " (usually at most " + std::to_string(s.previous_max) + ")" : " (no history)");
+  Finding f = make_finding(detector(), name_, *severity, type,
+                           type == EntityType::kIp    ? ev.source_key_text()
+                           : type == EntityType::kAsn ? std::to_string(ev.as_number)
+                                                      : std::string(entity_key),
+                           ev.time, config_.window_ms);
+  const std::string what = type == EntityType::kIp    ? ""
+                           : type == EntityType::kAsn ? "AS"
+                                                      : "device ";
+  f.summary = what + f.entity + " signed in successfully as about " + std::to_string(distinct) +
+              " accounts in " + format_duration(config_.window_ms) +
+              (s.history_periods ? " (usually at most " + std::to_string(s.previous_max) + ")"
+                                 : " (no history)");
   f.evidence.add("distinct_accounts", distinct);
   f.evidence.add("successes", static_cast<std::int64_t>(s.successes[0] + s.successes[1]));
   if (type != EntityType::kDevice) f.evidence.add("distinct_devices", distinct_devices);
@@ -143,7 +151,8 @@ void MultiAccountSourceDetector::sign_in(Source& s, EntityType type, std::string
   f.evidence.add("usual_max_accounts", static_cast<std::int64_t>(s.previous_max));
   f.evidence.add("history_periods", static_cast<std::int64_t>(s.history_periods));
   f.evidence.add("history_period_seconds", config_.history_period_ms / kSecondMs);
-  if (type == EntityType::kIp && !ev.source_class.empty()) f.evidence.add("source_class", ev.source_class);
+  if (type == EntityType::kIp && !ev.source_class.empty())
+    f.evidence.add("source_class", ev.source_class);
   if (type != EntityType::kIp) f.evidence.add("last_source", ev.source_key_text());
   if (!ev.as_org.empty() && type == EntityType::kAsn) f.evidence.add("as_organization", ev.as_org);
   f.evidence.add("threshold_multiplier", multiplier);
@@ -152,11 +161,9 @@ void MultiAccountSourceDetector::sign_in(Source& s, EntityType type, std::string
 }
 
 void MultiAccountSourceDetector::on_time(TimeMs watermark, FindingSink&) {
-  if (watermark - last_expiry_ < config_.window_ms) return;
-  last_expiry_ = watermark;
-  sources_.expire(watermark);
-  devices_.expire(watermark);
-  asns_.expire(watermark);
+  sources_.maybe_expire(watermark);
+  devices_.maybe_expire(watermark);
+  asns_.maybe_expire(watermark);
 }
 
 std::vector<TableStats> MultiAccountSourceDetector::tables() const {

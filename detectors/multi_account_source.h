@@ -35,8 +35,9 @@ struct MultiAccountSourceConfig {
   double history_factor = 3.0;
   /// A source with no history yet (the first day, or an address never seen before) is judged
   /// only when its sign-ins came from few devices: at most this many distinct device ids per
-  /// sign-in that carried one. People behind an office NAT or a carrier's gateway each bring their own device; one
-  /// client working through a list does not. (Sign-ins without device ids are not held to this.)
+  /// sign-in that carried one. People behind an office NAT or a carrier's gateway each bring their
+  /// own device; one client working through a list does not. (Sign-ins without device ids are not
+  /// held to this.)
   double new_source_max_devices_per_account = 0.3;
   TimeMs history_period_ms = 24 * kHourMs;
   std::size_t max_sources = 500'000;
@@ -63,18 +64,18 @@ class MultiAccountSourceDetector final : public Detector {
     std::array<std::uint16_t, 2> successes{};
     std::array<std::uint16_t, 2> device_sign_ins{};  // sign-ins that carried a device id
     std::int64_t half = 0;
-    std::int32_t period = 0;            // history period of period_max
-    std::uint16_t period_max = 0;       // busiest window this period
-    std::uint16_t previous_max = 0;     // busiest window of the period before
-    std::uint8_t history_periods = 0;   // periods of history (saturates)
-    std::int8_t fired_severity = -1;
-    TimeMs fired_at = 0;
+    std::int32_t period = 0;           // history period of period_max
+    std::uint16_t period_max = 0;      // busiest window this period
+    std::uint16_t previous_max = 0;    // busiest window of the period before
+    std::uint8_t history_periods = 0;  // periods of history (saturates)
+    Episode episode;
     std::string first_account;  // first account of the episode (evidence)
   };
 
  private:
-  void sign_in(Source& s, EntityType type, std::string_view entity_key, const SeverityLadder& ladder,
-               double multiplier, std::string_view user, const Event& ev, FindingSink& out);
+  void sign_in(Source& s, EntityType type, std::string_view entity_key,
+               const SeverityLadder& ladder, double multiplier, std::string_view user,
+               const Event& ev, FindingSink& out);
 
   MultiAccountSourceConfig config_;
   std::string name_;
@@ -83,7 +84,6 @@ class MultiAccountSourceDetector final : public Detector {
   KeyedTable<Source> devices_;
   KeyedTable<Source, std::uint32_t, std::hash<std::uint32_t>> asns_;
   std::string user_buf_;
-  TimeMs last_expiry_ = 0;
 };
 
 }  // namespace portalwatch

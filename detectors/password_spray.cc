@@ -39,9 +39,9 @@ void PasswordSprayDetector::record(Source& s, const Event& ev, std::string_view 
       s.accounts[i].clear();
       s.failures[i] = s.unknown_user[i] = s.successes[i] = 0;
     }
-    if (half - s.half >= 2 && s.fired_severity >= 0) {
+    if (half - s.half >= 2 && s.episode.active()) {
       // A quiet window ends the episode.
-      s.fired_severity = -1;
+      s.episode.reset();
       s.first_account.clear();
     }
     s.half = half;
@@ -99,21 +99,9 @@ void PasswordSprayDetector::maybe_fire(Source& s, EntityType type, const std::st
   const double attempts_per_account = static_cast<double>(failures) / static_cast<double>(std::max<std::int64_t>(1, distinct));
   const double success_share = static_cast<double>(successes) / static_cast<double>(failures + successes);
   if (attempts_per_account > config_.max_attempts_per_account || success_share > max_success_share) return;
-  const bool escalated = static_cast<int>(*severity) > s.fired_severity;
-  const bool repeat = s.fired_severity >= 0 && ev.time - s.fired_at >= config_.window_ms;
-  if (!escalated && !repeat) return;
-  s.fired_severity = static_cast<std::int8_t>(*severity);
-  s.fired_at = ev.time;
+  if (!s.episode.report(*severity, ev.time, config_.window_ms)) return;
 
-  Finding f;
-  f.detector = detector();
-  f.name = name_;
-  f.severity = *severity;
-  f.entity_type = type;
-  f.entity = entity;
-  f.at = ev.time;
-  f.window_start = ev.time - config_.window_ms;
-  f.window_end = ev.time;
+  Finding f = make_finding(detector(), name_, *severity, type, entity, ev.time, config_.window_ms);
   char ratio[32];
   std::snprintf(ratio, sizeof ratio, "%.1f", attempts_per_account);
   f.summary = (type == EntityType::kAsn ? "AS" : "") + entity + " failed passwords for about " + std::to_string(distinct) +
@@ -137,10 +125,8 @@ void PasswordSprayDetector::maybe_fire(Source& s, EntityType type, const std::st
 }
 
 void PasswordSprayDetector::on_time(TimeMs watermark, FindingSink&) {
-  if (watermark - last_expiry_ < config_.window_ms) return;
-  last_expiry_ = watermark;
-  sources_.expire(watermark);
-  asns_.expire(watermark);
+  sources_.maybe_expire(watermark);
+  asns_.maybe_expire(watermark);
 }
 
 std::vector<TableStats> PasswordSprayDetector::tables() const {

@@ -54,8 +54,7 @@ class PasswordSprayDetector final : public Detector {
     std::array<std::uint32_t, 2> successes{};
     std::int64_t half = 0;  // newest half-window index
     std::string first_account;  // first account seen failing this episode (evidence)
-    std::int8_t fired_severity = -1;
-    TimeMs fired_at = 0;
+    Episode episode;
   };
 
  private:
@@ -70,7 +69,6 @@ class PasswordSprayDetector final : public Detector {
   KeyedTable<Source, IpAddress, IpHash> sources_;
   KeyedTable<Source, std::uint32_t, std::hash<std::uint32_t>> asns_;
   std::string user_buf_;
-  TimeMs last_expiry_ = 0;
 };
 
 }  // namespace portalwatch

@@ -54,4 +54,28 @@ class SeverityLadder {
   std::array<std::int64_t, kSeverityCount> steps_{};
 };
 
+/// When a detector reports on one entity: at the first step, at each higher step as the evidence
+/// grows, and again once per window while it lasts (a reminder, not a flood). 16 bytes.
+class Episode {
+ public:
+  /// Whether a finding of severity s at time now is due; if so, records it.
+  bool report(Severity s, TimeMs now, TimeMs window) {
+    const bool escalated = escalates(s);
+    const bool repeat = severity_ >= 0 && now - at_ >= window;
+    if (!escalated && !repeat) return false;
+    severity_ = static_cast<std::int8_t>(s);
+    at_ = now;
+    return true;
+  }
+  bool active() const { return severity_ >= 0; }
+  bool escalates(Severity s) const { return static_cast<int>(s) > severity_; }
+  /// The episode is over (a quiet window); the next finding starts a new one.
+  void reset() { severity_ = -1; }
+  TimeMs reported_at() const { return at_; }
+
+ private:
+  TimeMs at_ = 0;
+  std::int8_t severity_ = -1;
+};
+
 }  // namespace portalwatch

@@ -98,6 +98,14 @@ class KeyedTable {
     auto it = map_.find(key);
     return it == map_.end() ? nullptr : &it->second.state;
   }
+  /// find, and marks the entry as seen at now.
+  template <typename K>
+  State* find(const K& key, TimeMs now) {
+    auto it = map_.find(key);
+    if (it == map_.end()) return nullptr;
+    it->second.last_seen = std::max(it->second.last_seen, now);
+    return &it->second.state;
+  }
 
   /// Removes entries idle since before now - idle_ms.
   void expire(TimeMs now) {
@@ -109,6 +117,14 @@ class KeyedTable {
         ++it;
       }
     }
+  }
+
+  /// Calls expire(now) when the idle time has passed since the last sweep, so an idle entry is gone
+  /// within twice its idle time at no per-event cost. Detectors call it from on_time.
+  void maybe_expire(TimeMs now) {
+    if (now - last_sweep_ < std::max<TimeMs>(kSecondMs, idle_ms_)) return;
+    last_sweep_ = now;
+    expire(now);
   }
 
   std::size_t size() const { return map_.size(); }
@@ -162,6 +178,7 @@ class KeyedTable {
   Map map_;
   std::uint64_t evictions_ = 0;
   std::uint64_t expirations_ = 0;
+  TimeMs last_sweep_ = INT64_MIN / 2;
 };
 
 }  // namespace portalwatch

@@ -1,7 +1,8 @@
 // credential_stuffing: hundreds of quiet sources, a low-and-slow campaign, and what is not one.
+#include "detectors/credential_stuffing.h"
+
 #include <doctest/doctest.h>
 
-#include "detectors/credential_stuffing.h"
 #include "tests/unit/event_builder.h"
 
 namespace portalwatch {
@@ -14,14 +15,17 @@ namespace {
 const TimeMs kT0 = *parse_rfc3339("2026-12-23T14:00:00Z");
 
 Engine stuffing_engine(CredentialStuffingConfig c = {}, std::vector<TrustedNetwork> trusted = {}) {
-  return test::engine_with(std::make_unique<CredentialStuffingDetector>(c, "credential_stuffing"), std::move(trusted));
+  return test::engine_with(std::make_unique<CredentialStuffingDetector>(c, "credential_stuffing"),
+                           std::move(trusted));
 }
 
 // Background: ordinary people signing in, some after a typo of their name or password.
 void people(Engine& e, Collect& out, TimeMs from, TimeMs to, test::TestRng& r) {
   for (TimeMs t = from; t < to; t += 2 * kSecondMs) {
     const std::string user = "emp" + std::to_string(r.below(50000));
-    const std::string ip = test::ipv4(73, static_cast<int>(r.below(250)), static_cast<int>(r.below(250)), 1 + static_cast<int>(r.below(250)));
+    const std::string ip =
+        test::ipv4(73, static_cast<int>(r.below(250)), static_cast<int>(r.below(250)),
+                   1 + static_cast<int>(r.below(250)));
     if (r.chance(0.03)) test::feed(e, Ev{}.at(t).as(user + "x").from(ip).fail("unknown_user"), out);
     if (r.chance(0.03)) test::feed(e, Ev{}.at(t).as(user).from(ip).fail(), out);
     test::feed(e, Ev{}.at(t + 500).as(user).from(ip).ok(), out);
@@ -38,7 +42,8 @@ TEST_CASE("credential_stuffing: a wave from hundreds of residential proxies, non
   REQUIRE(out.findings.empty());
   // 400 proxies, 3,000 tries over 30 minutes: 7 or 8 tries per source, 65% unknown names.
   std::vector<std::string> proxies;
-  for (int i = 0; i < 400; ++i) proxies.push_back(test::ipv4(24 + i % 50, i % 200, (i * 7) % 250, 1 + i % 250));
+  for (int i = 0; i < 400; ++i)
+    proxies.push_back(test::ipv4(24 + i % 50, i % 200, (i * 7) % 250, 1 + i % 250));
   std::string compromised;
   for (int i = 0; i < 3000; ++i) {
     const TimeMs t = kT0 + i * 600;
@@ -77,15 +82,18 @@ TEST_CASE("credential_stuffing: low and slow, one try per source every ten minut
   REQUIRE(out.findings.empty());
   std::vector<std::pair<TimeMs, std::string>> next;
   for (int i = 0; i < 120; ++i)
-    next.emplace_back(kT0 + static_cast<TimeMs>(r.below(10 * kMinuteMs)), test::ipv4(98, i, 3, 1 + i));
+    next.emplace_back(kT0 + static_cast<TimeMs>(r.below(10 * kMinuteMs)),
+                      test::ipv4(98, i, 3, 1 + i));
   TimeMs found = -1;
   for (TimeMs t = kT0; t < kT0 + 3 * kHourMs; t += 2 * kSecondMs) {
     people(e, out, t, t + 1, r);
     for (auto& [when, ip] : next) {
       if (when > t) continue;
       Ev ev = Ev{}.at(t).from(ip);
-      if (r.chance(0.55)) ev.as("leaked" + std::to_string(r.below(1000000))).fail("unknown_user");
-      else ev.as("emp" + std::to_string(r.below(50000))).fail();
+      if (r.chance(0.55))
+        ev.as("leaked" + std::to_string(r.below(1000000))).fail("unknown_user");
+      else
+        ev.as("emp" + std::to_string(r.below(50000))).fail();
       test::feed(e, ev, out);
       when = t + 8 * kMinuteMs + static_cast<TimeMs>(r.below(4 * kMinuteMs));
     }
@@ -99,14 +107,17 @@ TEST_CASE("credential_stuffing: low and slow, one try per source every ten minut
 TEST_CASE("credential_stuffing: what must not fire") {
   Collect out;
   test::TestRng r(3);
-  SUBCASE("a 5,000-employee office NAT with 6% typos (names and passwords), not configured as trusted") {
+  SUBCASE(
+      "a 5,000-employee office NAT with 6% typos (names and passwords), not configured as "
+      "trusted") {
     Engine e = stuffing_engine();
     for (int day = 0; day < 2; ++day)
       for (int i = 0; i < 5000; ++i) {
         const TimeMs t = kT0 + day * kDayMs + i * 700;
         const std::string u = "emp" + std::to_string(i);
         const std::string nat = i % 2 ? "203.0.113.10" : "203.0.113.11";
-        if (r.chance(0.03)) test::feed(e, Ev{}.at(t).as(u + "1").from(nat).fail("unknown_user"), out);
+        if (r.chance(0.03))
+          test::feed(e, Ev{}.at(t).as(u + "1").from(nat).fail("unknown_user"), out);
         if (r.chance(0.03)) test::feed(e, Ev{}.at(t).as(u).from(nat).fail(), out);
         test::feed(e, Ev{}.at(t + 300).as(u).from(nat).ok(), out);
       }
@@ -120,7 +131,12 @@ TEST_CASE("credential_stuffing: what must not fire") {
   SUBCASE("many failing sources with valid names only is not a combo list") {
     Engine e = stuffing_engine();
     for (int i = 0; i < 2000; ++i)
-      test::feed(e, Ev{}.at(kT0 + i * 500).as("emp" + std::to_string(i % 700)).from(test::ipv4(71, i % 100, 1, 1)).fail(), out);
+      test::feed(e,
+                 Ev{}.at(kT0 + i * 500)
+                     .as("emp" + std::to_string(i % 700))
+                     .from(test::ipv4(71, i % 100, 1, 1))
+                     .fail(),
+                 out);
     CHECK(out.of(EntityType::kGlobal).empty());
   }
 }
@@ -129,7 +145,12 @@ TEST_CASE("credential_stuffing: one source loud on its own is named") {
   Engine e = stuffing_engine();
   Collect out;
   for (int i = 0; i < 60; ++i)
-    test::feed(e, Ev{}.at(kT0 + i * kSecondMs).as("leaked" + std::to_string(i)).from("45.61.1.2").fail(i % 3 ? "unknown_user" : "bad_password"), out);
+    test::feed(e,
+               Ev{}.at(kT0 + i * kSecondMs)
+                   .as("leaked" + std::to_string(i))
+                   .from("45.61.1.2")
+                   .fail(i % 3 ? "unknown_user" : "bad_password"),
+               out);
   const auto ip = out.of(EntityType::kIp);
   REQUIRE(!ip.empty());
   CHECK(ip.front().entity == "45.61.1.2");
@@ -138,7 +159,8 @@ TEST_CASE("credential_stuffing: one source loud on its own is named") {
 
 TEST_CASE("credential_stuffing: configuration") {
   Diagnostics d("test.yaml");
-  ConfigNode node(YAML::Load("{window_seconds: 10, severity: {medium: 50, high: 40}, bogus: 1}"), "detectors[0]", d);
+  ConfigNode node(YAML::Load("{window_seconds: 10, severity: {medium: 50, high: 40}, bogus: 1}"),
+                  "detectors[0]", d);
   {
     MapReader m(node);
     read_credential_stuffing_config(m);

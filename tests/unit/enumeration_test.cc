@@ -1,10 +1,11 @@
 // enumeration: scraping other people's records, sequential id walks; HR doing its job, office NATs
 // and people reading their own records are not scraping.
+#include "detectors/enumeration.h"
+
 #include <doctest/doctest.h>
 
 #include <cstdio>
 
-#include "detectors/enumeration.h"
 #include "tests/unit/event_builder.h"
 
 namespace portalwatch {
@@ -37,7 +38,8 @@ EnumerationConfig daily() {
 
 }  // namespace
 
-TEST_CASE("enumeration: one session scraping random records is named by session, account and address") {
+TEST_CASE(
+    "enumeration: one session scraping random records is named by session, account and address") {
   Engine e = enum_engine();
   Collect out;
   test::TestRng r(1);
@@ -45,7 +47,8 @@ TEST_CASE("enumeration: one session scraping random records is named by session,
   base.user_id = record(99);
   base.session = "s-1";
   test::feed(e, Ev(base).at(kT0).ok(), out);
-  for (int i = 0; i < 200; ++i) test::feed(e, Ev(base).at(kT0 + (i + 1) * 2 * kSecondMs).view(record(r.below(60000))), out);
+  for (int i = 0; i < 200; ++i)
+    test::feed(e, Ev(base).at(kT0 + (i + 1) * 2 * kSecondMs).view(record(r.below(60000))), out);
   REQUIRE(out.findings.size() >= 6);  // medium and high for each of the three readers
   CHECK(out.of(EntityType::kSession).front().entity == "s-1");
   CHECK(out.of(EntityType::kUser).front().entity == "jdoe42");
@@ -61,7 +64,10 @@ TEST_CASE("enumeration: a sequential walk is caught before the distinct count wo
   Engine e = enum_engine();
   Collect out;
   for (int i = 0; i < 30; ++i) {
-    Ev ev = Ev{}.at(kT0 + i * 3 * kSecondMs).as("").from("45.77.1.1").view(record(1000 + static_cast<unsigned>(i)), "lookup");
+    Ev ev = Ev{}.at(kT0 + i * 3 * kSecondMs)
+                .as("")
+                .from("45.77.1.1")
+                .view(record(1000 + static_cast<unsigned>(i)), "lookup");
     ev.status = i % 3 ? 200 : 404;
     if (i % 3 == 0) ev.outcome = "failure";
     test::feed(e, ev, out);
@@ -88,7 +94,9 @@ TEST_CASE("enumeration: HR staff reading 300 colleagues' records in a day raises
       login.roles = {"employee", "hr_admin"};
       test::feed(e, login, out);
       for (int i = 0; i < 60; ++i)
-        test::feed(e, Ev(base).at(start + (i + 1) * 12 * kSecondMs).view(record(r.below(60000)), "hr"), out);
+        test::feed(e,
+                   Ev(base).at(start + (i + 1) * 12 * kSecondMs).view(record(r.below(60000)), "hr"),
+                   out);
     }
   }
   CHECK(out.findings.empty());
@@ -103,7 +111,8 @@ TEST_CASE("enumeration: a role's own limits are limits, not an exemption") {
   Ev login = Ev(base).at(kT0).ok();
   login.roles = {"hr_admin"};
   test::feed(e, login, out);
-  for (int i = 0; i < 300; ++i) test::feed(e, Ev(base).at(kT0 + (i + 1) * 2 * kSecondMs).view(record(r.below(60000))), out);
+  for (int i = 0; i < 300; ++i)
+    test::feed(e, Ev(base).at(kT0 + (i + 1) * 2 * kSecondMs).view(record(r.below(60000))), out);
   const auto user = out.of(EntityType::kUser);
   REQUIRE(user.size() == 1);
   CHECK(*user[0].evidence.get("role_limits") == "\"hr_admin\"");
@@ -117,7 +126,10 @@ TEST_CASE("enumeration: what must not fire") {
   SUBCASE("an office NAT where a hundred employees each look up a few colleagues") {
     Engine e = enum_engine();
     for (int i = 0; i < 300; ++i) {
-      Ev ev = Ev{}.at(kT0 + i * 2 * kSecondMs).as("emp" + std::to_string(i % 100)).from("203.0.113.10").view(record(r.below(60000)));
+      Ev ev = Ev{}.at(kT0 + i * 2 * kSecondMs)
+                  .as("emp" + std::to_string(i % 100))
+                  .from("203.0.113.10")
+                  .view(record(r.below(60000)));
       ev.session = "s-" + std::to_string(i % 100);
       test::feed(e, ev, out);
     }
@@ -147,7 +159,8 @@ TEST_CASE("enumeration: what must not fire") {
 
 TEST_CASE("enumeration: configuration") {
   Diagnostics d("test.yaml");
-  ConfigNode node(YAML::Load("{role_limits: [hr_admin], entities: [ip, device]}"), "detectors[2]", d);
+  ConfigNode node(YAML::Load("{role_limits: [hr_admin], entities: [ip, device]}"), "detectors[2]",
+                  d);
   {
     MapReader m(node);
     read_enumeration_config(m);
@@ -157,7 +170,8 @@ TEST_CASE("enumeration: configuration") {
   CHECK(text.find("unknown entity \"device\"") != std::string::npos);
 
   Diagnostics ok("ok.yaml");
-  ConfigNode good(YAML::Load("{role_limits: {auditor: {high: 900}}, entities: [user]}"), "detectors[2]", ok);
+  ConfigNode good(YAML::Load("{role_limits: {auditor: {high: 900}}, entities: [user]}"),
+                  "detectors[2]", ok);
   EnumerationConfig c;
   {
     MapReader m(good);

@@ -37,20 +37,42 @@ struct Ev {
   std::vector<std::string> roles;
   std::string ip = "198.51.100.7";
   int asn = 0;
-  std::string ua = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36";
+  std::string ua =
+      "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36";
   std::string device;
   std::string session;
   std::string app;
   std::string record;
   int status = 0;
 
-  Ev& at(TimeMs time) { t = time; return *this; }
-  Ev& fail(std::string why = "bad_password") { outcome = "failure"; reason = std::move(why); return *this; }
-  Ev& ok() { outcome = "success"; reason.clear(); return *this; }
-  Ev& as(std::string name) { user = std::move(name); return *this; }
-  Ev& from(std::string address) { ip = std::move(address); return *this; }
+  Ev& at(TimeMs time) {
+    t = time;
+    return *this;
+  }
+  Ev& fail(std::string why = "bad_password") {
+    outcome = "failure";
+    reason = std::move(why);
+    return *this;
+  }
+  Ev& ok() {
+    outcome = "success";
+    reason.clear();
+    return *this;
+  }
+  Ev& as(std::string name) {
+    user = std::move(name);
+    return *this;
+  }
+  Ev& from(std::string address) {
+    ip = std::move(address);
+    return *this;
+  }
   Ev& view(std::string rec, std::string application = "directory") {
-    action = "view"; outcome = "success"; reason.clear(); record = std::move(rec); app = std::move(application);
+    action = "view";
+    outcome = "success";
+    reason.clear();
+    record = std::move(rec);
+    app = std::move(application);
     return *this;
   }
 
@@ -66,7 +88,9 @@ struct Ev {
       j += "]";
     }
     j += R"(},"source":{"ip":")" + ip + "\"";
-    if (asn) j += R"(,"as":{"number":)" + std::to_string(asn) + R"(,"organization":{"name":"Example ISP"}})";
+    if (asn)
+      j += R"(,"as":{"number":)" + std::to_string(asn) +
+           R"(,"organization":{"name":"Example ISP"}})";
     j += "}";
     if (!ua.empty()) j += R"(,"user_agent":{"original":")" + ua + "\"}";
     if (!device.empty()) j += R"(,"device":{"id":")" + device + "\"}";
@@ -95,7 +119,8 @@ inline Engine engine_with(std::unique_ptr<Detector> d, std::vector<TrustedNetwor
 /// Feeds one event; fails the test if the engine rejects it.
 inline void feed(Engine& e, const Ev& ev, Collect& out) {
   const auto r = e.process(ev.json(), false, out);
-  if (!r.accepted) throw std::runtime_error("test event rejected: " + std::string(r.detail) + ": " + ev.json());
+  if (!r.accepted)
+    throw std::runtime_error("test event rejected: " + std::string(r.detail) + ": " + ev.json());
 }
 
 /// A deterministic pseudo-random generator for test traffic.
@@ -114,7 +139,8 @@ struct TestRng {
 };
 
 inline std::string ipv4(int a, int b, int c, int d) {
-  return std::to_string(a) + "." + std::to_string(b) + "." + std::to_string(c) + "." + std::to_string(d);
+  return std::to_string(a) + "." + std::to_string(b) + "." + std::to_string(c) + "." +
+         std::to_string(d);
 }
 
 }  // namespace portalwatch::test

@@ -1,8 +1,9 @@
 // failure_spike: the portal-wide failure ratio against its learned baseline; the 8 a.m. peak,
 // payday volume and a password-expiry morning are not spikes.
+#include "detectors/failure_spike.h"
+
 #include <doctest/doctest.h>
 
-#include "detectors/failure_spike.h"
 #include "tests/unit/event_builder.h"
 
 namespace portalwatch {
@@ -24,16 +25,22 @@ void traffic(Engine& e, Collect& out, TimeMs from, TimeMs to, double per_minute,
              test::TestRng& r, double expired = 0) {
   const auto step = static_cast<TimeMs>(60'000.0 / per_minute);
   for (TimeMs t = from; t < to; t += step) {
-    Ev ev = Ev{}.at(t).as("emp" + std::to_string(r.below(50000))).from(test::ipv4(73, 1, 2, 1 + static_cast<int>(r.below(250))));
+    Ev ev = Ev{}.at(t)
+                .as("emp" + std::to_string(r.below(50000)))
+                .from(test::ipv4(73, 1, 2, 1 + static_cast<int>(r.below(250))));
     const double u = r.uniform();
-    if (u < expired) ev.fail("expired_password");
-    else if (u < expired + ratio) ev.fail();
+    if (u < expired)
+      ev.fail("expired_password");
+    else if (u < expired + ratio)
+      ev.fail();
     test::feed(e, ev, out);
   }
 }
 
-// A day shaped like the portal's: quiet night, 8 a.m. peak ten times the night's rate, an afternoon.
-void ordinary_day(Engine& e, Collect& out, TimeMs day, test::TestRng& r, double expired_morning = 0) {
+// A day shaped like the portal's: quiet night, 8 a.m. peak ten times the night's rate, an
+// afternoon.
+void ordinary_day(Engine& e, Collect& out, TimeMs day, test::TestRng& r,
+                  double expired_morning = 0) {
   traffic(e, out, day, day + 7 * kHourMs, 6, 0.06, r);
   traffic(e, out, day + 7 * kHourMs, day + 8 * kHourMs, 30, 0.06, r);
   traffic(e, out, day + 8 * kHourMs, day + 9 * kHourMs, 60, 0.06, r, 0);
@@ -93,7 +100,8 @@ TEST_CASE("failure_spike: nothing during warm-up, nothing on a handful of attemp
   traffic(e, out, kMidnight, kMidnight + 30 * kMinuteMs, 30, 0.6, r);  // before the baseline exists
   CHECK(out.findings.empty());
   traffic(e, out, kMidnight + 30 * kMinuteMs, kMidnight + 3 * kHourMs, 30, 0.05, r);
-  traffic(e, out, kMidnight + 3 * kHourMs, kMidnight + 4 * kHourMs, 1, 0.9, r);  // 60 attempts an hour
+  traffic(e, out, kMidnight + 3 * kHourMs, kMidnight + 4 * kHourMs, 1, 0.9,
+          r);  // 60 attempts an hour
   CHECK(out.findings.empty());
 }
 

@@ -1,8 +1,9 @@
 // multi_account_source: one source signing in as many accounts, beyond its own history; an office
 // NAT, a household and a kiosk's usual day are not that.
+#include "detectors/multi_account_source.h"
+
 #include <doctest/doctest.h>
 
-#include "detectors/multi_account_source.h"
 #include "tests/unit/event_builder.h"
 
 namespace portalwatch {
@@ -24,7 +25,8 @@ TEST_CASE("multi_account_source: one client signing in as twenty people in an ho
   Engine e = mas_engine();
   Collect out;
   for (int i = 0; i < 20; ++i) {
-    Ev ev = Ev{}.at(kT0 + i * 3 * kMinuteMs).as("victim" + std::to_string(i)).from("86.125.9.8").ok();
+    Ev ev =
+        Ev{}.at(kT0 + i * 3 * kMinuteMs).as("victim" + std::to_string(i)).from("86.125.9.8").ok();
     ev.device = "d-0badc0de";
     ev.asn = 6830;
     test::feed(e, ev, out);
@@ -48,7 +50,10 @@ TEST_CASE("multi_account_source: what must not fire") {
     Engine e = mas_engine();
     for (int day = 0; day < 3; ++day)
       for (int i = 0; i < 9; ++i) {
-        Ev ev = Ev{}.at(kT0 + day * kDayMs + i * 5 * kMinuteMs).as("family" + std::to_string(i % 3)).from("73.4.5.6").ok();
+        Ev ev = Ev{}.at(kT0 + day * kDayMs + i * 5 * kMinuteMs)
+                    .as("family" + std::to_string(i % 3))
+                    .from("73.4.5.6")
+                    .ok();
         ev.device = "d-laptop";
         test::feed(e, ev, out);
       }
@@ -57,7 +62,8 @@ TEST_CASE("multi_account_source: what must not fire") {
   SUBCASE("an office NAT on its first day: everyone brings their own device") {
     Engine e = mas_engine();
     for (int i = 0; i < 600; ++i) {
-      Ev ev = Ev{}.at(kT0 + i * 5 * kSecondMs).as("emp" + std::to_string(i)).from("203.0.113.10").ok();
+      Ev ev =
+          Ev{}.at(kT0 + i * 5 * kSecondMs).as("emp" + std::to_string(i)).from("203.0.113.10").ok();
       ev.device = "d-" + std::to_string(i);
       ev.asn = 64500;
       test::feed(e, ev, out);
@@ -68,7 +74,10 @@ TEST_CASE("multi_account_source: what must not fire") {
     Engine e = mas_engine();
     for (int day = 0; day < 3; ++day)
       for (int i = 0; i < 12; ++i) {
-        Ev ev = Ev{}.at(kT0 + day * kDayMs + i * 4 * kMinuteMs).as("worker" + std::to_string(i + day * 12)).from("198.51.100.77").ok();
+        Ev ev = Ev{}.at(kT0 + day * kDayMs + i * 4 * kMinuteMs)
+                    .as("worker" + std::to_string(i + day * 12))
+                    .from("198.51.100.77")
+                    .ok();
         ev.device = "d-kiosk";
         test::feed(e, ev, out);
       }
@@ -89,13 +98,17 @@ TEST_CASE("multi_account_source: a source with history is judged against it") {
   // Day 1: a shared workstation, two people an hour for eight hours: below every step (and too
   // few accounts a day to be learned as shared egress by sources:).
   for (int h = 0; h < 8; ++h)
-    for (int i = 0; i < 2; ++i) sign_in(kT0 + h * kHourMs + i * 30 * kMinuteMs, "worker" + std::to_string(h * 2 + i), "d-ws");
+    for (int i = 0; i < 2; ++i)
+      sign_in(kT0 + h * kHourMs + i * 30 * kMinuteMs, "worker" + std::to_string(h * 2 + i), "d-ws");
   REQUIRE(out.findings.empty());
   // Day 2: a busier hour of eight is within three times its usual (the busiest window of day 1).
-  for (int i = 0; i < 8; ++i) sign_in(kT0 + kDayMs + i * 7 * kMinuteMs, "worker" + std::to_string(100 + i), "d-ws");
+  for (int i = 0; i < 8; ++i)
+    sign_in(kT0 + kDayMs + i * 7 * kMinuteMs, "worker" + std::to_string(100 + i), "d-ws");
   CHECK(out.findings.empty());
   // Later that day: forty accounts in an hour, each from a fresh browser profile.
-  for (int i = 0; i < 40; ++i) sign_in(kT0 + kDayMs + 3 * kHourMs + i * 90 * kSecondMs, "victim" + std::to_string(i), "d-" + std::to_string(i));
+  for (int i = 0; i < 40; ++i)
+    sign_in(kT0 + kDayMs + 3 * kHourMs + i * 90 * kSecondMs, "victim" + std::to_string(i),
+            "d-" + std::to_string(i));
   const auto ip = out.of(EntityType::kIp);
   REQUIRE(!ip.empty());
   const int usual = std::stoi(*ip[0].evidence.get("usual_max_accounts"));
@@ -109,7 +122,9 @@ TEST_CASE("multi_account_source: a source with history is judged against it") {
 TEST_CASE("multi_account_source: failed sign-ins do not count") {
   Engine e = mas_engine();
   Collect out;
-  for (int i = 0; i < 50; ++i) test::feed(e, Ev{}.at(kT0 + i * kSecondMs).as("u" + std::to_string(i)).from("45.1.1.1").fail(), out);
+  for (int i = 0; i < 50; ++i)
+    test::feed(e, Ev{}.at(kT0 + i * kSecondMs).as("u" + std::to_string(i)).from("45.1.1.1").fail(),
+               out);
   CHECK(out.findings.empty());
 }
 
