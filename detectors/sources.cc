@@ -34,7 +34,8 @@ SourcesConfig read_sources_config(MapReader& m) {
 
 SourceClassifier::SourceClassifier(SourcesConfig config)
     : config_(std::move(config)),
-      learned_("shared_sources", config_.max_learned_sources, 2 * config_.learning_period_ms) {}
+      learned_("learning_sources", config_.max_learned_sources, config_.learning_period_ms),
+      shared_("shared_sources", std::max<std::size_t>(16, config_.max_learned_sources / 10), 2 * config_.learning_period_ms) {}
 
 void SourceClassifier::observe(Event& ev, bool classify) {
   ev.source_key = aggregate(ev.source_ip);
@@ -53,26 +54,35 @@ void SourceClassifier::observe(Event& ev, bool classify) {
     }
   }
   if (!config_.learn_shared) return;
-  const bool learns = ev.action == Action::kLogin && ev.outcome == Outcome::kSuccess && !ev.user_name.empty();
-  if (!learns && !classify) return;
-  Learned* l = learns ? &learned_.upsert(ev.source_key, ev.time) : learned_.find(ev.source_key);
-  if (!l) return;
+  learned_.maybe_expire(ev.time);
+  shared_.maybe_expire(ev.time);
   const std::int64_t period = ev.time / config_.learning_period_ms;
-  if (l->period != period) {
-    // Roll the period: what was current becomes the evidence for the new one.
-    l->previous_accounts = l->period == period - 1 ? static_cast<std::uint32_t>(l->accounts.count()) : 0;
-    l->accounts.clear();
-    l->period = period;
+  if (ev.action == Action::kLogin && ev.outcome == Outcome::kSuccess && !ev.user_name.empty()) {
+    Learned& l = learned_.upsert(ev.source_key, ev.time);
+    if (l.period != period) {
+      l.accounts.clear();
+      l.period = period;
+    }
+    l.accounts.add(normalize_user(ev.user_name, user_buf_));
+    // Enough distinct accounts this period: shared egress for the next one.
+    if (l.marked_for != period + 1 && l.accounts.count() >= config_.shared_min_accounts) {
+      l.marked_for = period + 1;
+      shared_.upsert(ev.source_key, ev.time) = period + 1;
+    }
   }
-  if (learns) l->accounts.add(normalize_user(ev.user_name, user_buf_));
-  if (classify && l->previous_accounts >= config_.shared_min_accounts) {
-    ev.source_threshold_multiplier = config_.shared_threshold_multiplier;
-    ev.source_class = "learned_shared";
+  // Classification asks only the small table of shared sources, which stays in cache.
+  if (classify && shared_.size() > 0) {
+    const std::int64_t* valid_for = shared_.find(ev.source_key);
+    if (valid_for && *valid_for == period) {
+      ev.source_threshold_multiplier = config_.shared_threshold_multiplier;
+      ev.source_class = "learned_shared";
+    }
   }
 }
 
 std::vector<TableStats> SourceClassifier::tables() const {
-  return {learned_.stats(KeyedTable<Learned, IpAddress, IpHash>::kBytesPerKey)};
+  return {learned_.stats(KeyedTable<Learned, IpAddress, IpHash>::kBytesPerKey),
+          shared_.stats(KeyedTable<std::int64_t, IpAddress, IpHash>::kBytesPerKey)};
 }
 
 }  // namespace portalwatch

@@ -59,12 +59,15 @@ class SourceClassifier {
 
  private:
   struct Learned {
-    DistinctCounter<6> accounts;          // distinct accounts signed in during the current period
-    std::int64_t period = 0;              // which period `accounts` covers
-    std::uint32_t previous_accounts = 0;  // distinct accounts of the period before
+    DistinctCounter<6> accounts;  // distinct accounts signed in during the current period
+    std::int64_t period = 0;      // which period `accounts` covers
+    std::int64_t marked_for = -1;  // the period this source was last marked shared for
   };
   SourcesConfig config_;
+  /// Every source that signed in this period, counting its accounts.
   KeyedTable<Learned, IpAddress, IpHash> learned_;
+  /// The few that reached min_accounts: source → the period they are shared egress for.
+  KeyedTable<std::int64_t, IpAddress, IpHash> shared_;
   std::string user_buf_;
 };
 
