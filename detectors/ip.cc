@@ -60,16 +60,6 @@ bool IpAddress::in(const IpAddress& net, int prefix_len) const noexcept {
   return masked(prefix_len).bytes == net.masked(prefix_len).bytes;
 }
 
-std::uint64_t IpAddress::hash() const noexcept {
-  std::uint64_t a, b;
-  std::memcpy(&a, bytes.data(), 8);
-  std::memcpy(&b, bytes.data() + 8, 8);
-  std::uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull);
-  h ^= h >> 31;
-  h *= 0xBF58476D1CE4E5B9ull;
-  return h ^ (h >> 29);
-}
-
 std::optional<IpNetwork> IpNetwork::parse(std::string_view text) noexcept {
   const auto slash = text.find('/');
   auto addr = IpAddress::parse(text.substr(0, slash));

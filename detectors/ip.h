@@ -23,10 +23,26 @@ struct IpAddress {
   IpAddress masked(int prefix_len) const noexcept;
   /// Whether this address lies in net/prefix_len (same family only).
   bool in(const IpAddress& net, int prefix_len) const noexcept;
-  /// A 64-bit hash, stable within a process.
-  std::uint64_t hash() const noexcept;
+  /// A 64-bit hash, stable within a process. Inline: every keyed table asks for it per event.
+  std::uint64_t hash() const noexcept {
+    std::uint64_t a, b;
+    __builtin_memcpy(&a, bytes.data(), 8);
+    __builtin_memcpy(&b, bytes.data() + 8, 8);
+    std::uint64_t h = a * 0x9E3779B97F4A7C15ull ^ (b + 0x632BE59BD9B4E019ull);
+    h ^= h >> 31;
+    h *= 0xBF58476D1CE4E5B9ull;
+    return h ^ (h >> 29);
+  }
 
-  bool operator==(const IpAddress&) const = default;
+  /// Two 8-byte comparisons rather than a call to memcmp.
+  bool operator==(const IpAddress& o) const noexcept {
+    std::uint64_t a0, a1, b0, b1;
+    __builtin_memcpy(&a0, bytes.data(), 8);
+    __builtin_memcpy(&a1, bytes.data() + 8, 8);
+    __builtin_memcpy(&b0, o.bytes.data(), 8);
+    __builtin_memcpy(&b1, o.bytes.data() + 8, 8);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0 && v4 == o.v4;
+  }
 };
 
 /// A CIDR network such as "10.0.0.0/8" or "2001:db8::/32".
