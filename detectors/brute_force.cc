@@ -6,8 +6,10 @@ BruteForceConfig read_brute_force_config(MapReader& cfg) {
   BruteForceConfig c;
   c.window_ms = cfg.get_int("window_seconds", c.window_ms / kSecondMs, 10, 86400) * kSecondMs;
   c.severity.read(cfg, "severity");
-  c.success_after_failures = cfg.get_int("success_after_failures", c.success_after_failures, 1, 1'000'000);
-  c.max_accounts = static_cast<std::size_t>(cfg.get_int("max_accounts", static_cast<std::int64_t>(c.max_accounts), 16, 100'000'000));
+  c.success_after_failures =
+      cfg.get_int("success_after_failures", c.success_after_failures, 1, 1'000'000);
+  c.max_accounts = static_cast<std::size_t>(
+      cfg.get_int("max_accounts", static_cast<std::int64_t>(c.max_accounts), 16, 100'000'000));
   return c;
 }
 
@@ -21,15 +23,6 @@ BruteForceDetector::BruteForceDetector(BruteForceConfig config, std::string name
       span_(std::max<TimeMs>(1, config_.window_ms / kBuckets)),
       accounts_("accounts", config_.max_accounts, config_.window_ms) {}
 
-void BruteForceDetector::note_source(Account& a, const IpAddress& ip) {
-  for (int i = 0; i < std::min<int>(a.source_count, kSampleSources); ++i)
-    if (a.sources[i] == ip) return;
-  // Past the sample the count is of sources not in the sample: an upper bound, good enough to
-  // tell "one machine" from "many".
-  if (a.source_count < kSampleSources) a.sources[a.source_count] = ip;
-  if (a.source_count < 255) ++a.source_count;
-}
-
 void BruteForceDetector::on_event(const Event& ev, FindingSink& out) {
   if (ev.action != Action::kLogin || ev.user_name.empty()) return;
   // An unknown account is not an account being brute-forced (that is credential stuffing).
@@ -38,7 +31,7 @@ void BruteForceDetector::on_event(const Event& ev, FindingSink& out) {
   if (ev.outcome == Outcome::kFailure) {
     Account& a = accounts_.upsert(user, ev.time);
     a.failures.add(ev.time, span_);
-    note_source(a, ev.source_ip);
+    a.sources.note(ev.source_ip);
     maybe_fire(user, a, ev, out);
   } else if (ev.outcome == Outcome::kSuccess) {
     // Successes only matter for accounts already under attack; do not create state for them.
@@ -49,7 +42,8 @@ void BruteForceDetector::on_event(const Event& ev, FindingSink& out) {
   }
 }
 
-void BruteForceDetector::maybe_fire(std::string_view user, Account& a, const Event& ev, FindingSink& out) {
+void BruteForceDetector::maybe_fire(std::string_view user, Account& a, const Event& ev,
+                                    FindingSink& out) {
   const std::int64_t failures = a.failures.total(ev.time, span_);
   const std::int64_t successes = a.successes.total(ev.time, span_);
   auto severity = config_.severity.at(failures);
@@ -57,7 +51,7 @@ void BruteForceDetector::maybe_fire(std::string_view user, Account& a, const Eve
     // Below every step: the episode is over; a later attack is a new one.
     if (failures == 0) {
       a.episode.reset();
-      a.source_count = 0;
+      a.sources.clear();
     }
     return;
   }
@@ -65,17 +59,16 @@ void BruteForceDetector::maybe_fire(std::string_view user, Account& a, const Eve
   if (compromised && *severity < Severity::kHigh) severity = Severity::kHigh;
   if (!a.episode.report(*severity, ev.time, config_.window_ms)) return;
 
-  Finding f = make_finding(detector(), name_, *severity, EntityType::kUser, std::string(user), ev.time, config_.window_ms);
+  Finding f = make_finding(detector(), name_, *severity, EntityType::kUser, std::string(user),
+                           ev.time, config_.window_ms);
   f.summary = f.entity + " had " + std::to_string(failures) + " failed passwords in " +
-              format_duration(config_.window_ms) + " from " + std::to_string(a.source_count) +
-              (a.source_count == 1 ? " source" : " sources");
+              format_duration(config_.window_ms) + " from " + std::to_string(a.sources.count) +
+              (a.sources.count == 1 ? " source" : " sources");
   if (compromised) f.summary += ", then a successful login";
   f.evidence.add("failures", failures);
   f.evidence.add("successes", successes);
-  f.evidence.add("distinct_sources", static_cast<std::int64_t>(a.source_count));
-  std::vector<std::string> sources;
-  for (int i = 0; i < std::min<int>(a.source_count, kSampleSources); ++i) sources.push_back(a.sources[i].to_string());
-  f.evidence.add("sample_sources", sources);
+  f.evidence.add("distinct_sources", static_cast<std::int64_t>(a.sources.count));
+  f.evidence.add("sample_sources", a.sources.texts());
   f.evidence.add("window_seconds", config_.window_ms / kSecondMs);
   f.evidence.add("threshold", config_.severity.lowest_step());
   out.emit(std::move(f));

@@ -36,12 +36,10 @@ class BruteForceDetector final : public Detector {
   struct Account {
     SlidingWindowCounter<kBuckets> failures;
     SlidingWindowCounter<kBuckets> successes;
-    std::array<IpAddress, kSampleSources> sources{};  // first distinct sources of the episode
-    std::uint8_t source_count = 0;                     // distinct sources seen (saturates at 255)
+    SourceSample<kSampleSources> sources;  // distinct sources of the episode
     Episode episode;
   };
 
-  void note_source(Account& a, const IpAddress& ip);
   void maybe_fire(std::string_view user, Account& a, const Event& ev, FindingSink& out);
 
   BruteForceConfig config_;

@@ -6,6 +6,7 @@
 #include "detectors/detector.h"
 #include "detectors/enumeration.h"
 #include "detectors/failure_spike.h"
+#include "detectors/mfa_fatigue.h"
 #include "detectors/multi_account_source.h"
 #include "detectors/password_spray.h"
 
@@ -39,6 +40,7 @@ void register_builtin_detectors(DetectorRegistry& registry) {
       {"enumeration", make_enumeration},
       {"automation", make_automation},
       {"multi_account_source", make_multi_account_source},
+      {"mfa_fatigue", make_mfa_fatigue},
   };
   for (const auto& b : builtins) {
     if (!registry.add(b.type, b.factory)) throw std::logic_error(std::string("detector type registered twice: ") + b.type);

@@ -9,6 +9,7 @@
 #include <absl/container/node_hash_map.h>
 #include <vector>
 
+#include "detectors/ip.h"
 #include "detectors/time.h"
 
 namespace portalwatch {
@@ -49,6 +50,28 @@ class SlidingWindowCounter {
 
   std::int64_t head_ = 0;
   std::array<std::uint32_t, kBuckets> counts_{};
+};
+
+/// The first N distinct addresses of an episode (evidence), and how many distinct addresses there
+/// were: exact up to N, past it an upper bound (an address not in the sample counts again), which is
+/// enough to tell "one machine" from "many". 17 × N + 1 bytes.
+template <int N>
+struct SourceSample {
+  std::array<IpAddress, N> first{};
+  std::uint8_t count = 0;  // saturates at 255
+
+  void note(const IpAddress& ip) {
+    for (int i = 0; i < std::min<int>(count, N); ++i)
+      if (first[static_cast<size_t>(i)] == ip) return;
+    if (count < N) first[count] = ip;
+    if (count < 255) ++count;
+  }
+  void clear() { count = 0; }
+  std::vector<std::string> texts() const {
+    std::vector<std::string> out;
+    for (int i = 0; i < std::min<int>(count, N); ++i) out.push_back(first[static_cast<size_t>(i)].to_string());
+    return out;
+  }
 };
 
 /// What a keyed table reports for metrics: size, cap and evictions.
