@@ -8,6 +8,7 @@
 #include "detectors/failure_spike.h"
 #include "detectors/mfa_fatigue.h"
 #include "detectors/multi_account_source.h"
+#include "detectors/session_hijack.h"
 #include "detectors/password_spray.h"
 
 namespace portalwatch {
@@ -41,6 +42,7 @@ void register_builtin_detectors(DetectorRegistry& registry) {
       {"automation", make_automation},
       {"multi_account_source", make_multi_account_source},
       {"mfa_fatigue", make_mfa_fatigue},
+      {"session_hijack", make_session_hijack},
   };
   for (const auto& b : builtins) {
     if (!registry.add(b.type, b.factory)) throw std::logic_error(std::string("detector type registered twice: ") + b.type);
