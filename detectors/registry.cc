@@ -6,6 +6,7 @@
 #include "detectors/detector.h"
 #include "detectors/enumeration.h"
 #include "detectors/failure_spike.h"
+#include "detectors/impossible_travel.h"
 #include "detectors/mfa_fatigue.h"
 #include "detectors/multi_account_source.h"
 #include "detectors/session_hijack.h"
@@ -43,6 +44,7 @@ void register_builtin_detectors(DetectorRegistry& registry) {
       {"multi_account_source", make_multi_account_source},
       {"mfa_fatigue", make_mfa_fatigue},
       {"session_hijack", make_session_hijack},
+      {"impossible_travel", make_impossible_travel},
   };
   for (const auto& b : builtins) {
     if (!registry.add(b.type, b.factory)) throw std::logic_error(std::string("detector type registered twice: ") + b.type);

@@ -44,6 +44,10 @@ struct Ev {
   std::string app;
   std::string record;
   int status = 0;
+  bool located = false;
+  double lat = 0, lon = 0;
+  std::string country;
+  std::string as_org = "Example ISP";
 
   Ev& at(TimeMs time) {
     t = time;
@@ -67,6 +71,10 @@ struct Ev {
     ip = std::move(address);
     return *this;
   }
+  Ev& at_place(double latitude, double longitude, std::string iso_country = "US") {
+    located = true, lat = latitude, lon = longitude, country = std::move(iso_country);
+    return *this;
+  }
   Ev& view(std::string rec, std::string application = "directory") {
     action = "view";
     outcome = "success";
@@ -88,9 +96,10 @@ struct Ev {
       j += "]";
     }
     j += R"(},"source":{"ip":")" + ip + "\"";
-    if (asn)
-      j += R"(,"as":{"number":)" + std::to_string(asn) +
-           R"(,"organization":{"name":"Example ISP"}})";
+    if (located)
+      j += R"(,"geo":{"country_iso_code":")" + country + R"(","location":{"lat":)" + std::to_string(lat) +
+           R"(,"lon":)" + std::to_string(lon) + "}}";
+    if (asn) j += R"(,"as":{"number":)" + std::to_string(asn) + R"(,"organization":{"name":")" + as_org + "\"}}";
     j += "}";
     if (!ua.empty()) j += R"(,"user_agent":{"original":")" + ua + "\"}";
     if (!device.empty()) j += R"(,"device":{"id":")" + device + "\"}";
@@ -121,6 +130,16 @@ inline void feed(Engine& e, const Ev& ev, Collect& out) {
   const auto r = e.process(ev.json(), false, out);
   if (!r.accepted)
     throw std::runtime_error("test event rejected: " + std::string(r.detail) + ": " + ev.json());
+}
+
+/// Moves stream time to t with a few unrelated events: replay takes the stream's own median as
+/// "now", so a lone event hours ahead would be clamped as a forged future timestamp.
+inline void advance(Engine& e, TimeMs t, Collect& out) {
+  for (int i = 0; i < 3; ++i) {
+    Ev filler = Ev{}.at(t).as("clock").from("192.0.2.1");
+    filler.action = "logout";
+    feed(e, filler, out);
+  }
 }
 
 /// A deterministic pseudo-random generator for test traffic.
