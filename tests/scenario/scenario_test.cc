@@ -70,6 +70,11 @@ bool moves_failures(AttackKind kind) {
          kind == AttackKind::kCredentialStuffing || kind == AttackKind::kLowAndSlowStuffing;
 }
 
+TimeMs median(const std::vector<TimeMs>& sorted) {
+  const size_t n = sorted.size();
+  return n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+}
+
 struct KindScore {
   int attacks = 0;
   int found = 0;
@@ -244,7 +249,7 @@ TEST_CASE("scenario: three simulated days, every attack kind, the default config
     std::sort(ks.ttd.begin(), ks.ttd.end());
     const std::string name = std::string(sim::to_string(key.first)) + " (" + key.second + ")";
     std::printf("%-34s %8d %8d %12s %12s\n", name.c_str(), ks.attacks, ks.found,
-                ks.ttd.empty() ? "-" : format_duration(ks.ttd[ks.ttd.size() / 2]).c_str(),
+                ks.ttd.empty() ? "-" : format_duration(median(ks.ttd)).c_str(),
                 ks.ttd.empty() ? "-" : format_duration(ks.ttd.back()).c_str());
     attacks += ks.attacks;
     found += ks.found;
