@@ -1,0 +1,114 @@
+// Per-account profiles: what an account normally looks like when it signs in — its devices,
+// networks, countries, clients (browser and system families) and hours — each with first and last
+// seen and a count, bounded per account (the least recently seen entry gives way) and aged out by
+// TTL. Pure data: no I/O. The daemon keeps them in RocksDB (daemon/profile_store.h) so they survive
+// restarts; behaviour detectors (account_takeover) ask "is this device new to the account?".
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "detectors/event.h"
+#include "detectors/user_agent.h"
+
+namespace portalwatch {
+
+/// One remembered attribute of an account (a device, a network...), by a 64-bit key.
+struct Seen {
+  std::uint64_t key = 0;
+  TimeMs first = 0;
+  TimeMs last = 0;
+  std::uint32_t count = 0;
+};
+
+/// A bounded set of Seen entries: the least recently seen one is replaced when full.
+template <int N>
+struct SeenSet {
+  std::array<Seen, N> items{};
+  std::uint8_t size = 0;
+
+  const Seen* find(std::uint64_t key) const {
+    for (int i = 0; i < size; ++i)
+      if (items[static_cast<size_t>(i)].key == key) return &items[static_cast<size_t>(i)];
+    return nullptr;
+  }
+  /// Records key at t; returns true if it was not known.
+  bool note(std::uint64_t key, TimeMs t) {
+    for (int i = 0; i < size; ++i) {
+      Seen& s = items[static_cast<size_t>(i)];
+      if (s.key == key) {
+        s.last = std::max(s.last, t);
+        if (s.count < UINT32_MAX) ++s.count;
+        return false;
+      }
+    }
+    int slot = size;
+    if (size == N) {
+      slot = 0;
+      for (int i = 1; i < N; ++i)
+        if (items[static_cast<size_t>(i)].last < items[static_cast<size_t>(slot)].last) slot = i;
+    } else {
+      ++size;
+    }
+    items[static_cast<size_t>(slot)] = Seen{key, t, t, 1};
+    return true;
+  }
+  /// Forgets entries not seen since before `cutoff`.
+  void expire(TimeMs cutoff) {
+    int kept = 0;
+    for (int i = 0; i < size; ++i)
+      if (items[static_cast<size_t>(i)].last >= cutoff)
+        items[static_cast<size_t>(kept++)] = items[static_cast<size_t>(i)];
+    size = static_cast<std::uint8_t>(kept);
+  }
+};
+
+/// What a sign-in was new in, for detectors and evidence.
+struct Novelty {
+  bool device = false;   ///< device id never seen for this account (false when the event has none)
+  bool network = false;  ///< neither its AS nor its /24 (/48) seen before
+  bool country = false;  ///< country never seen (false when the event has none)
+  bool client = false;   ///< browser and system family never seen
+  bool hour =
+      false;  ///< fewer than 2% of the account's sign-ins were at this hour (with ≥50 sign-ins)
+};
+
+struct AccountProfile {
+  static constexpr int kDevices = 8, kNetworks = 8, kCountries = 4, kClients = 4;
+  static constexpr std::uint8_t kFormat = 1;
+
+  SeenSet<kDevices> devices;
+  SeenSet<kNetworks> networks;
+  SeenSet<kCountries> countries;
+  SeenSet<kClients> clients;
+  std::array<std::uint16_t, 24> hours{};  ///< successful sign-ins by UTC hour (saturating)
+  std::uint32_t sign_ins = 0;
+  TimeMs first_seen = 0;
+  TimeMs last_sign_in = 0;
+  float last_lat = 0, last_lon = 0;
+  bool last_located = false;
+
+  /// What a successful sign-in from ev would be new in, without recording it.
+  Novelty novelty(const Event& ev) const;
+  /// Records a successful sign-in; returns its novelty.
+  Novelty observe_sign_in(const Event& ev);
+  /// Forgets attributes not seen within ttl of now.
+  void expire(TimeMs now, TimeMs ttl);
+  bool empty() const { return sign_ins == 0; }
+
+  /// A compact, versioned binary form (the value stored per account).
+  std::string encode() const;
+  /// nullopt for a value that is truncated, of an unknown format or inconsistent.
+  static std::optional<AccountProfile> decode(std::string_view bytes);
+
+  // The keys of an event's attributes.
+  static std::uint64_t device_key(const Event& ev);
+  static std::uint64_t network_key(const Event& ev);
+  static std::uint64_t country_key(const Event& ev);
+  static std::uint64_t client_key(const Event& ev);
+};
+
+}  // namespace portalwatch

@@ -1,0 +1,159 @@
+// Per-account profiles: novelty of a sign-in, bounds, expiry, the stored form, and the RocksDB
+// store surviving a reopen with its consumer positions.
+#include <doctest/doctest.h>
+#include <stdlib.h>
+
+#include <filesystem>
+
+#include "daemon/profile_store.h"
+#include "detectors/decoder.h"
+#include "tests/unit/event_builder.h"
+
+namespace portalwatch {
+
+using test::Ev;
+
+namespace {
+
+const TimeMs kT0 = *parse_rfc3339("2026-12-23T14:00:00Z");
+
+Event decoded(const Ev& e, std::string& keep) {
+  keep = e.json();
+  static EventDecoder decoder;
+  Event ev;
+  REQUIRE(decoder.decode(keep, false, ev).ok);
+  return ev;
+}
+
+Ev home(TimeMs t) {
+  Ev e = Ev{}.at(t).as("jdoe42").from("73.12.9.4").ok().at_place(38.57, -92.17, "US");
+  e.asn = 7922;
+  e.device = "d-laptop";
+  return e;
+}
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/portalwatch-profiles-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path); }
+};
+
+}  // namespace
+
+TEST_CASE("profile: the first sign-in is new in everything, the second in nothing") {
+  AccountProfile p;
+  std::string keep;
+  Novelty n = p.observe_sign_in(decoded(home(kT0), keep));
+  CHECK(n.device);
+  CHECK(n.network);
+  CHECK(n.country);
+  CHECK(n.client);
+  n = p.observe_sign_in(decoded(home(kT0 + kHourMs), keep));
+  CHECK_FALSE(n.device);
+  CHECK_FALSE(n.network);
+  CHECK_FALSE(n.country);
+  CHECK_FALSE(n.client);
+  CHECK(p.sign_ins == 2);
+  CHECK(p.devices.find(AccountProfile::device_key(decoded(home(kT0), keep)))->count == 2);
+  // A phone on the carrier: new device and network, same country.
+  Ev phone =
+      Ev{}.at(kT0 + 2 * kHourMs).as("jdoe42").from("174.243.10.2").ok().at_place(38.9, -94.5, "US");
+  phone.asn = 22394;
+  phone.device = "d-phone";
+  phone.ua =
+      "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 "
+      "Safari/604.1";
+  n = p.novelty(decoded(phone, keep));
+  CHECK(n.device);
+  CHECK(n.network);
+  CHECK_FALSE(n.country);
+  CHECK(n.client);
+}
+
+TEST_CASE("profile: bounded per account, least recently seen gives way; expiry") {
+  AccountProfile p;
+  std::string keep;
+  for (int i = 0; i < 20; ++i) {
+    Ev e = home(kT0 + i * kHourMs);
+    e.device = "d-" + std::to_string(i);
+    p.observe_sign_in(decoded(e, keep));
+  }
+  CHECK(p.devices.size == AccountProfile::kDevices);
+  Ev newest = home(kT0);
+  newest.device = "d-19";
+  CHECK_FALSE(p.novelty(decoded(newest, keep)).device);
+  newest.device = "d-0";
+  CHECK(p.novelty(decoded(newest, keep)).device);
+  p.expire(kT0 + 40 * kHourMs, 24 * kHourMs);
+  CHECK(p.devices.size == 4);  // d-16 to d-19 were seen within the day
+}
+
+TEST_CASE("profile: the stored form round-trips and rejects damage") {
+  AccountProfile p;
+  std::string keep;
+  for (int i = 0; i < 5; ++i) p.observe_sign_in(decoded(home(kT0 + i * kHourMs), keep));
+  const std::string bytes = p.encode();
+  const auto back = AccountProfile::decode(bytes);
+  REQUIRE(back);
+  CHECK(back->encode() == bytes);
+  CHECK(back->sign_ins == 5);
+  CHECK(back->last_located);
+  CHECK_FALSE(AccountProfile::decode(bytes.substr(0, bytes.size() - 1)));
+  CHECK_FALSE(AccountProfile::decode(bytes + "x"));
+  CHECK_FALSE(AccountProfile::decode(""));
+  std::string wrong_format = bytes;
+  wrong_format[0] = 9;
+  CHECK_FALSE(AccountProfile::decode(wrong_format));
+  std::printf(
+      "profile: %zu bytes stored for an account with 1 device, network, country and client\n",
+      bytes.size());
+}
+
+TEST_CASE("profile store: a known device survives a reopen, with the positions it reflects") {
+  TempDir dir;
+  std::string error, keep;
+  {
+    auto store = ProfileStore::open({dir.path}, error);
+    REQUIRE_MESSAGE(store, error);
+    CHECK(store->positions().empty());
+    AccountProfile& p = store->profile("jdoe42");
+    CHECK(p.empty());
+    p.observe_sign_in(decoded(home(kT0), keep));
+    store->changed("jdoe42");
+    REQUIRE(store->commit({{"portal-events/0", 1234}}, true, error));
+    // Changed after the commit and never committed: as if the process died here.
+    store->profile("other").observe_sign_in(decoded(home(kT0), keep));
+    store->changed("other");
+  }
+  auto store = ProfileStore::open({dir.path}, error);
+  REQUIRE_MESSAGE(store, error);
+  CHECK(store->position("portal-events/0") == 1234);
+  CHECK(store->position("portal-events/1") == -1);
+  CHECK_FALSE(store->profile("jdoe42").novelty(decoded(home(kT0 + kDayMs), keep)).device);
+  CHECK(store->profile("jdoe42").sign_ins == 1);
+  CHECK(store->profile("other").empty());  // not committed, not there
+}
+
+TEST_CASE("profile store: a bounded cache reads evicted profiles back") {
+  TempDir dir;
+  std::string error, keep;
+  ProfileStoreOptions o{dir.path};
+  o.cache_accounts = 16;
+  auto store = ProfileStore::open(o, error);
+  REQUIRE_MESSAGE(store, error);
+  for (int i = 0; i < 100; ++i) {
+    const std::string account = "emp" + std::to_string(i);
+    store->profile(account).observe_sign_in(decoded(home(kT0 + i), keep));
+    store->changed(account);
+    if (i % 10 == 9) REQUIRE(store->commit({}, false, error));
+  }
+  CHECK(store->stats().cached <= 32);
+  for (int i = 0; i < 100; ++i) CHECK(store->profile("emp" + std::to_string(i)).sign_ins == 1);
+  CHECK(store->stats().reads > 0);
+  CHECK(store->stats().corrupt == 0);
+}
+
+}  // namespace portalwatch
