@@ -61,7 +61,7 @@ std::unique_ptr<ProfileStore> ProfileStore::open(const ProfileStoreOptions& opti
   return store;
 }
 
-AccountProfile& ProfileStore::profile(std::string_view account) {
+AccountProfile& ProfileStore::profile(std::string_view account, TimeMs) {
   auto it = cache_.find(std::string(account));
   if (it == cache_.end()) {
     if (cache_.size() >= options_.cache_accounts) make_room();

@@ -37,7 +37,7 @@ struct ProfileStoreStats {
   std::size_t cached = 0;
 };
 
-class ProfileStore {
+class ProfileStore final : public ProfileBook {
  public:
   /// Opens (or creates) the store; nullptr with error set on failure.
   static std::unique_ptr<ProfileStore> open(const ProfileStoreOptions& options, std::string& error);
@@ -47,9 +47,9 @@ class ProfileStore {
 
   /// The account's profile (empty for an account never seen), from the cache or the store.
   /// Valid until the next call to profile() or commit().
-  AccountProfile& profile(std::string_view account);
+  AccountProfile& profile(std::string_view account, TimeMs now = 0) override;
   /// Marks the account's cached profile changed: it is written at the next commit().
-  void changed(std::string_view account);
+  void changed(std::string_view account) override;
 
   /// Atomically writes every changed profile and the positions; sync also waits for the disk.
   bool commit(const std::map<std::string, std::int64_t>& positions, bool sync, std::string& error);

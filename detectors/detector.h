@@ -41,6 +41,8 @@ class Detector {
   virtual FieldSet fields_used() const = 0;
   /// Whether this detector reads ev.source_threshold_multiplier / ev.source_class (shared egress).
   virtual bool uses_source_class() const { return false; }
+  /// Whether this detector reads ev.profiled / ev.novelty / ev.prior_sign_ins (account profiles).
+  virtual bool uses_profiles() const { return false; }
   /// Sizes of the keyed tables this detector holds, for metrics and memory accounting.
   virtual std::vector<TableStats> tables() const = 0;
 };

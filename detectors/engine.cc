@@ -6,7 +6,8 @@ namespace portalwatch {
 
 class Engine::CountingSink final : public FindingSink {
  public:
-  CountingSink(Engine& engine, size_t index, FindingSink& out) : engine_(engine), index_(index), out_(out) {}
+  CountingSink(Engine& engine, size_t index, FindingSink& out)
+      : engine_(engine), index_(index), out_(out) {}
   void emit(Finding&& f) override {
     f.id = engine_.next_finding_id_++;
     if (engine_.detectors_[index_].common.dry_run) f.dry_run = true;
@@ -22,14 +23,27 @@ class Engine::CountingSink final : public FindingSink {
 };
 
 namespace {
+// What profiles record of a sign-in.
+constexpr FieldSet kProfileFields = field_bit(Field::kDeviceId) | field_bit(Field::kAsNumber) |
+                                    field_bit(Field::kGeoCountry) | field_bit(Field::kUserAgent) |
+                                    field_bit(Field::kGeoLat) | field_bit(Field::kGeoLon);
+
+bool any_uses_profiles(const std::vector<DetectorInstance>& detectors) {
+  for (const auto& d : detectors)
+    if (d.detector->uses_profiles()) return true;
+  return false;
+}
+
 FieldSet fields_used(const std::vector<DetectorInstance>& detectors) {
   FieldSet used = kAlwaysDecodedFields;
   for (const auto& d : detectors) used |= d.detector->fields_used();
+  if (any_uses_profiles(detectors)) used |= kProfileFields;
   return used;
 }
 }  // namespace
 
-Engine::Engine(EngineOptions options, std::vector<DetectorInstance> detectors, const Clock* wall_clock)
+Engine::Engine(EngineOptions options, std::vector<DetectorInstance> detectors,
+               const Clock* wall_clock, ProfileBook* profiles)
     : options_(std::move(options)),
       detectors_(std::move(detectors)),
       counts_(detectors_.size()),
@@ -37,8 +51,17 @@ Engine::Engine(EngineOptions options, std::vector<DetectorInstance> detectors, c
       decoder_(options_.fields, options_.max_message_bytes, fields_used(detectors_)),
       sources_(options_.sources) {
   for (const auto& d : detectors_) classify_sources_ |= d.detector->uses_source_class();
+  if (any_uses_profiles(detectors_)) {
+    if (!profiles) {
+      own_profiles_ = std::make_unique<MemoryProfileBook>(options_.profiles.max_accounts,
+                                                          options_.profiles.ttl_ms);
+      profiles = own_profiles_.get();
+    }
+    profiles_ = profiles;
+  }
   if (options_.time.reference == TimeOptions::Reference::kWallClock && !wall_clock_)
-    throw std::invalid_argument("Engine: a wall clock is required for the wall-clock time reference");
+    throw std::invalid_argument(
+        "Engine: a wall clock is required for the wall-clock time reference");
 }
 
 Engine::Result Engine::process(std::string_view message, bool padded, FindingSink& out) {
@@ -85,6 +108,19 @@ void Engine::process_event(Event& ev, FindingSink& out) {
   ev.time = t;
   sources_.observe(ev, classify_sources_);
 
+  // A successful sign-in is judged against the account's profile as it was before it, then
+  // recorded in it.
+  const bool sign_in = profiles_ && ev.action == Action::kLogin &&
+                       ev.outcome == Outcome::kSuccess && !ev.user_name.empty();
+  std::string_view account;
+  if (sign_in) {
+    account = normalize_user(ev.user_name, user_buf_);
+    const AccountProfile& p = profiles_->profile(account, ev.time);
+    ev.profiled = true;
+    ev.prior_sign_ins = p.sign_ins;
+    ev.novelty = p.novelty(ev);
+  }
+
   const TimeMs wm = watermark();
   const bool tick = last_tick_ == kNoTime || wm / kSecondMs != last_tick_ / kSecondMs;
   for (size_t i = 0; i < detectors_.size(); ++i) {
@@ -93,6 +129,17 @@ void Engine::process_event(Event& ev, FindingSink& out) {
     detectors_[i].detector->on_event(ev, sink);
   }
   if (tick) last_tick_ = wm;
+  if (sign_in) {
+    profiles_->profile(account, ev.time).observe_sign_in(ev);
+    profiles_->changed(account);
+  }
+}
+
+std::vector<TableStats> Engine::tables() const {
+  std::vector<TableStats> out = sources_.tables();
+  if (profiles_)
+    for (const auto& t : profiles_->tables()) out.push_back(t);
+  return out;
 }
 
 }  // namespace portalwatch

@@ -10,6 +10,7 @@
 
 #include "detectors/decoder.h"
 #include "detectors/detector.h"
+#include "detectors/profile.h"
 #include "detectors/sources.h"
 
 namespace portalwatch {
@@ -27,8 +28,16 @@ struct TimeOptions {
   enum class Reference { kWallClock, kStream } reference = Reference::kWallClock;
 };
 
+struct ProfileOptions {
+  /// Accounts whose profiles are kept in memory when no store is given (replay).
+  std::size_t max_accounts = 200'000;
+  /// An attribute (device, network...) not seen for this long is forgotten.
+  TimeMs ttl_ms = 180 * kDayMs;
+};
+
 struct EngineOptions {
   FieldMap fields;
+  ProfileOptions profiles;
   std::size_t max_message_bytes = 65536;
   TimeOptions time;
   SourcesConfig sources;
@@ -38,7 +47,7 @@ struct EngineStats {
   std::uint64_t received = 0;
   std::uint64_t accepted = 0;
   std::array<std::uint64_t, kRejectReasonCount> rejected{};
-  std::uint64_t late_clamped = 0;    ///< older than the allowed lateness; processed at the watermark
+  std::uint64_t late_clamped = 0;  ///< older than the allowed lateness; processed at the watermark
   std::uint64_t future_clamped = 0;  ///< too far ahead; processed at the reference time
   std::uint64_t findings = 0;
   std::uint64_t rejected_total() const {
@@ -55,8 +64,11 @@ struct DetectorCounts {
 
 class Engine {
  public:
-  /// wall_clock is used only with Reference::kWallClock and must outlive the engine.
-  Engine(EngineOptions options, std::vector<DetectorInstance> detectors, const Clock* wall_clock);
+  /// wall_clock is used only with Reference::kWallClock and must outlive the engine. profiles,
+  /// when given, must outlive the engine; without it profiles are kept in memory (when a
+  /// detector uses them).
+  Engine(EngineOptions options, std::vector<DetectorInstance> detectors, const Clock* wall_clock,
+         ProfileBook* profiles = nullptr);
 
   struct Result {
     bool accepted = true;
@@ -67,7 +79,8 @@ class Engine {
   /// input; a rejected message is counted and reported in the result.
   Result process(std::string_view message, bool padded, FindingSink& out);
 
-  /// Counts a message rejected before it reached the decoder (e.g. skipped by a reader as oversize).
+  /// Counts a message rejected before it reached the decoder (e.g. skipped by a reader as
+  /// oversize).
   Result reject(RejectReason reason, std::string_view detail) {
     ++stats_.received;
     ++stats_.rejected[static_cast<size_t>(reason)];
@@ -82,9 +95,11 @@ class Engine {
   const std::vector<DetectorInstance>& detectors() const { return detectors_; }
   const std::vector<DetectorCounts>& detector_counts() const { return counts_; }
   /// Keyed tables the engine itself holds (learned shared sources).
-  std::vector<TableStats> tables() const { return sources_.tables(); }
+  std::vector<TableStats> tables() const;
   /// Newest event time seen minus the allowed lateness; 0 before the first event.
-  TimeMs watermark() const { return max_time_ == kNoTime ? 0 : max_time_ - options_.time.allowed_lateness_ms; }
+  TimeMs watermark() const {
+    return max_time_ == kNoTime ? 0 : max_time_ - options_.time.allowed_lateness_ms;
+  }
   /// The id the next finding gets; the daemon restores it after a restart.
   std::uint64_t next_finding_id() const { return next_finding_id_; }
   void set_next_finding_id(std::uint64_t id) { next_finding_id_ = id; }
@@ -102,6 +117,9 @@ class Engine {
   EventDecoder decoder_;  // after detectors_: built for the fields they use
   SourceClassifier sources_;
   bool classify_sources_ = false;  // some detector reads the source class
+  std::unique_ptr<MemoryProfileBook> own_profiles_;
+  ProfileBook* profiles_ = nullptr;  // set when some detector uses profiles
+  std::string user_buf_;
   Event event_;
   EngineStats stats_;
   TimeMs max_time_ = kNoTime;

@@ -80,6 +80,16 @@ inline constexpr FieldSet kAlwaysDecodedFields = field_bit(Field::kTimestamp) | 
 /// The contract's dotted name of each field ("source.ip"), as used in `input.fields:` mappings.
 std::string_view field_name(Field f) noexcept;
 
+/// What a successful sign-in was new in for its account (set by the engine from the account's
+/// profile when a detector uses profiles).
+struct Novelty {
+  bool device = false;   ///< device id never seen for this account (false when the event has none)
+  bool network = false;  ///< neither its AS nor its /24 (/48) seen before
+  bool country = false;  ///< country never seen (false when the event or the profile has none)
+  bool client = false;   ///< browser and system family never seen
+  bool hour = false;     ///< fewer than 2% of the account's sign-ins were at this hour (with ≥50 sign-ins)
+};
+
 struct Event {
   static constexpr std::size_t kMaxRoles = 8;
 
@@ -122,6 +132,11 @@ struct Event {
   int http_status = 0;  ///< 0 when absent
   std::string_view app;
   std::string_view record_id;
+
+  // Set by the engine on successful sign-ins when a detector uses profiles:
+  bool profiled = false;           ///< novelty and prior_sign_ins below are meaningful
+  std::uint32_t prior_sign_ins = 0;  ///< the account's sign-ins before this one (its history)
+  Novelty novelty;
 
   bool has_role(std::string_view role) const noexcept {
     for (std::uint8_t i = 0; i < role_count; ++i)

@@ -12,9 +12,8 @@ ImpossibleTravelConfig read_impossible_travel_config(MapReader& cfg) {
   c.mobile_accuracy_km = cfg.get_double("mobile_accuracy_km", c.mobile_accuracy_km, 0, 5000);
   c.mobile_networks = cfg.get_string_list("mobile_networks", c.mobile_networks);
   c.anonymizing_networks = cfg.get_string_list("anonymizing_networks", c.anonymizing_networks);
-  for (auto* list : {&c.mobile_networks, &c.anonymizing_networks})
-    for (auto& m : *list)
-      for (auto& ch : m) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  lower_patterns(c.mobile_networks);
+  lower_patterns(c.anonymizing_networks);
   const auto vpn = cfg.child("vpn_networks");
   for (const auto& item : vpn.elements()) {
     const auto text = item.as_string();
@@ -57,29 +56,19 @@ FieldSet ImpossibleTravelDetector::fields_used() const {
          field_bit(Field::kGeoCountry) | field_bit(Field::kGeoCity) | field_bit(Field::kAsOrgName);
 }
 
-bool ImpossibleTravelDetector::names_any(std::string_view as_org,
-                                         const std::vector<std::string>& lower_patterns) {
-  if (as_org.empty() || lower_patterns.empty()) return false;
-  std::string lower(as_org.substr(0, 128));
-  for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  for (const auto& m : lower_patterns)
-    if (!m.empty() && lower.find(m) != std::string::npos) return true;
-  return false;
-}
-
 void ImpossibleTravelDetector::on_event(const Event& ev, FindingSink& out) {
   if (ev.action != Action::kLogin || ev.outcome != Outcome::kSuccess || ev.user_name.empty() ||
       !ev.has_geo_location)
     return;
   for (const auto& n : config_.vpn_networks)
     if (n.contains(ev.source_ip)) return;  // says nothing about where the person is
-  if (names_any(ev.as_org, config_.anonymizing_networks)) return;
+  if (org_names_any(ev.as_org, config_.anonymizing_networks)) return;
   // Shared egress (a configured trusted network, or learned from many accounts signing in through
   // it) is where the organisation's network leaves, not where the person is.
   if (!ev.source_class.empty()) return;
   const std::string_view user = normalize_user(ev.user_name, user_buf_);
   Account& a = accounts_.upsert(user, ev.time);
-  const double accuracy = names_any(ev.as_org, config_.mobile_networks) ? config_.mobile_accuracy_km
+  const double accuracy = org_names_any(ev.as_org, config_.mobile_networks) ? config_.mobile_accuracy_km
                                                                         : config_.accuracy_km;
   const Account before = a;
   a.at = ev.time;

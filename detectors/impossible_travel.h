@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "detectors/detector.h"
+#include "detectors/networks.h"
 #include "detectors/severity_ladder.h"
 
 namespace portalwatch {
@@ -34,27 +35,7 @@ struct ImpossibleTravelConfig {
   /// (case-insensitive): commercial VPN and hosting providers place their exits anywhere, so their
   /// position says nothing about the person (anonymising infrastructure is account_takeover's
   /// business, not travel).
-  std::vector<std::string> anonymizing_networks{"m247",
-                                                "hetzner",
-                                                "ovh",
-                                                "digitalocean",
-                                                "amazon",
-                                                "google llc",
-                                                "microsoft",
-                                                "linode",
-                                                "akamai",
-                                                "constant company",
-                                                "vultr",
-                                                "choopa",
-                                                "leaseweb",
-                                                "contabo",
-                                                "datacamp",
-                                                "cdn77",
-                                                "quadranet",
-                                                "nordvpn",
-                                                "proton",
-                                                "mullvad",
-                                                "private internet access"};
+  std::vector<std::string> anonymizing_networks = default_anonymizing_networks();
   /// Elapsed time below this counts as this (two sign-ins in the same second are not infinitely
   /// fast).
   TimeMs min_elapsed_ms = kMinuteMs;
@@ -90,7 +71,6 @@ class ImpossibleTravelDetector final : public Detector {
   };
 
  private:
-  static bool names_any(std::string_view as_org, const std::vector<std::string>& lower_patterns);
 
   ImpossibleTravelConfig config_;
   std::string name_;

@@ -33,7 +33,8 @@ Novelty AccountProfile::novelty(const Event& ev) const {
   Novelty n;
   if (const auto d = device_key(ev)) n.device = !devices.find(d);
   n.network = !networks.find(network_key(ev));
-  if (const auto c = country_key(ev)) n.country = !countries.find(c);
+  // A country is new only to an account whose sign-ins were placed before.
+  if (const auto c = country_key(ev); c && countries.size > 0) n.country = !countries.find(c);
   n.client = !clients.find(client_key(ev));
   if (sign_ins >= 50) {
     const auto hour = static_cast<size_t>(((ev.time / kHourMs) % 24 + 24) % 24);

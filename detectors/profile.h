@@ -13,6 +13,7 @@
 
 #include "detectors/event.h"
 #include "detectors/user_agent.h"
+#include "detectors/window.h"
 
 namespace portalwatch {
 
@@ -66,16 +67,6 @@ struct SeenSet {
   }
 };
 
-/// What a sign-in was new in, for detectors and evidence.
-struct Novelty {
-  bool device = false;   ///< device id never seen for this account (false when the event has none)
-  bool network = false;  ///< neither its AS nor its /24 (/48) seen before
-  bool country = false;  ///< country never seen (false when the event has none)
-  bool client = false;   ///< browser and system family never seen
-  bool hour =
-      false;  ///< fewer than 2% of the account's sign-ins were at this hour (with ≥50 sign-ins)
-};
-
 struct AccountProfile {
   static constexpr int kDevices = 8, kNetworks = 8, kCountries = 4, kClients = 4;
   static constexpr std::uint8_t kFormat = 1;
@@ -109,6 +100,36 @@ struct AccountProfile {
   static std::uint64_t network_key(const Event& ev);
   static std::uint64_t country_key(const Event& ev);
   static std::uint64_t client_key(const Event& ev);
+};
+
+/// Where the engine finds and records account profiles: in memory (replay, tests) or in the
+/// daemon's RocksDB store (daemon/profile_store.h).
+class ProfileBook {
+ public:
+  virtual ~ProfileBook() = default;
+  /// The account's profile (empty if never seen), valid until the next call; now is event time.
+  virtual AccountProfile& profile(std::string_view account, TimeMs now) = 0;
+  /// The profile returned last for account was modified.
+  virtual void changed(std::string_view account) = 0;
+  virtual std::vector<TableStats> tables() const { return {}; }
+};
+
+/// Profiles in memory, bounded: the least recently seen accounts are forgotten beyond the cap,
+/// and an account idle for the TTL is forgotten. Nothing survives the process.
+class MemoryProfileBook final : public ProfileBook {
+ public:
+  MemoryProfileBook(std::size_t max_accounts, TimeMs ttl) : table_("profiles", max_accounts, ttl) {}
+  AccountProfile& profile(std::string_view account, TimeMs now) override {
+    table_.maybe_expire(now);
+    return table_.upsert(account, now);
+  }
+  void changed(std::string_view) override {}
+  std::vector<TableStats> tables() const override {
+    return {table_.stats(KeyedTable<AccountProfile>::kBytesPerKey)};
+  }
+
+ private:
+  KeyedTable<AccountProfile> table_;
 };
 
 }  // namespace portalwatch

@@ -1,5 +1,6 @@
 #include <set>
 
+#include "detectors/account_takeover.h"
 #include "detectors/automation.h"
 #include "detectors/brute_force.h"
 #include "detectors/credential_stuffing.h"
@@ -45,6 +46,7 @@ void register_builtin_detectors(DetectorRegistry& registry) {
       {"mfa_fatigue", make_mfa_fatigue},
       {"session_hijack", make_session_hijack},
       {"impossible_travel", make_impossible_travel},
+      {"account_takeover", make_account_takeover},
   };
   for (const auto& b : builtins) {
     if (!registry.add(b.type, b.factory)) throw std::logic_error(std::string("detector type registered twice: ") + b.type);

@@ -49,7 +49,7 @@ TEST_CASE("profile: the first sign-in is new in everything, the second in nothin
   Novelty n = p.observe_sign_in(decoded(home(kT0), keep));
   CHECK(n.device);
   CHECK(n.network);
-  CHECK(n.country);
+  CHECK_FALSE(n.country);  // a country is new only to an account already placed somewhere
   CHECK(n.client);
   n = p.observe_sign_in(decoded(home(kT0 + kHourMs), keep));
   CHECK_FALSE(n.device);
@@ -71,6 +71,8 @@ TEST_CASE("profile: the first sign-in is new in everything, the second in nothin
   CHECK(n.network);
   CHECK_FALSE(n.country);
   CHECK(n.client);
+  Ev abroad = home(kT0 + 3 * kHourMs).at_place(50.45, 30.52, "UA");
+  CHECK(p.novelty(decoded(abroad, keep)).country);
 }
 
 TEST_CASE("profile: bounded per account, least recently seen gives way; expiry") {

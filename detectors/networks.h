@@ -1,0 +1,39 @@
+// Kinds of networks by their autonomous system's organisation name, for detectors that must tell
+// a home ISP from a commercial VPN or a hosting provider without an ASN-type database.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace portalwatch {
+
+/// Lower-case substrings of AS organisation names of hosting and cloud providers: anyone can rent
+/// a server there, and employees do not sign in to a payroll portal from a data centre.
+inline std::vector<std::string> default_hosting_networks() {
+  return {"digitalocean",     "amazon",   "google llc", "microsoft", "linode",  "akamai",
+          "constant company", "vultr",    "choopa",     "ovh",       "hetzner", "leaseweb",
+          "contabo",          "datacamp", "cdn77",      "quadranet"};
+}
+
+/// ... of commercial VPN providers: privacy-minded employees use them every day, so they hide
+/// where someone is without saying much about who.
+inline std::vector<std::string> default_vpn_providers() {
+  return {"m247",       "nordvpn",  "proton", "mullvad", "private internet access",
+          "expressvpn", "surfshark"};
+}
+
+/// Both: networks whose position says nothing about the person.
+inline std::vector<std::string> default_anonymizing_networks() {
+  auto all = default_hosting_networks();
+  for (auto& v : default_vpn_providers()) all.push_back(std::move(v));
+  return all;
+}
+
+/// Whether an AS organisation name contains any of the lower-case patterns (case-insensitive).
+bool org_names_any(std::string_view as_org, const std::vector<std::string>& lower_patterns);
+
+/// Lower-cases each pattern in place (configuration reading).
+void lower_patterns(std::vector<std::string>& patterns);
+
+}  // namespace portalwatch
