@@ -113,12 +113,14 @@ void Engine::process_event(Event& ev, FindingSink& out) {
   const bool sign_in = profiles_ && ev.action == Action::kLogin &&
                        ev.outcome == Outcome::kSuccess && !ev.user_name.empty();
   std::string_view account;
+  SignInKeys keys;
   if (sign_in) {
     account = normalize_user(ev.user_name, user_buf_);
+    keys = SignInKeys::of(ev);
     const AccountProfile& p = profiles_->profile(account, ev.time);
     ev.profiled = true;
     ev.prior_sign_ins = p.sign_ins;
-    ev.novelty = p.novelty(ev);
+    ev.novelty = p.novelty(keys);
   }
 
   const TimeMs wm = watermark();
@@ -130,7 +132,7 @@ void Engine::process_event(Event& ev, FindingSink& out) {
   }
   if (tick) last_tick_ = wm;
   if (sign_in) {
-    profiles_->profile(account, ev.time).observe_sign_in(ev);
+    profiles_->profile(account, ev.time).observe_sign_in(keys, ev);
     profiles_->changed(account);
   }
 }

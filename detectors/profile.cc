@@ -29,30 +29,38 @@ std::uint64_t AccountProfile::client_key(const Event& ev) {
   return static_cast<std::uint64_t>(classify_user_agent(ev.user_agent).packed()) + 1;
 }
 
-Novelty AccountProfile::novelty(const Event& ev) const {
+SignInKeys SignInKeys::of(const Event& ev) {
+  SignInKeys k;
+  k.device = AccountProfile::device_key(ev);
+  k.network = AccountProfile::network_key(ev);
+  k.country = AccountProfile::country_key(ev);
+  k.client = AccountProfile::client_key(ev);
+  k.hour = static_cast<std::size_t>(((ev.time / kHourMs) % 24 + 24) % 24);
+  return k;
+}
+
+Novelty AccountProfile::novelty(const SignInKeys& k) const {
   Novelty n;
-  if (const auto d = device_key(ev)) n.device = !devices.find(d);
-  n.network = !networks.find(network_key(ev));
+  if (k.device) n.device = !devices.find(k.device);
+  n.network = !networks.find(k.network);
   // A country is new only to an account whose sign-ins were placed before.
-  if (const auto c = country_key(ev); c && countries.size > 0) n.country = !countries.find(c);
-  n.client = !clients.find(client_key(ev));
+  if (k.country && countries.size > 0) n.country = !countries.find(k.country);
+  n.client = !clients.find(k.client);
   if (sign_ins >= 50) {
-    const auto hour = static_cast<size_t>(((ev.time / kHourMs) % 24 + 24) % 24);
     std::uint32_t total = 0;
     for (auto h : hours) total += h;
-    n.hour = total > 0 && hours[hour] * 50 < total;
+    n.hour = total > 0 && hours[k.hour] * 50 < total;
   }
   return n;
 }
 
-Novelty AccountProfile::observe_sign_in(const Event& ev) {
-  const Novelty n = novelty(ev);
-  if (const auto d = device_key(ev)) devices.note(d, ev.time);
-  networks.note(network_key(ev), ev.time);
-  if (const auto c = country_key(ev)) countries.note(c, ev.time);
-  clients.note(client_key(ev), ev.time);
-  auto& h = hours[static_cast<size_t>(((ev.time / kHourMs) % 24 + 24) % 24)];
-  if (h < UINT16_MAX) ++h;
+Novelty AccountProfile::observe_sign_in(const SignInKeys& k, const Event& ev) {
+  const Novelty n = novelty(k);
+  if (k.device) devices.note(k.device, ev.time);
+  networks.note(k.network, ev.time);
+  if (k.country) countries.note(k.country, ev.time);
+  clients.note(k.client, ev.time);
+  if (hours[k.hour] < UINT16_MAX) ++hours[k.hour];
   if (sign_ins < UINT32_MAX) ++sign_ins;
   if (first_seen == 0) first_seen = ev.time;
   last_sign_in = std::max(last_sign_in, ev.time);

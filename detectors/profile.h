@@ -67,6 +67,17 @@ struct SeenSet {
   }
 };
 
+/// The keys of a sign-in's attributes, computed once per sign-in (classifying the user agent is the
+/// costly part).
+struct SignInKeys {
+  std::uint64_t device = 0;   ///< 0 when the event has no device id
+  std::uint64_t network = 0;
+  std::uint64_t country = 0;  ///< 0 when the event has no country
+  std::uint64_t client = 0;
+  std::size_t hour = 0;       ///< UTC hour of the sign-in
+  static SignInKeys of(const Event& ev);
+};
+
 struct AccountProfile {
   static constexpr int kDevices = 8, kNetworks = 8, kCountries = 4, kClients = 4;
   static constexpr std::uint8_t kFormat = 1;
@@ -82,10 +93,12 @@ struct AccountProfile {
   float last_lat = 0, last_lon = 0;
   bool last_located = false;
 
-  /// What a successful sign-in from ev would be new in, without recording it.
-  Novelty novelty(const Event& ev) const;
-  /// Records a successful sign-in; returns its novelty.
-  Novelty observe_sign_in(const Event& ev);
+  /// What a successful sign-in would be new in, without recording it.
+  Novelty novelty(const SignInKeys& keys) const;
+  Novelty novelty(const Event& ev) const { return novelty(SignInKeys::of(ev)); }
+  /// Records a successful sign-in (ev gives its time and place); returns its novelty.
+  Novelty observe_sign_in(const SignInKeys& keys, const Event& ev);
+  Novelty observe_sign_in(const Event& ev) { return observe_sign_in(SignInKeys::of(ev), ev); }
   /// Forgets attributes not seen within ttl of now.
   void expire(TimeMs now, TimeMs ttl);
   bool empty() const { return sign_ins == 0; }
