@@ -12,8 +12,8 @@ namespace {
 
 void read_input(MapReader& root, EngineOptions& eo) {
   MapReader m(root.child("input"));
-  eo.max_message_bytes = static_cast<std::size_t>(
-      m.get_int("max_message_bytes", static_cast<std::int64_t>(eo.max_message_bytes), 256, 64 << 20));
+  eo.max_message_bytes = static_cast<std::size_t>(m.get_int(
+      "max_message_bytes", static_cast<std::int64_t>(eo.max_message_bytes), 256, 64 << 20));
   const auto fields = m.child("fields");
   if (!fields.defined()) return;
   MapReader fm(fields);
@@ -39,8 +39,11 @@ void read_input(MapReader& root, EngineOptions& eo) {
 
 void read_time(MapReader& root, TimeOptions& t) {
   MapReader m(root.child("time"));
-  t.allowed_lateness_ms = m.get_int("allowed_lateness_seconds", t.allowed_lateness_ms / kSecondMs, 0, 86400) * kSecondMs;
-  t.max_future_ms = m.get_int("max_future_seconds", t.max_future_ms / kSecondMs, 1, 86400) * kSecondMs;
+  t.allowed_lateness_ms =
+      m.get_int("allowed_lateness_seconds", t.allowed_lateness_ms / kSecondMs, 0, 86400) *
+      kSecondMs;
+  t.max_future_ms =
+      m.get_int("max_future_seconds", t.max_future_ms / kSecondMs, 1, 86400) * kSecondMs;
 }
 
 void read_kafka(MapReader& root, KafkaConfig& k) {
@@ -53,15 +56,17 @@ void read_kafka(MapReader& root, KafkaConfig& k) {
   k.alerts_topic = m.get_string("alerts_topic", k.alerts_topic);
   k.decisions_topic = m.get_string("decisions_topic", k.decisions_topic);
   k.dead_letter_topic = m.get_string("dead_letter_topic", k.dead_letter_topic);
-  k.commit_interval_ms = static_cast<int>(m.get_int("commit_interval_ms", k.commit_interval_ms, 10, 600000));
+  k.commit_interval_ms =
+      static_cast<int>(m.get_int("commit_interval_ms", k.commit_interval_ms, 10, 600000));
   k.poll_timeout_ms = static_cast<int>(m.get_int("poll_timeout_ms", k.poll_timeout_ms, 1, 10000));
   const auto props = m.child("properties");
   MapReader pm(props);
   pm.accept_all_keys();
   if (props.is_map()) {
-    // These are how portalwatch keeps at-least-once; letting YAML change them would silently lose it.
-    static const std::vector<std::string> kOwned = {"enable.auto.commit", "enable.auto.offset.store",
-                                                    "group.id", "bootstrap.servers"};
+    // These are how portalwatch keeps at-least-once; letting YAML change them would silently lose
+    // it.
+    static const std::vector<std::string> kOwned = {
+        "enable.auto.commit", "enable.auto.offset.store", "group.id", "bootstrap.servers"};
     for (const auto& kv : props.yaml()) {
       const std::string key = kv.first.Scalar();
       const ConfigNode value(kv.second, props.path() + "." + key, props.diags());
@@ -84,12 +89,24 @@ void read_metrics(MapReader& root, MetricsConfig& mc) {
     listen.error("expected host:port, e.g. 127.0.0.1:9741");
 }
 
+void read_profiles(MapReader& root, ProfilesConfig& pc, ProfileOptions& po) {
+  MapReader m(root.child("profiles"));
+  pc.path = m.get_string("path", pc.path);
+  pc.cache_accounts = static_cast<std::size_t>(
+      m.get_int("cache_accounts", static_cast<std::int64_t>(pc.cache_accounts), 100, 100'000'000));
+  pc.block_cache_mib = static_cast<std::size_t>(
+      m.get_int("block_cache_mib", static_cast<std::int64_t>(pc.block_cache_mib), 1, 65536));
+  po.max_accounts = static_cast<std::size_t>(m.get_int(
+      "max_accounts_in_memory", static_cast<std::int64_t>(po.max_accounts), 100, 100'000'000));
+  po.ttl_ms = m.get_int("ttl_days", po.ttl_ms / kDayMs, 1, 3650) * kDayMs;
+}
+
 void read_logging(MapReader& root, LogConfig& lc) {
   MapReader m(root.child("logging"));
   lc.level = m.get_enum("level", lc.level, {"trace", "debug", "info", "warn", "error"});
   lc.format = m.get_enum("format", lc.format, {"text", "json"});
-  lc.reject_log_interval_seconds =
-      static_cast<int>(m.get_int("reject_log_interval_seconds", lc.reject_log_interval_seconds, 0, 3600));
+  lc.reject_log_interval_seconds = static_cast<int>(
+      m.get_int("reject_log_interval_seconds", lc.reject_log_interval_seconds, 0, 3600));
 }
 
 }  // namespace
@@ -115,12 +132,14 @@ ConfigResult load_config_text(std::string_view text, const std::string& source) 
       config.engine.sources = read_sources_config(sources);
     }
     read_kafka(root, config.kafka);
+    read_profiles(root, config.profiles, config.engine.profiles);
     read_metrics(root, config.metrics);
     read_logging(root, config.log);
     DetectorRegistry registry;
     register_builtin_detectors(registry);
     const auto detectors = root.child("detectors");
-    if (detectors.defined() && !detectors.is_sequence()) detectors.error("expected a list of detectors");
+    if (detectors.defined() && !detectors.is_sequence())
+      detectors.error("expected a list of detectors");
     config.detectors = build_detectors(detectors, registry);
   }
   if (!diags.ok()) return {std::nullopt, diags.format()};

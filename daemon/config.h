@@ -16,12 +16,13 @@ struct KafkaConfig {
   std::string bootstrap_servers = "127.0.0.1:9092";
   std::string group_id = "portalwatch";
   std::vector<std::string> topics = {"portal-events"};
-  std::string alerts_topic = "portalwatch-alerts";    ///< empty: findings only logged
+  std::string alerts_topic = "portalwatch-alerts";  ///< empty: findings only logged
   std::string decisions_topic = "portalwatch-decisions";
-  std::string dead_letter_topic;                      ///< empty: rejected messages not copied
+  std::string dead_letter_topic;  ///< empty: rejected messages not copied
   int commit_interval_ms = 1000;
   int poll_timeout_ms = 100;
-  /// Passed to librdkafka unchanged (security.protocol, sasl.*, ssl.*, partition.assignment.strategy…).
+  /// Passed to librdkafka unchanged (security.protocol, sasl.*, ssl.*,
+  /// partition.assignment.strategy…).
   std::map<std::string, std::string> properties;
 };
 
@@ -31,14 +32,22 @@ struct MetricsConfig {
 };
 
 struct LogConfig {
-  std::string level = "info";  ///< trace, debug, info, warn, error
-  std::string format = "text"; ///< text or json
+  std::string level = "info";            ///< trace, debug, info, warn, error
+  std::string format = "text";           ///< text or json
   int reject_log_interval_seconds = 10;  ///< at most one line per reason per interval
+};
+
+struct ProfilesConfig {
+  /// RocksDB directory for per-account profiles; empty: kept in memory only (lost on restart).
+  std::string path;
+  std::size_t cache_accounts = 100'000;  ///< profiles held in memory at once (with a store)
+  std::size_t block_cache_mib = 64;
 };
 
 struct Config {
   std::string source;  ///< file path, or "<built-in default>"
   EngineOptions engine;
+  ProfilesConfig profiles;
   KafkaConfig kafka;
   MetricsConfig metrics;
   LogConfig log;

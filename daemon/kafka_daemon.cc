@@ -1,5 +1,7 @@
 #include "daemon/kafka_daemon.h"
 
+#include "daemon/profile_store.h"
+
 #include <librdkafka/rdkafkacpp.h>
 
 #include <chrono>
@@ -45,7 +47,8 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
   KafkaDaemon(Config config, const DaemonOptions& options)
       : config_(std::move(config)),
         options_(options),
-        engine_(config_.engine, std::move(config_.detectors), &wall_clock_),
+        store_(open_store(config_.profiles, store_error_)),
+        engine_(config_.engine, std::move(config_.detectors), &wall_clock_, store_.get()),
         metrics_(engine_),
         error_limiter_(std::chrono::seconds(10)),
         reject_limiter_(std::chrono::seconds(std::max(0, config_.log.reject_log_interval_seconds))) {}
@@ -56,6 +59,12 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
   }
 
   bool start(std::string& error) {
+    if (!store_error_.empty()) {
+      error = store_error_;
+      return false;
+    }
+    if (store_)
+      spdlog::info("profiles in {} ({} consumer positions recorded)", config_.profiles.path, store_->positions().size());
     std::map<std::string, std::string> common = config_.kafka.properties;
     common["bootstrap.servers"] = config_.kafka.bootstrap_servers;
     if (!common.count("client.id")) common["client.id"] = "portalwatch";
@@ -178,7 +187,10 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
   void process(RdKafka::Message& msg) {
     const auto t0 = Clock::now();
     const std::string_view payload(static_cast<const char*>(msg.payload()), msg.len());
-    const Engine::Result r = engine_.process(payload, false, *this);
+    // An event the profile store already includes (processed, then the process died before its
+    // Kafka offset was committed) runs through the detectors but does not count twice.
+    const bool included = store_ && msg.offset() < store_->position(msg.topic_name() + "/" + std::to_string(msg.partition()));
+    const Engine::Result r = engine_.process(payload, false, *this, !included);
     if (!r.accepted) reject(msg, r);
     for (auto& f : pending_findings_) publish(f);
     pending_findings_.clear();
@@ -333,6 +345,19 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
         return;
       }
     }
+    if (store_) {
+      // Profiles first, with the positions they include: a crash between the two replays events
+      // the store already has, which process() then does not apply twice.
+      std::map<std::string, std::int64_t> positions;
+      for (auto* p : offsets) positions[p->topic() + "/" + std::to_string(p->partition())] = p->offset();
+      std::string error;
+      if (!store_->commit(positions, true, error)) {
+        spdlog::error("{}; offsets not committed this round", error);
+        metrics_.commit_failures.Increment();
+        delete_partitions(offsets);
+        return;
+      }
+    }
     consumer_->offsets_store(offsets);
     const auto rc = consumer_->commitSync(offsets);
     if (rc == RdKafka::ERR_NO_ERROR) {
@@ -372,9 +397,20 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
     spdlog::info("stopped after {} events ({} rejected), {} findings", s.received, s.rejected_total(), s.findings);
   }
 
+  static std::unique_ptr<ProfileStore> open_store(const ProfilesConfig& pc, std::string& error) {
+    if (pc.path.empty()) return nullptr;
+    ProfileStoreOptions o;
+    o.path = pc.path;
+    o.cache_accounts = pc.cache_accounts;
+    o.block_cache_mib = pc.block_cache_mib;
+    return ProfileStore::open(o, error);
+  }
+
   Config config_;
   DaemonOptions options_;
   SystemClock wall_clock_;
+  std::string store_error_;
+  std::unique_ptr<ProfileStore> store_;  // before engine_, which holds a pointer to it
   Engine engine_;
   Metrics metrics_;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;

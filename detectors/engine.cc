@@ -64,14 +64,14 @@ Engine::Engine(EngineOptions options, std::vector<DetectorInstance> detectors,
         "Engine: a wall clock is required for the wall-clock time reference");
 }
 
-Engine::Result Engine::process(std::string_view message, bool padded, FindingSink& out) {
+Engine::Result Engine::process(std::string_view message, bool padded, FindingSink& out, bool record_profiles) {
   ++stats_.received;
   const DecodeResult r = decoder_.decode(message, padded, event_);
   if (!r.ok) {
     ++stats_.rejected[static_cast<size_t>(r.reason)];
     return {false, r.reason, r.detail};
   }
-  process_event(event_, out);
+  process_event(event_, out, record_profiles);
   return {};
 }
 
@@ -87,7 +87,7 @@ TimeMs Engine::reference_time(TimeMs ts) {
   return sorted[static_cast<size_t>(recent_count_ / 2)];
 }
 
-void Engine::process_event(Event& ev, FindingSink& out) {
+void Engine::process_event(Event& ev, FindingSink& out, bool record_profiles) {
   ++stats_.accepted;
   TimeMs t = ev.timestamp;
   const TimeMs reference = reference_time(t);
@@ -131,7 +131,7 @@ void Engine::process_event(Event& ev, FindingSink& out) {
     detectors_[i].detector->on_event(ev, sink);
   }
   if (tick) last_tick_ = wm;
-  if (sign_in) {
+  if (sign_in && record_profiles) {
     profiles_->profile(account, ev.time).observe_sign_in(keys, ev);
     profiles_->changed(account);
   }

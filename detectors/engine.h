@@ -77,7 +77,9 @@ class Engine {
   };
   /// Decodes and processes one message. See EventDecoder::decode for padded. Never throws for bad
   /// input; a rejected message is counted and reported in the result.
-  Result process(std::string_view message, bool padded, FindingSink& out);
+  /// record_profiles=false runs the detectors but leaves profiles as they are: for an event a
+  /// persistent profile store already includes (replayed after a crash).
+  Result process(std::string_view message, bool padded, FindingSink& out, bool record_profiles = true);
 
   /// Counts a message rejected before it reached the decoder (e.g. skipped by a reader as
   /// oversize).
@@ -88,7 +90,7 @@ class Engine {
   }
 
   /// Processes an already decoded event (ev.time is set here).
-  void process_event(Event& ev, FindingSink& out);
+  void process_event(Event& ev, FindingSink& out, bool record_profiles = true);
 
   const EngineStats& stats() const { return stats_; }
   const DecoderStats& decoder_stats() const { return decoder_.stats(); }

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 
@@ -135,6 +136,65 @@ TEST_CASE("integration: cooperative rebalancing, and rejected messages are count
   CHECK(alerts.size() == 1);
   // Rejected messages are processed too: their offsets are committed like any other.
   CHECK(committed_total(broker->bootstrap(), "pw-it-dlq", "events", 2) == static_cast<std::int64_t>(events.size()));
+}
+
+}  // namespace portalwatch::test
+
+namespace portalwatch::test {
+
+namespace {
+
+// A sign-in of jdoe42 with its device and network, or any other event of a session.
+std::string account_event(TimeMs t, const std::string& action, const std::string& ip, int asn, const std::string& org,
+                          const std::string& device, const std::string& session, const std::string& app = "") {
+  std::string j = "{\"@timestamp\":\"" + format_rfc3339(t) + "\",\"event\":{\"action\":\"" + action +
+                  "\",\"outcome\":\"success\"},\"user\":{\"name\":\"jdoe42\",\"id\":\"E0000042\"},\"source\":{\"ip\":\"" +
+                  ip + "\",\"as\":{\"number\":" + std::to_string(asn) + ",\"organization\":{\"name\":\"" + org +
+                  "\"}}},\"device\":{\"id\":\"" + device + "\"},\"session\":{\"id\":\"" + session + "\"}";
+  if (!app.empty()) j += ",\"portal\":{\"app\":\"" + app + "\",\"record\":{\"id\":\"E0000042\"}}";
+  return j + "}";
+}
+
+}  // namespace
+
+TEST_CASE("integration: account profiles survive a restart in the RocksDB store") {
+  auto broker = start_broker({{"events", 2}, {"alerts", 1}});
+  char tmpl[] = "/tmp/portalwatch-it-profiles-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const TimeMs t0 = SystemClock().now() - 30 * kMinuteMs;
+  // Twelve ordinary sign-ins from the usual laptop at home.
+  std::vector<std::string> history;
+  for (int i = 0; i < 12; ++i)
+    history.push_back(account_event(t0 + i * 1000, "login", "73.12.9.4", 7922, "Comcast", "d-laptop", "s-" + std::to_string(i)));
+  produce_all(broker->bootstrap(), "events", history);
+  Config c = test_config(broker->bootstrap(), "events", "pw-it-profiles");
+  c.profiles.path = dir + "/profiles";
+  {
+    DaemonThread daemon(std::move(c));
+    REQUIRE(daemon.wait_processed(history.size(), std::chrono::seconds(30)));
+    CHECK(daemon.stop() == 0);
+  }
+  // After the restart: a sign-in from a hosting provider and a direct-deposit change.
+  const TimeMs t1 = t0 + 20 * kMinuteMs;
+  const std::vector<std::string> takeover = {
+      account_event(t1, "login", "159.203.9.9", 14061, "DigitalOcean, LLC", "d-thief", "s-thief"),
+      account_event(t1 + 60'000, "change", "159.203.9.9", 14061, "DigitalOcean, LLC", "d-thief", "s-thief",
+                    "direct_deposit")};
+  produce_all(broker->bootstrap(), "events", takeover);
+  Config c2 = test_config(broker->bootstrap(), "events", "pw-it-profiles");
+  c2.profiles.path = dir + "/profiles";
+  DaemonThread daemon(std::move(c2));
+  REQUIRE(daemon.wait_processed(takeover.size(), std::chrono::seconds(30)));
+  const auto alerts = consume_some(broker->bootstrap(), "alerts", 1, std::chrono::seconds(20));
+  CHECK(daemon.stop() == 0);
+  std::filesystem::remove_all(dir);
+  REQUIRE(alerts.size() == 1);
+  CHECK(alerts[0].find("\"detector\":\"account_takeover\"") != std::string::npos);
+  CHECK(alerts[0].find("\"severity\":\"critical\"") != std::string::npos);
+  // The profile from before the restart: twelve sign-ins, and the laptop and home network known,
+  // so the thief's device and network are new to it.
+  CHECK(alerts[0].find("\"prior_sign_ins\":12") != std::string::npos);
+  CHECK(alerts[0].find("new_device_and_network") != std::string::npos);
 }
 
 }  // namespace portalwatch::test
