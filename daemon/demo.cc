@@ -81,9 +81,13 @@ class TrafficGenerator {
         if (ahead <= 0) break;
         producer_->poll(std::min<TimeMs>(ahead, 50));
       }
+      // Keyed by account, as a portal's log shipper should be: Kafka keeps order only within a
+      // partition, and a takeover is a sign-in followed by a change.
+      const std::string_view key = simulator_->last_user();
       for (;;) {
         const auto rc = producer_->produce(topic_, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-                                           line.data(), line.size(), nullptr, 0, 0, nullptr, nullptr);
+                                           line.data(), line.size(), key.empty() ? nullptr : key.data(),
+                                           key.size(), 0, nullptr, nullptr);
         if (rc != RdKafka::ERR__QUEUE_FULL) break;
         producer_->poll(20);
       }

@@ -976,6 +976,7 @@ struct PortalSimulator::Impl {
   std::priority_queue<QueueItem, std::vector<QueueItem>, std::greater<>> queue_;
   std::uint64_t seq_ = 0;
   std::uint64_t events_ = 0;
+  mutable std::string last_user_;  // of the event write() rendered last
 };
 
 PortalSimulator::Impl::Impl(SimulatorOptions o)
@@ -2074,6 +2075,7 @@ void PortalSimulator::Impl::write(std::string& out, const Step& s, const std::ve
                                 : s.user <= -2
                                     ? std::string_view(names[static_cast<std::size_t>(-2 - s.user)])
                                     : std::string_view();
+  last_user_.assign(name);
   std::string_view action, path, method = "POST";
   bool failure = false;
   std::uint16_t status = s.status;
@@ -2286,6 +2288,7 @@ PortalSimulator::PortalSimulator(PortalSimulator&&) noexcept = default;
 PortalSimulator& PortalSimulator::operator=(PortalSimulator&&) noexcept = default;
 
 TimeMs PortalSimulator::next(std::string& line) { return impl_->next(line); }
+std::string_view PortalSimulator::last_user() const { return impl_->last_user_; }
 const std::vector<AttackLabel>& PortalSimulator::attacks() const { return impl_->labels_; }
 std::uint64_t PortalSimulator::events_generated() const { return impl_->events_; }
 bool PortalSimulator::exhausted() const { return impl_->queue_.empty(); }

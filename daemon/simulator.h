@@ -130,6 +130,9 @@ class PortalSimulator {
   /// event time. Event times are non-decreasing. When nothing is left (only possible with
   /// events_per_second <= 0 once every attack has ended), line is left empty and -1 is returned.
   TimeMs next(std::string& line);
+  /// The user name of the event next() wrote last, as written (empty when it has none): the
+  /// message key a producer should use, so one account's events stay in one partition, in order.
+  std::string_view last_user() const;
   /// Labels of attacks started so far (updated as they progress), in order of first event.
   const std::vector<AttackLabel>& attacks() const;
   std::uint64_t events_generated() const;

@@ -29,11 +29,13 @@ class SlidingWindowCounter {
     counts_[static_cast<size_t>(b % kBuckets)] += n;
   }
 
-  /// Sum over the window ending at now.
+  /// Sum over the window ending at now, or at the newest bucket when now is older (an event that
+  /// arrived out of order, e.g. from another Kafka partition, is judged with everything counted
+  /// after it, not only what came before).
   std::uint32_t total(TimeMs now, TimeMs span) const {
-    const std::int64_t b = now / span;
+    const std::int64_t end = std::max(now / span, head_);
     std::uint32_t sum = 0;
-    for (std::int64_t i = std::max(head_ - kBuckets + 1, b - kBuckets + 1); i <= head_ && i <= b; ++i)
+    for (std::int64_t i = std::max<std::int64_t>(0, end - kBuckets + 1); i <= head_; ++i)
       sum += counts_[static_cast<size_t>(i % kBuckets)];
     return sum;
   }
@@ -163,37 +165,41 @@ class KeyedTable {
 
  private:
   void make_room(TimeMs now) {
-    // One pass over the table: drop what has expired and, if that is not enough to free an eighth,
-    // the least recently seen entries. The cut-off comes from a sample (the first entries in hash
-    // order, unrelated to age), so no sort of the whole table is needed.
+    // One pass over the table: drop what has expired and, if that is not expected to free an
+    // eighth, the least recently seen entries. The cut-off comes from a sample (the first entries
+    // in hash order, unrelated to age), so no sort of the whole table is needed. Should the sample
+    // have misjudged it, a second pass evicts by age alone, so the table never stays full (which
+    // would make every insert pay for a pass).
     const size_t target = std::max<std::size_t>(1, capacity_ / 8);
-    constexpr size_t kSample = 4096;
-    std::vector<TimeMs> sample;
-    sample.reserve(std::min(kSample, map_.size()));
-    size_t idle = 0;
-    for (auto it = map_.begin(); it != map_.end() && sample.size() < kSample; ++it) {
-      sample.push_back(it->second.last_seen);
-      idle += it->second.last_seen < now - idle_ms_;
-    }
-    TimeMs cutoff = now - idle_ms_ - 1;  // expiry only
-    if (idle * map_.size() < target * sample.size()) {
-      const size_t k = std::min(sample.size() - 1, (sample.size() * target + map_.size() - 1) / map_.size());
-      std::nth_element(sample.begin(), sample.begin() + static_cast<std::ptrdiff_t>(k), sample.end());
-      cutoff = std::max(cutoff, sample[k]);
-    }
-    size_t evicted = 0;  // many entries seen in the same millisecond must not all go
-    for (auto it = map_.begin(); it != map_.end();) {
-      const TimeMs seen = it->second.last_seen;
-      if (seen < now - idle_ms_) {
-        ++expirations_;
-      } else if (seen <= cutoff && evicted < target) {
-        ++evicted;
-        ++evictions_;
-      } else {
-        ++it;
-        continue;
+    for (int pass = 0; pass < 2 && map_.size() > capacity_ - target / 2; ++pass) {
+      constexpr size_t kSample = 4096;
+      std::vector<TimeMs> sample;
+      sample.reserve(std::min(kSample, map_.size()));
+      size_t idle = 0;
+      for (auto it = map_.begin(); it != map_.end() && sample.size() < kSample; ++it) {
+        sample.push_back(it->second.last_seen);
+        idle += it->second.last_seen < now - idle_ms_;
       }
-      map_.erase(it++);
+      TimeMs cutoff = now - idle_ms_ - 1;  // expiry only
+      if (pass > 0 || idle * map_.size() < target * sample.size()) {
+        const size_t k = std::min(sample.size() - 1, (sample.size() * target + map_.size() - 1) / map_.size());
+        std::nth_element(sample.begin(), sample.begin() + static_cast<std::ptrdiff_t>(k), sample.end());
+        cutoff = std::max(cutoff, sample[k]);
+      }
+      size_t evicted = 0;  // many entries seen in the same millisecond must not all go
+      for (auto it = map_.begin(); it != map_.end();) {
+        const TimeMs seen = it->second.last_seen;
+        if (seen < now - idle_ms_) {
+          ++expirations_;
+        } else if (seen <= cutoff && evicted < target) {
+          ++evicted;
+          ++evictions_;
+        } else {
+          ++it;
+          continue;
+        }
+        map_.erase(it++);
+      }
     }
   }
 

@@ -29,6 +29,17 @@ inline std::string login_event(TimeMs t, const std::string& user, bool success, 
   return j;
 }
 
+/// The user name of a test event ("user":{"name":"..."}), the message key: as in production, one
+/// account's events go to one partition and stay in order.
+inline std::string user_key(const std::string& message) {
+  const std::string marker = "\"user\":{\"name\":\"";
+  const auto at = message.find(marker);
+  if (at == std::string::npos) return {};
+  const auto from = at + marker.size();
+  const auto to = message.find('"', from);
+  return to == std::string::npos ? std::string() : message.substr(from, to - from);
+}
+
 inline void produce_all(const std::string& bootstrap, const std::string& topic, const std::vector<std::string>& messages) {
   std::string err;
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
@@ -36,8 +47,10 @@ inline void produce_all(const std::string& bootstrap, const std::string& topic, 
   std::unique_ptr<RdKafka::Producer> p(RdKafka::Producer::create(conf.get(), err));
   REQUIRE(p);
   for (const auto& m : messages) {
+    const std::string key = user_key(m);
     while (p->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY, const_cast<char*>(m.data()),
-                      m.size(), nullptr, 0, 0, nullptr, nullptr) == RdKafka::ERR__QUEUE_FULL)
+                      m.size(), key.empty() ? nullptr : key.data(), key.size(), 0, nullptr, nullptr) ==
+           RdKafka::ERR__QUEUE_FULL)
       p->poll(10);
   }
   REQUIRE(p->flush(10000) == RdKafka::ERR_NO_ERROR);
