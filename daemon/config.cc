@@ -89,13 +89,18 @@ void read_metrics(MapReader& root, MetricsConfig& mc) {
     listen.error("expected host:port, e.g. 127.0.0.1:9741");
 }
 
+void read_state(MapReader& root, StateConfig& sc) {
+  MapReader m(root.child("state"));
+  sc.path = m.get_string("path", sc.path);
+  sc.block_cache_mib = static_cast<std::size_t>(
+      m.get_int("block_cache_mib", static_cast<std::int64_t>(sc.block_cache_mib), 1, 65536));
+  sc.warmup_ms = m.get_int("warmup_minutes", sc.warmup_ms / kMinuteMs, 0, 7 * 24 * 60) * kMinuteMs;
+}
+
 void read_profiles(MapReader& root, ProfilesConfig& pc, ProfileOptions& po) {
   MapReader m(root.child("profiles"));
-  pc.path = m.get_string("path", pc.path);
   pc.cache_accounts = static_cast<std::size_t>(
       m.get_int("cache_accounts", static_cast<std::int64_t>(pc.cache_accounts), 100, 100'000'000));
-  pc.block_cache_mib = static_cast<std::size_t>(
-      m.get_int("block_cache_mib", static_cast<std::int64_t>(pc.block_cache_mib), 1, 65536));
   po.max_accounts = static_cast<std::size_t>(m.get_int(
       "max_accounts_in_memory", static_cast<std::int64_t>(po.max_accounts), 100, 100'000'000));
   po.ttl_ms = m.get_int("ttl_days", po.ttl_ms / kDayMs, 1, 3650) * kDayMs;
@@ -132,6 +137,7 @@ ConfigResult load_config_text(std::string_view text, const std::string& source) 
       config.engine.sources = read_sources_config(sources);
     }
     read_kafka(root, config.kafka);
+    read_state(root, config.state);
     read_profiles(root, config.profiles, config.engine.profiles);
     read_metrics(root, config.metrics);
     read_logging(root, config.log);

@@ -37,16 +37,26 @@ struct LogConfig {
   int reject_log_interval_seconds = 10;  ///< at most one line per reason per interval
 };
 
-struct ProfilesConfig {
-  /// RocksDB directory for per-account profiles; empty: kept in memory only (lost on restart).
+/// The daemon's durable state (RocksDB): per-account profiles, the consumer positions they
+/// include, recently published findings (so a restart does not fire them again) and findings not
+/// yet confirmed delivered.
+struct StateConfig {
+  /// RocksDB directory; empty: state kept in memory only (lost on restart).
   std::string path;
-  std::size_t cache_accounts = 100'000;  ///< profiles held in memory at once (with a store)
   std::size_t block_cache_mib = 64;
+  /// After a restart, events of this last stretch of event time are read again to rebuild the
+  /// detectors' windows (without changing profiles or publishing findings).
+  TimeMs warmup_ms = 60 * kMinuteMs;
+};
+
+struct ProfilesConfig {
+  std::size_t cache_accounts = 100'000;  ///< profiles held in memory at once (with a state store)
 };
 
 struct Config {
   std::string source;  ///< file path, or "<built-in default>"
   EngineOptions engine;
+  StateConfig state;
   ProfilesConfig profiles;
   KafkaConfig kafka;
   MetricsConfig metrics;

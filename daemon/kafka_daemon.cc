@@ -1,21 +1,25 @@
 #include "daemon/kafka_daemon.h"
 
-#include "daemon/profile_store.h"
-
 #include <librdkafka/rdkafkacpp.h>
 
 #include <chrono>
 #include <csignal>
+#include <deque>
 #include <map>
 #include <thread>
 
+#include "daemon/finding_ledger.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
+#include "daemon/state_store.h"
 #include "daemon/system_clock.h"
 
 namespace portalwatch {
 
 namespace {
+
+constexpr std::size_t kSuppressedReplayed = 0;
+constexpr std::size_t kSuppressedRepeat = 1;
 
 using Clock = std::chrono::steady_clock;
 using TopicPartitionKey = std::pair<std::string, std::int32_t>;
@@ -47,7 +51,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
   KafkaDaemon(Config config, const DaemonOptions& options)
       : config_(std::move(config)),
         options_(options),
-        store_(open_store(config_.profiles, store_error_)),
+        store_(open_store(config_.state, config_.profiles, store_error_)),
         engine_(config_.engine, std::move(config_.detectors), &wall_clock_, store_.get()),
         metrics_(engine_),
         error_limiter_(std::chrono::seconds(10)),
@@ -63,8 +67,12 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
       error = store_error_;
       return false;
     }
-    if (store_)
-      spdlog::info("profiles in {} ({} consumer positions recorded)", config_.profiles.path, store_->positions().size());
+    if (store_) {
+      store_->restore_ledger(ledger_);
+      if (store_->next_finding_id() > engine_.next_finding_id()) engine_.set_next_finding_id(store_->next_finding_id());
+      spdlog::info("state in {}: {} consumer positions, {} recent findings, next finding {}", config_.state.path,
+                   store_->positions().size(), ledger_.size(), format_id('f', engine_.next_finding_id()));
+    }
     std::map<std::string, std::string> common = config_.kafka.properties;
     common["bootstrap.servers"] = config_.kafka.bootstrap_servers;
     if (!common.count("client.id")) common["client.id"] = "portalwatch";
@@ -107,6 +115,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
       }
     }
 
+    resend_undelivered();
     const auto rc = consumer_->subscribe(config_.kafka.topics);
     if (rc != RdKafka::ERR_NO_ERROR) {
       error = "cannot subscribe: " + RdKafka::err2str(rc);
@@ -191,12 +200,24 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
     // Kafka offset was committed) runs through the detectors but does not count twice.
     const bool included = store_ && msg.offset() < store_->position(msg.topic_name() + "/" + std::to_string(msg.partition()));
     const Engine::Result r = engine_.process(payload, false, *this, !included);
+    if (included) metrics_.events_warmup.Increment();
     if (!r.accepted) reject(msg, r);
-    for (auto& f : pending_findings_) publish(f);
+    for (auto& f : pending_findings_) {
+      // An included event's findings were delivered before the store recorded it.
+      if (included) {
+        metrics_.findings_suppressed[kSuppressedReplayed]->Increment();
+      } else if (ledger_.repeats(f)) {
+        metrics_.findings_suppressed[kSuppressedRepeat]->Increment();
+        ++suppressed_;
+      } else {
+        publish(f);
+      }
+    }
     pending_findings_.clear();
     metrics_.processing_latency.Observe(std::chrono::duration<double>(Clock::now() - t0).count());
     // Fully processed: its findings are queued for delivery. The commit waits for that delivery.
     next_offsets_[{msg.topic_name(), msg.partition()}] = msg.offset() + 1;
+    if (store_) mark_warmup({msg.topic_name(), msg.partition()}, msg.offset());
     dirty_ = true;
     if (options_.on_processed) options_.on_processed(msg.topic_name(), msg.partition(), msg.offset());
   }
@@ -217,19 +238,51 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
 
   void publish(const Finding& f) {
     const std::string json = f.to_json();
+    const std::string ledger_key = ledger_.record(f);
+    ++published_;
+    const bool to_kafka = !config_.kafka.alerts_topic.empty() && producer_;
+    if (store_) {
+      // Written ahead of the produce: a crash from here on neither fires it again (ledger) nor
+      // loses it (outbox, sent again at start-up with the same id).
+      std::string error;
+      if (!store_->stage_finding(ledger_key, LedgerEntry::of(f), {to_kafka ? f.id : 0, f.entity, json}, engine_.next_finding_id(),
+                                 error)) {
+        metrics_.state_write_failures.Increment();
+        spdlog::error("{}: finding {} is published but a crash could repeat it", error, f.id_string());
+      }
+    }
     if (f.severity >= Severity::kHigh) spdlog::warn("finding {}", json);
     else spdlog::info("finding {}", json);
-    if (!config_.kafka.alerts_topic.empty() && producer_)
-      produce(TopicRole::kAlerts, config_.kafka.alerts_topic, json.data(), json.size(), f.entity, nullptr);
+    if (to_kafka) produce(TopicRole::kAlerts, config_.kafka.alerts_topic, json.data(), json.size(), f.entity, nullptr, f.id);
     if (options_.on_finding) options_.on_finding(f);
   }
 
+  // Findings staged before the last stop whose delivery the broker never confirmed: sent again
+  // with their own ids (a consumer of the alerts topic may see one twice and can tell by the id).
+  void resend_undelivered() {
+    if (!store_ || store_->undelivered().empty()) return;
+    std::size_t sent = 0;
+    for (const auto& e : store_->undelivered()) {
+      if (e.id == 0) continue;  // staged while no alerts topic was configured
+      if (!config_.kafka.alerts_topic.empty() && producer_) {
+        produce(TopicRole::kAlerts, config_.kafka.alerts_topic, e.json.data(), e.json.size(), e.key, nullptr, e.id);
+        ++sent;
+      }
+    }
+    spdlog::warn("sending again {} finding(s) whose delivery was not confirmed before the last stop", sent);
+  }
+
+  // The delivery report carries the topic role and, for findings, the finding id.
+  static void* opaque(TopicRole role, std::uint64_t finding_id) {
+    return reinterpret_cast<void*>(static_cast<std::uintptr_t>((finding_id << 8) | static_cast<std::uint64_t>(role)));
+  }
+
   void produce(TopicRole role, const std::string& topic, const void* data, size_t len, const std::string& key,
-               RdKafka::Headers* headers) {
+               RdKafka::Headers* headers, std::uint64_t finding_id = 0) {
     for (;;) {
       const auto rc = producer_->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
                                          const_cast<void*>(data), len, key.empty() ? nullptr : key.data(), key.size(),
-                                         0, headers, reinterpret_cast<void*>(static_cast<std::uintptr_t>(role)));
+                                         0, headers, opaque(role, finding_id));
       if (rc == RdKafka::ERR_NO_ERROR) return;  // headers now belong to librdkafka
       if (rc == RdKafka::ERR__QUEUE_FULL) {
         // Back-pressure: the broker is slower than our findings; wait rather than lose one.
@@ -245,10 +298,17 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
 
   // DeliveryReportCb
   void dr_cb(RdKafka::Message& msg) override {
-    const auto role = static_cast<size_t>(reinterpret_cast<std::uintptr_t>(msg.msg_opaque()));
+    const auto bits = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(msg.msg_opaque()));
+    const auto role = static_cast<size_t>(bits & 0xff);
+    const std::uint64_t finding_id = bits >> 8;
     if (role >= static_cast<size_t>(TopicRole::kCount)) return;
     if (msg.err() == RdKafka::ERR_NO_ERROR) {
       metrics_.produced[role]->Increment();
+      std::string error;
+      if (finding_id && store_ && !store_->delivered(finding_id, error)) {
+        metrics_.state_write_failures.Increment();
+        spdlog::error("{}: finding {} may be sent again after a restart", error, format_id('f', finding_id));
+      }
     } else {
       // librdkafka has already retried for delivery.timeout.ms. Keep the message and send it again
       // before the next commit; offsets stay behind it until it is delivered.
@@ -256,7 +316,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
       spdlog::error("delivery to {} failed: {}; will retry", msg.topic_name(), msg.errstr());
       retries_.push_back({static_cast<TopicRole>(role), msg.topic_name(),
                           std::string(static_cast<const char*>(msg.payload()), msg.len()),
-                          msg.key() ? *msg.key() : std::string()});
+                          msg.key() ? *msg.key() : std::string(), finding_id});
     }
   }
 
@@ -290,6 +350,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
     for (auto* p : partitions) list += (list.empty() ? "" : ",") + p->topic() + "/" + std::to_string(p->partition());
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
       spdlog::info("kafka: assigned {} ({})", list.empty() ? "nothing" : list, cooperative ? "cooperative" : "eager");
+      if (store_) start_warmup(*consumer, partitions);
       if (cooperative) {
         if (RdKafka::Error* e = consumer->incremental_assign(partitions)) {
           spdlog::error("kafka: incremental assign failed: {}", e->str());
@@ -310,7 +371,10 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
       } else {
         consumer->unassign();
       }
-      for (auto* p : partitions) next_offsets_.erase({p->topic(), p->partition()});
+      for (auto* p : partitions) {
+        next_offsets_.erase({p->topic(), p->partition()});
+        warmup_marks_.erase({p->topic(), p->partition()});
+      }
     } else {
       spdlog::error("kafka: rebalance error: {}", RdKafka::err2str(err));
       consumer->unassign();
@@ -328,13 +392,17 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
         for (auto* p : *only) wanted |= p->topic() == tp.first && p->partition() == tp.second;
         if (!wanted) continue;
       }
+      // Still warming up (re-reading what the store already includes): nothing new to commit,
+      // and the stored position and the group's offset must not move back.
+      if (store_ && next <= store_->position(tp.first + "/" + std::to_string(tp.second))) continue;
       offsets.push_back(RdKafka::TopicPartition::create(tp.first, tp.second, next));
     }
     if (offsets.empty()) return;
     if (producer_) {
       std::vector<Retry> again;
       again.swap(retries_);
-      for (const auto& r : again) produce(r.role, r.topic, r.payload.data(), r.payload.size(), r.key, nullptr);
+      for (const auto& r : again)
+        produce(r.role, r.topic, r.payload.data(), r.payload.size(), r.key, nullptr, r.finding_id);
       const auto rc = producer_->flush(only ? 10000 : 2000);
       if (rc != RdKafka::ERR_NO_ERROR || !retries_.empty()) {
         // Keep the offsets uncommitted until every finding is delivered.
@@ -345,13 +413,15 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
         return;
       }
     }
+    // Ledger entries whose window ended before the watermark cannot suppress anything any more.
+    const std::vector<std::string> forget = ledger_.prune(engine_.watermark());
     if (store_) {
       // Profiles first, with the positions they include: a crash between the two replays events
       // the store already has, which process() then does not apply twice.
       std::map<std::string, std::int64_t> positions;
       for (auto* p : offsets) positions[p->topic() + "/" + std::to_string(p->partition())] = p->offset();
       std::string error;
-      if (!store_->commit(positions, true, error)) {
+      if (!store_->commit(positions, true, error, forget, warmup_offsets(offsets))) {
         spdlog::error("{}; offsets not committed this round", error);
         metrics_.commit_failures.Increment();
         delete_partitions(offsets);
@@ -369,6 +439,53 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
       if (error_limiter_.allow(2, suppressed)) spdlog::warn("kafka: offset commit failed: {}", RdKafka::err2str(rc));
     }
     delete_partitions(offsets);
+  }
+
+  // One mark a second of event time per partition: (watermark, offset of the event then).
+  void mark_warmup(const TopicPartitionKey& tp, std::int64_t offset) {
+    auto& marks = warmup_marks_[tp];
+    const TimeMs wm = engine_.watermark();
+    if (marks.empty() || wm >= marks.back().first + kSecondMs) marks.emplace_back(wm, offset);
+  }
+
+  // Where each partition's warm-up would start if the daemon stopped now: the last mark at or
+  // before (watermark - warm-up period).
+  std::map<std::string, std::int64_t> warmup_offsets(const std::vector<RdKafka::TopicPartition*>& offsets) {
+    std::map<std::string, std::int64_t> out;
+    const TimeMs from = engine_.watermark() - config_.state.warmup_ms;
+    for (auto* p : offsets) {
+      auto it = warmup_marks_.find({p->topic(), p->partition()});
+      if (it == warmup_marks_.end() || it->second.empty()) continue;
+      auto& marks = it->second;
+      while (marks.size() > 1 && marks[1].first <= from) marks.pop_front();
+      out[p->topic() + "/" + std::to_string(p->partition())] = marks.front().second;
+    }
+    return out;
+  }
+
+  // On assignment: a partition this daemon's store is current for is read again from its warm-up
+  // offset; the events up to the stored position are "included" (see process()).
+  void start_warmup(RdKafka::KafkaConsumer& consumer, std::vector<RdKafka::TopicPartition*>& partitions) {
+    std::vector<RdKafka::TopicPartition*> committed;
+    for (auto* p : partitions) committed.push_back(RdKafka::TopicPartition::create(p->topic(), p->partition()));
+    const bool known = consumer.committed(committed, 10000) == RdKafka::ERR_NO_ERROR;
+    for (std::size_t i = 0; i < partitions.size(); ++i) {
+      auto* p = partitions[i];
+      const std::string tp = p->topic() + "/" + std::to_string(p->partition());
+      const std::int64_t position = store_->position(tp), from = store_->warmup(tp);
+      const std::int64_t group_offset = known ? committed[i]->offset() : -1;
+      if (from < 0 || position < 0 || from >= position) continue;
+      if (!known || group_offset > position) {
+        // Another consumer went further since this store was written: its events are not ours
+        // to replay. Start where the group is.
+        spdlog::info("kafka: {}: no warm-up (group at {}, this state store at {})", tp, group_offset, position);
+        continue;
+      }
+      p->set_offset(from);
+      spdlog::info("kafka: {}: warming up from offset {} ({} events already processed, read again to rebuild windows)",
+                   tp, from, position - from);
+    }
+    RdKafka::TopicPartition::destroy(committed);
   }
 
   void update_lag() {
@@ -394,34 +511,40 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
     if (producer_) producer_->flush(5000);
     metrics_.sync(engine_);
     const auto& s = engine_.stats();
-    spdlog::info("stopped after {} events ({} rejected), {} findings", s.received, s.rejected_total(), s.findings);
+    spdlog::info("stopped after {} events ({} rejected), {} findings ({} repeats suppressed)", s.received,
+                 s.rejected_total(), published_, suppressed_);
   }
 
-  static std::unique_ptr<ProfileStore> open_store(const ProfilesConfig& pc, std::string& error) {
-    if (pc.path.empty()) return nullptr;
-    ProfileStoreOptions o;
-    o.path = pc.path;
+  static std::unique_ptr<StateStore> open_store(const StateConfig& sc, const ProfilesConfig& pc, std::string& error) {
+    if (sc.path.empty()) return nullptr;
+    StateStoreOptions o;
+    o.path = sc.path;
     o.cache_accounts = pc.cache_accounts;
-    o.block_cache_mib = pc.block_cache_mib;
-    return ProfileStore::open(o, error);
+    o.block_cache_mib = sc.block_cache_mib;
+    return StateStore::open(o, error);
   }
 
   Config config_;
   DaemonOptions options_;
   SystemClock wall_clock_;
   std::string store_error_;
-  std::unique_ptr<ProfileStore> store_;  // before engine_, which holds a pointer to it
+  std::unique_ptr<StateStore> store_;  // before engine_, which holds a pointer to it
   Engine engine_;
   Metrics metrics_;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
   std::unique_ptr<RdKafka::Producer> producer_;
   std::vector<Finding> pending_findings_;
+  FindingLedger ledger_;
+  std::uint64_t published_ = 0;
+  std::uint64_t suppressed_ = 0;  // repeats (not counting replayed events' findings)
   std::map<TopicPartitionKey, std::int64_t> next_offsets_;
+  std::map<TopicPartitionKey, std::deque<std::pair<TimeMs, std::int64_t>>> warmup_marks_;
   struct Retry {
     TopicRole role;
     std::string topic;
     std::string payload;
     std::string key;
+    std::uint64_t finding_id = 0;
   };
   std::vector<Retry> retries_;  // failed deliveries, produced again before the next commit
   bool dirty_ = false;

@@ -71,7 +71,25 @@ Metrics::Metrics(const Engine& engine)
                          .Name("portalwatch_kafka_consume_errors_total")
                          .Help("Errors returned by the consumer (broker down, unknown topic...)")
                          .Register(*registry_)
-                         .Add({})) {
+                         .Add({})),
+      state_write_failures(BuildCounter()
+                               .Name("portalwatch_state_write_failures_total")
+                               .Help("Writes to the state store (published findings) that failed")
+                               .Register(*registry_)
+                               .Add({})),
+      events_warmup(BuildCounter()
+                        .Name("portalwatch_events_warmup_total")
+                        .Help("Events already processed before a restart, read again to rebuild detector windows "
+                              "(they change no profile and publish no finding)")
+                        .Register(*registry_)
+                        .Add({})) {
+  auto& suppressed_family = BuildCounter()
+                                .Name("portalwatch_findings_suppressed_total")
+                                .Help("Findings not published again: raised by an event replayed after a crash, or "
+                                      "repeating one published before a restart")
+                                .Register(*registry_);
+  findings_suppressed[0] = &suppressed_family.Add({{"reason", "replayed"}});
+  findings_suppressed[1] = &suppressed_family.Add({{"reason", "repeat"}});
   auto& produced_family = BuildCounter()
                               .Name("portalwatch_kafka_produced_total")
                               .Help("Messages delivered to an output topic")

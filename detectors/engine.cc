@@ -119,8 +119,15 @@ void Engine::process_event(Event& ev, FindingSink& out, bool record_profiles) {
     keys = SignInKeys::of(ev);
     const AccountProfile& p = profiles_->profile(account, ev.time);
     ev.profiled = true;
-    ev.prior_sign_ins = p.sign_ins;
-    ev.novelty = p.novelty(keys);
+    if (record_profiles) {
+      ev.prior_sign_ins = p.sign_ins;
+      ev.novelty = p.novelty(keys);
+    } else {
+      // Replayed after a restart: the stored profile already includes this sign-in (and maybe
+      // later ones); judge it as it was then. Its history is at most what is stored before it.
+      ev.prior_sign_ins = p.sign_ins > 0 ? p.sign_ins - 1 : 0;
+      ev.novelty = p.novelty_as_of(keys, ev.time);
+    }
   }
 
   const TimeMs wm = watermark();

@@ -77,7 +77,8 @@ class Engine {
   };
   /// Decodes and processes one message. See EventDecoder::decode for padded. Never throws for bad
   /// input; a rejected message is counted and reported in the result.
-  /// record_profiles=false runs the detectors but leaves profiles as they are: for an event a
+  /// record_profiles=false runs the detectors but leaves profiles as they are (and judges sign-ins
+  /// against them as they were at the event's time): for an event a
   /// persistent profile store already includes (replayed after a crash).
   Result process(std::string_view message, bool padded, FindingSink& out, bool record_profiles = true);
 

@@ -54,6 +54,20 @@ Novelty AccountProfile::novelty(const SignInKeys& k) const {
   return n;
 }
 
+Novelty AccountProfile::novelty_as_of(const SignInKeys& k, TimeMs t) const {
+  const auto new_then = [t](const Seen* s) { return !s || s->first >= t; };
+  Novelty n;
+  if (k.device) n.device = new_then(devices.find(k.device));
+  n.network = new_then(networks.find(k.network));
+  if (k.country) {
+    bool placed_before = false;
+    for (int i = 0; i < countries.size; ++i) placed_before |= countries.items[static_cast<size_t>(i)].first < t;
+    n.country = placed_before && new_then(countries.find(k.country));
+  }
+  n.client = new_then(clients.find(k.client));
+  return n;
+}
+
 Novelty AccountProfile::observe_sign_in(const SignInKeys& k, const Event& ev) {
   const Novelty n = novelty(k);
   if (k.device) devices.note(k.device, ev.time);

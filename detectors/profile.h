@@ -1,7 +1,7 @@
 // Per-account profiles: what an account normally looks like when it signs in — its devices,
 // networks, countries, clients (browser and system families) and hours — each with first and last
 // seen and a count, bounded per account (the least recently seen entry gives way) and aged out by
-// TTL. Pure data: no I/O. The daemon keeps them in RocksDB (daemon/profile_store.h) so they survive
+// TTL. Pure data: no I/O. The daemon keeps them in RocksDB (daemon/state_store.h) so they survive
 // restarts; behaviour detectors (account_takeover) ask "is this device new to the account?".
 #pragma once
 
@@ -96,6 +96,10 @@ struct AccountProfile {
   /// What a successful sign-in would be new in, without recording it.
   Novelty novelty(const SignInKeys& keys) const;
   Novelty novelty(const Event& ev) const { return novelty(SignInKeys::of(ev)); }
+  /// What a sign-in at t was new in, judged on a profile that already includes it (an event
+  /// replayed after a restart): an attribute first seen at or after t was new then. Hours are
+  /// not judged.
+  Novelty novelty_as_of(const SignInKeys& keys, TimeMs t) const;
   /// Records a successful sign-in (ev gives its time and place); returns its novelty.
   Novelty observe_sign_in(const SignInKeys& keys, const Event& ev);
   Novelty observe_sign_in(const Event& ev) { return observe_sign_in(SignInKeys::of(ev), ev); }
@@ -116,7 +120,7 @@ struct AccountProfile {
 };
 
 /// Where the engine finds and records account profiles: in memory (replay, tests) or in the
-/// daemon's RocksDB store (daemon/profile_store.h).
+/// daemon's RocksDB store (daemon/state_store.h).
 class ProfileBook {
  public:
   virtual ~ProfileBook() = default;

@@ -168,7 +168,7 @@ TEST_CASE("integration: account profiles survive a restart in the RocksDB store"
     history.push_back(account_event(t0 + i * 1000, "login", "73.12.9.4", 7922, "Comcast", "d-laptop", "s-" + std::to_string(i)));
   produce_all(broker->bootstrap(), "events", history);
   Config c = test_config(broker->bootstrap(), "events", "pw-it-profiles");
-  c.profiles.path = dir + "/profiles";
+  c.state.path = dir + "/state";
   {
     DaemonThread daemon(std::move(c));
     REQUIRE(daemon.wait_processed(history.size(), std::chrono::seconds(30)));
@@ -182,7 +182,7 @@ TEST_CASE("integration: account profiles survive a restart in the RocksDB store"
                     "direct_deposit")};
   produce_all(broker->bootstrap(), "events", takeover);
   Config c2 = test_config(broker->bootstrap(), "events", "pw-it-profiles");
-  c2.profiles.path = dir + "/profiles";
+  c2.state.path = dir + "/state";
   DaemonThread daemon(std::move(c2));
   REQUIRE(daemon.wait_processed(takeover.size(), std::chrono::seconds(30)));
   const auto alerts = consume_some(broker->bootstrap(), "alerts", 1, std::chrono::seconds(20));

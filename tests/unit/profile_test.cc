@@ -5,7 +5,7 @@
 
 #include <filesystem>
 
-#include "daemon/profile_store.h"
+#include "daemon/state_store.h"
 #include "detectors/decoder.h"
 #include "tests/unit/event_builder.h"
 
@@ -118,7 +118,7 @@ TEST_CASE("profile store: a known device survives a reopen, with the positions i
   TempDir dir;
   std::string error, keep;
   {
-    auto store = ProfileStore::open({dir.path}, error);
+    auto store = StateStore::open({dir.path}, error);
     REQUIRE_MESSAGE(store, error);
     CHECK(store->positions().empty());
     AccountProfile& p = store->profile("jdoe42");
@@ -130,7 +130,7 @@ TEST_CASE("profile store: a known device survives a reopen, with the positions i
     store->profile("other").observe_sign_in(decoded(home(kT0), keep));
     store->changed("other");
   }
-  auto store = ProfileStore::open({dir.path}, error);
+  auto store = StateStore::open({dir.path}, error);
   REQUIRE_MESSAGE(store, error);
   CHECK(store->position("portal-events/0") == 1234);
   CHECK(store->position("portal-events/1") == -1);
@@ -142,9 +142,9 @@ TEST_CASE("profile store: a known device survives a reopen, with the positions i
 TEST_CASE("profile store: a bounded cache reads evicted profiles back") {
   TempDir dir;
   std::string error, keep;
-  ProfileStoreOptions o{dir.path};
+  StateStoreOptions o{dir.path};
   o.cache_accounts = 16;
-  auto store = ProfileStore::open(o, error);
+  auto store = StateStore::open(o, error);
   REQUIRE_MESSAGE(store, error);
   for (int i = 0; i < 100; ++i) {
     const std::string account = "emp" + std::to_string(i);
@@ -158,4 +158,55 @@ TEST_CASE("profile store: a bounded cache reads evicted profiles back") {
   CHECK(store->stats().corrupt == 0);
 }
 
+}  // namespace portalwatch
+
+namespace portalwatch {
+namespace {
+
+TEST_CASE("state store: published findings, the outbox, the next id and warm-up offsets survive a reopen") {
+  TempDir dir;
+  std::string error;
+  FindingLedger ledger;
+  Finding a = make_finding("brute_force", "brute_force", Severity::kMedium, EntityType::kUser, "jdoe42", kT0, 10 * kMinuteMs);
+  a.id = 7;
+  Finding b = make_finding("account_takeover", "account_takeover", Severity::kCritical, EntityType::kUser, "asmith", kT0,
+                           2 * kHourMs);
+  b.id = 8;
+  {
+    auto store = StateStore::open({dir.path}, error);
+    REQUIRE_MESSAGE(store, error);
+    CHECK(store->next_finding_id() == 0);
+    for (const Finding* f : {&a, &b}) {
+      REQUIRE(store->stage_finding(FindingLedger::key_of(*f), LedgerEntry::of(*f), {f->id, f->entity, f->to_json()}, f->id + 1, error));
+    }
+    REQUIRE(store->delivered(7, error));  // the broker confirmed a; b never was (the process dies)
+    REQUIRE(store->commit({{"events/0", 100}}, true, error, {}, {{"events/0", 40}}));
+  }
+  {
+    auto store = StateStore::open({dir.path}, error);
+    REQUIRE_MESSAGE(store, error);
+    CHECK(store->next_finding_id() == 9);
+    REQUIRE(store->undelivered().size() == 1);
+    CHECK(store->undelivered()[0].id == 8);
+    CHECK(store->undelivered()[0].key == "asmith");
+    CHECK(store->undelivered()[0].json == b.to_json());
+    CHECK(store->position("events/0") == 100);
+    CHECK(store->warmup("events/0") == 40);
+    CHECK(store->warmup("events/1") == -1);
+    store->restore_ledger(ledger);
+    CHECK(ledger.size() == 2);
+    CHECK(ledger.repeats(a));
+    CHECK(ledger.repeats(b));
+    // The brute-force entry's window has ended: the next commit deletes it.
+    REQUIRE(store->commit({}, true, error, ledger.prune(kT0 + 20 * kMinuteMs)));
+  }
+  auto store = StateStore::open({dir.path}, error);
+  REQUIRE_MESSAGE(store, error);
+  FindingLedger after;
+  store->restore_ledger(after);
+  CHECK(after.size() == 1);
+  CHECK(after.repeats(b));
+}
+
+}  // namespace
 }  // namespace portalwatch

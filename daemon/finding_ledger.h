@@ -1,0 +1,60 @@
+// Which findings the daemon published recently, so that the same finding is not fired twice.
+//
+// Detectors keep their episodes (what they already reported) in memory. After a restart, or when
+// a crash makes Kafka deliver again the events processed since the last commit, a detector
+// rebuilds its windows and may report an attack it had already reported. The ledger remembers,
+// per detector instance and entity, the highest severity published and until when that finding's
+// window runs; a finding that repeats it (same instance and entity, severity no higher, inside the
+// window) is suppressed. Escalations and new episodes pass. The daemon keeps the ledger in its
+// state store, written before the finding is produced.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "detectors/finding.h"
+
+namespace portalwatch {
+
+struct LedgerEntry {
+  Severity severity = Severity::kInfo;
+  TimeMs at = 0;     ///< event time of the finding
+  TimeMs until = 0;  ///< end of its window: a repeat after this is a new episode
+  std::uint64_t id = 0;
+
+  /// The entry publishing f makes: its severity and time, its window's length after it.
+  static LedgerEntry of(const Finding& f);
+  std::string encode() const;  ///< fixed 26 bytes: version, severity, at, until, id
+  static std::optional<LedgerEntry> decode(std::string_view bytes);
+};
+
+class FindingLedger {
+ public:
+  /// At most max_entries are kept; past that the entries whose window ends first go.
+  explicit FindingLedger(std::size_t max_entries = 200'000) : max_entries_(max_entries) {}
+
+  /// "instance name \x1f entity type \x1f entity value".
+  static std::string key_of(const Finding& f);
+
+  /// Whether f repeats a published finding (same instance and entity, severity no higher, at or
+  /// before the end of that finding's window).
+  bool repeats(const Finding& f) const;
+  /// Records f as published; returns its key.
+  std::string record(const Finding& f);
+  /// Puts back an entry read from the state store.
+  void restore(std::string key, const LedgerEntry& e);
+
+  /// Forgets entries whose window ended before t (event time); returns their keys.
+  std::vector<std::string> prune(TimeMs t);
+  std::size_t size() const { return entries_.size(); }
+
+ private:
+  std::size_t max_entries_;
+  std::unordered_map<std::string, LedgerEntry> entries_;
+};
+
+}  // namespace portalwatch
