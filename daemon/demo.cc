@@ -11,6 +11,7 @@
 
 #include "daemon/config.h"
 #include "daemon/embedded_broker.h"
+#include "daemon/geoip.h"
 #include "daemon/kafka_daemon.h"
 #include "daemon/log.h"
 #include "daemon/simulator.h"
@@ -130,6 +131,10 @@ int run_demo(const DemoOptions& options) {
   }
   config.kafka.bootstrap_servers = broker->bootstrap();
   if (!options.metrics_listen.empty()) config.metrics.listen = options.metrics_listen;
+  // The shipped configuration names no GeoIP database (production sets its own paths); the demo
+  // uses the one tools/setup installs, for the simulated events that arrive without source.geo.
+  const bool installed_geoip = config.geoip.city_databases.empty() && !installed_city_databases().empty();
+  if (installed_geoip) config.geoip.city_databases = installed_city_databases();
 
   const bool color = isatty(STDOUT_FILENO);
   std::printf("portalwatch demo\n");
@@ -137,6 +142,12 @@ int run_demo(const DemoOptions& options) {
               broker->bootstrap().c_str(), config.kafka.alerts_topic.c_str());
   std::printf("  simulated portal traffic: %.0f events/s into topic %s, every attack kind from +5 s, one each 30 s\n",
               options.events_per_second, events_topic.c_str());
+  if (installed_geoip)
+    std::printf("  GeoIP: DB-IP city database in %s for events without source.geo "
+                "(IP geolocation by DB-IP, https://db-ip.com, CC BY 4.0)\n",
+                kInstalledGeoIpDirectory);
+  else if (config.geoip.city_databases.empty())
+    std::printf("  GeoIP: no city database (tools/setup installs DB-IP's); only events with source.geo are placed\n");
   std::fflush(stdout);
 
   TrafficGenerator traffic(broker->bootstrap(), events_topic, options);
