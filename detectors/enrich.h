@@ -8,9 +8,9 @@
 namespace portalwatch {
 
 /// The fields an enricher may fill: position and place, and the network's AS.
-inline constexpr FieldSet kGeoFields = field_bit(Field::kGeoCountry) | field_bit(Field::kGeoRegion) |
-                                       field_bit(Field::kGeoCity) | field_bit(Field::kGeoLat) |
-                                       field_bit(Field::kGeoLon);
+inline constexpr FieldSet kGeoFields = field_bit(Field::kGeoCountry) |
+                                       field_bit(Field::kGeoRegion) | field_bit(Field::kGeoCity) |
+                                       field_bit(Field::kGeoLat) | field_bit(Field::kGeoLon);
 inline constexpr FieldSet kAsFields = field_bit(Field::kAsNumber) | field_bit(Field::kAsOrgName);
 
 class Enricher {

@@ -69,7 +69,7 @@ void ImpossibleTravelDetector::on_event(const Event& ev, FindingSink& out) {
   if (!ev.source_class.empty()) return;
   const std::string_view user = normalize_user(ev.user_name, user_buf_);
   Account& a = accounts_.upsert(user, ev.time);
-  // A position its source calls coarse (a GeoIP record for a whole country) is as coarse as it says.
+  // A position its source calls coarse (a GeoIP record of a whole country) counts as that coarse.
   const double accuracy = std::max<double>(org_names_any(ev.as_org, config_.mobile_networks)
                                                ? config_.mobile_accuracy_km
                                                : config_.accuracy_km,

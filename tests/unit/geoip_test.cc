@@ -29,7 +29,8 @@ const std::string kOdd = kDir + "/city-odd.mmdb";
 constexpr FieldSet kWanted = kGeoFields | kAsFields;
 const TimeMs kT0 = *parse_rfc3339("2026-12-23T14:00:00Z");
 
-std::unique_ptr<GeoIp> open_geoip(std::vector<std::string> city, std::vector<std::string> asn = {}) {
+std::unique_ptr<GeoIp> open_geoip(std::vector<std::string> city,
+                                  std::vector<std::string> asn = {}) {
   std::string error;
   auto g = GeoIp::open(GeoIpConfig{std::move(city), std::move(asn)}, error);
   REQUIRE_MESSAGE(g, error);
@@ -57,8 +58,9 @@ Engine travel_engine(Enricher* enricher) {
   EngineOptions o;
   o.time.reference = TimeOptions::Reference::kStream;
   std::vector<DetectorInstance> list;
-  list.push_back({DetectorCommon{"impossible_travel", "impossible_travel"},
-                  std::make_unique<ImpossibleTravelDetector>(ImpossibleTravelConfig{}, "impossible_travel")});
+  list.push_back(
+      {DetectorCommon{"impossible_travel", "impossible_travel"},
+       std::make_unique<ImpossibleTravelDetector>(ImpossibleTravelConfig{}, "impossible_travel")});
   return Engine(o, std::move(list), nullptr, nullptr, enricher);
 }
 
@@ -89,7 +91,9 @@ TEST_CASE("geoip: GeoLite2's nested schema, IPv4 and IPv6") {
   CHECK(lookups(*g, GeoDatabaseKind::kCity, GeoLookupResult::kFound) == 3);
 }
 
-TEST_CASE("geoip: DB-IP's flat schema (float coordinates, no region code); IPv6 skips an IPv4-only file") {
+TEST_CASE(
+    "geoip: DB-IP's flat schema (float coordinates, no region code); IPv6 skips an IPv4-only "
+    "file") {
   auto g = open_geoip({kFlat});
   Event ev = enriched(*g, "192.0.2.5");
   CHECK(ev.has_geo_location);
@@ -226,7 +230,8 @@ TEST_CASE("geoip: a record with unexpected values fills nothing and does not cra
 TEST_CASE("geoip: a missing, damaged or wrong file is an error naming it and the reason") {
   std::string error;
   CHECK_FALSE(GeoIp::open(GeoIpConfig{{kNested, "/nonexistent/city.mmdb"}, {}}, error));
-  CHECK(error == "cannot open GeoIP database \"/nonexistent/city.mmdb\": No such file or directory");
+  CHECK(error ==
+        "cannot open GeoIP database \"/nonexistent/city.mmdb\": No such file or directory");
 
   const std::string damaged = kDir + "/damaged.mmdb";
   {
@@ -235,11 +240,13 @@ TEST_CASE("geoip: a missing, damaged or wrong file is an error naming it and the
   }
   error.clear();
   CHECK_FALSE(GeoIp::open(GeoIpConfig{{}, {damaged}}, error));
-  CHECK(error == "cannot open GeoIP database \"" + damaged + "\": The MaxMind DB file contains invalid metadata");
+  CHECK(error == "cannot open GeoIP database \"" + damaged +
+                     "\": The MaxMind DB file contains invalid metadata");
   CHECK(check_geoip_database(damaged) == error);
   std::remove(damaged.c_str());
 
-  CHECK(check_geoip_database(kDir) == "cannot open GeoIP database \"" + kDir + "\": is a directory");
+  CHECK(check_geoip_database(kDir) ==
+        "cannot open GeoIP database \"" + kDir + "\": is a directory");
   CHECK(check_geoip_database(kNested).empty());
 }
 
@@ -249,7 +256,8 @@ geoip:
   city_databases:
     - )" + kFlat + R"(
     - )" + kNested + R"(
-  asn_databases: [)" + kAsn + R"(]
+  asn_databases: [)" + kAsn +
+                           R"(]
 )";
   const ConfigResult ok = load_config_text(good, "test.yaml");
   REQUIRE_MESSAGE(ok.config, ok.errors);
@@ -266,13 +274,17 @@ geoip:
 )",
                                             "test.yaml");
   REQUIRE_FALSE(bad.config);
-  CHECK_MESSAGE(bad.errors.find("test.yaml:5:7: geoip.city_databases[1]: cannot open GeoIP database "
-                                "\"/nonexistent/city.mmdb\": No such file or directory") != std::string::npos,
+  CHECK_MESSAGE(
+      bad.errors.find("test.yaml:5:7: geoip.city_databases[1]: cannot open GeoIP database "
+                      "\"/nonexistent/city.mmdb\": No such file or directory") != std::string::npos,
+      bad.errors);
+  CHECK_MESSAGE(bad.errors.find("geoip.asn_databases: expected a list") != std::string::npos,
                 bad.errors);
-  CHECK_MESSAGE(bad.errors.find("geoip.asn_databases: expected a list") != std::string::npos, bad.errors);
-  CHECK_MESSAGE(bad.errors.find("geoip.asn_database: unknown key \"asn_database\" (did you mean \"asn_databases\"?)") !=
-                    std::string::npos,
-                bad.errors);
+  CHECK_MESSAGE(
+      bad.errors.find(
+          "geoip.asn_database: unknown key \"asn_database\" (did you mean \"asn_databases\"?)") !=
+          std::string::npos,
+      bad.errors);
 
   // The shipped default names none: production sets its own paths.
   const ConfigResult def = load_config(std::nullopt);
@@ -289,8 +301,9 @@ TEST_CASE("geoip: start-up notes name the detectors that go without") {
       if (n.find(text) != std::string::npos) return true;
     return false;
   };
-  CHECK(has("impossible_travel: no GeoIP city database (geoip.city_databases): only events that carry "
-            "source.geo.location are judged"));
+  CHECK(has(
+      "impossible_travel: no GeoIP city database (geoip.city_databases): only events that carry "
+      "source.geo.location are judged"));
   CHECK(has("account_takeover"));  // the profiles' countries
   CHECK(has("no GeoIP ASN database (geoip.asn_databases)"));
 
@@ -307,7 +320,7 @@ TEST_CASE("geoip: impossible_travel judges sign-ins that arrive without source.g
   Engine bare_engine = travel_engine(nullptr);
   for (Engine* e : {&enriched_engine, &bare_engine}) {
     Collect& out = e == &enriched_engine ? with : without;
-    test::feed(*e, bare_sign_in(kT0, "192.0.2.5"), out);                     // Jefferson City
+    test::feed(*e, bare_sign_in(kT0, "192.0.2.5"), out);                      // Jefferson City
     test::feed(*e, bare_sign_in(kT0 + 40 * kMinuteMs, "198.51.100.7"), out);  // Kyiv
   }
   REQUIRE(with.findings.size() == 1);
