@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "daemon/geoip.h"
 #include "detectors/config_node.h"
 
 namespace portalwatch {
@@ -106,6 +107,29 @@ void read_profiles(MapReader& root, ProfilesConfig& pc, ProfileOptions& po) {
   po.ttl_ms = m.get_int("ttl_days", po.ttl_ms / kDayMs, 1, 3650) * kDayMs;
 }
 
+void read_geoip(MapReader& root, GeoIpConfig& gc) {
+  MapReader m(root.child("geoip"));
+  for (auto [key, paths] : {std::pair{"city_databases", &gc.city_databases},
+                            std::pair{"asn_databases", &gc.asn_databases}}) {
+    for (const auto& item : m.child(key).elements()) {
+      const auto path = item.as_string();
+      if (!path) continue;
+      if (path->empty()) {
+        item.error("expected the path of a .mmdb file");
+        continue;
+      }
+      // A database that does not open is reported here, at its place in the file, rather than
+      // when the daemon starts.
+      const std::string problem = check_geoip_database(*path);
+      if (!problem.empty()) {
+        item.error(problem);
+        continue;
+      }
+      paths->push_back(*path);
+    }
+  }
+}
+
 void read_logging(MapReader& root, LogConfig& lc) {
   MapReader m(root.child("logging"));
   lc.level = m.get_enum("level", lc.level, {"trace", "debug", "info", "warn", "error"});
@@ -139,6 +163,7 @@ ConfigResult load_config_text(std::string_view text, const std::string& source) 
     read_kafka(root, config.kafka);
     read_state(root, config.state);
     read_profiles(root, config.profiles, config.engine.profiles);
+    read_geoip(root, config.geoip);
     read_metrics(root, config.metrics);
     read_logging(root, config.log);
     DetectorRegistry registry;

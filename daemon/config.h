@@ -53,11 +53,21 @@ struct ProfilesConfig {
   std::size_t cache_accounts = 100'000;  ///< profiles held in memory at once (with a state store)
 };
 
+struct GeoIpConfig {
+  /// MaxMind-format city databases (GeoLite2-City's nested schema or DB-IP's flat one), tried in
+  /// order for each address until one has a record; IPv4 and IPv6 may be separate files.
+  std::vector<std::string> city_databases;
+  /// MaxMind-format ASN databases (GeoLite2-ASN, DB-IP ASN), likewise.
+  std::vector<std::string> asn_databases;
+  bool enabled() const { return !city_databases.empty() || !asn_databases.empty(); }
+};
+
 struct Config {
   std::string source;  ///< file path, or "<built-in default>"
   EngineOptions engine;
   StateConfig state;
   ProfilesConfig profiles;
+  GeoIpConfig geoip;
   KafkaConfig kafka;
   MetricsConfig metrics;
   LogConfig log;

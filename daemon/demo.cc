@@ -11,6 +11,7 @@
 
 #include "daemon/config.h"
 #include "daemon/embedded_broker.h"
+#include "daemon/geoip.h"
 #include "daemon/kafka_daemon.h"
 #include "daemon/log.h"
 #include "daemon/simulator.h"
@@ -137,6 +138,12 @@ int run_demo(const DemoOptions& options) {
               broker->bootstrap().c_str(), config.kafka.alerts_topic.c_str());
   std::printf("  simulated portal traffic: %.0f events/s into topic %s, every attack kind from +5 s, one each 30 s\n",
               options.events_per_second, events_topic.c_str());
+  // The simulated addresses are invented: a real database would place them somewhere else than
+  // the simulator's source.geo does, and travel would appear where there is none.
+  if (config.geoip.city_databases.empty())
+    std::printf("  GeoIP: none (the simulated addresses are invented; production sets geoip.city_databases, e.g. to the\n"
+                "         DB-IP database tools/setup installs in %s)\n",
+                kInstalledGeoIpDirectory);
   std::fflush(stdout);
 
   TrafficGenerator traffic(broker->bootstrap(), events_topic, options);

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "daemon/finding_ledger.h"
+#include "daemon/geoip.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
 #include "daemon/state_store.h"
@@ -52,8 +53,9 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
       : config_(std::move(config)),
         options_(options),
         store_(open_store(config_.state, config_.profiles, store_error_)),
-        engine_(config_.engine, std::move(config_.detectors), &wall_clock_, store_.get()),
-        metrics_(engine_),
+        geoip_(start_geoip(config_, wall_clock_, geoip_error_)),
+        engine_(config_.engine, std::move(config_.detectors), &wall_clock_, store_.get(), geoip_.get()),
+        metrics_(engine_, geoip_.get()),
         error_limiter_(std::chrono::seconds(10)),
         reject_limiter_(std::chrono::seconds(std::max(0, config_.log.reject_log_interval_seconds))) {}
 
@@ -65,6 +67,10 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
   bool start(std::string& error) {
     if (!store_error_.empty()) {
       error = store_error_;
+      return false;
+    }
+    if (!geoip_error_.empty()) {
+      error = geoip_error_;
       return false;
     }
     if (store_) {
@@ -529,6 +535,8 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
   SystemClock wall_clock_;
   std::string store_error_;
   std::unique_ptr<StateStore> store_;  // before engine_, which holds a pointer to it
+  std::string geoip_error_;
+  std::unique_ptr<GeoIp> geoip_;  // likewise
   Engine engine_;
   Metrics metrics_;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;

@@ -30,7 +30,7 @@ void add_delta(prometheus::Counter& c, std::uint64_t now, std::uint64_t& last) {
 
 }  // namespace
 
-Metrics::Metrics(const Engine& engine)
+Metrics::Metrics(const Engine& engine, const GeoIp* geoip)
     : processing_latency(BuildHistogram()
                              .Name("portalwatch_processing_latency_seconds")
                              .Help("Time to decode an event and run every detector on it")
@@ -170,6 +170,24 @@ Metrics::Metrics(const Engine& engine)
                               &expire_family.Add(labels)});
   }
 
+  if (geoip) {
+    geoip_ = geoip;
+    auto& lookups_family = BuildCounter()
+                               .Name("portalwatch_geoip_lookups_total")
+                               .Help("Events that needed a GeoIP database (city: no source.geo.location; asn: no source.as), "
+                                     "by database kind and result, answered from the cache or not")
+                               .Register(*registry_);
+    for (size_t k = 0; k < kGeoDatabaseKindCount; ++k)
+      for (size_t r = 0; r < kGeoLookupResultCount; ++r)
+        geoip_lookups_[k][r] = &lookups_family.Add({{"database", std::string(to_string(static_cast<GeoDatabaseKind>(k)))},
+                                                    {"result", std::string(to_string(static_cast<GeoLookupResult>(r)))}});
+    geoip_cache_hits_ = &BuildCounter()
+                             .Name("portalwatch_geoip_cache_hits_total")
+                             .Help("GeoIP lookups answered from the cache of recent addresses")
+                             .Register(*registry_)
+                             .Add({});
+  }
+
   BuildGauge()
       .Name("portalwatch_build_info")
       .Help("Build facts; the value is always 1")
@@ -226,6 +244,13 @@ void Metrics::sync(const Engine& engine) {
   const auto engine_tables = engine.tables();
   for (size_t t = 0; t < engine_tables.size() && t < engine_tables_.size(); ++t) sync_table(engine_tables_[t], engine_tables[t]);
   last_event_time.Set(static_cast<double>(engine.watermark()) / 1000.0);
+  if (geoip_) {
+    const GeoIpStats& g = geoip_->stats();
+    for (size_t k = 0; k < kGeoDatabaseKindCount; ++k)
+      for (size_t r = 0; r < kGeoLookupResultCount; ++r)
+        add_delta(*geoip_lookups_[k][r], g.lookups[k][r], last_geoip_.lookups[k][r]);
+    add_delta(*geoip_cache_hits_, g.cache_hits, last_geoip_.cache_hits);
+  }
 }
 
 }  // namespace portalwatch

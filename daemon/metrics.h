@@ -1,5 +1,6 @@
 // Prometheus metrics: every family built once at start-up, labels only from small fixed sets
-// (reason, detector, severity, table, topic role), never a user, IP or session.
+// (reason, detector, severity, table, topic role, GeoIP database kind and result), never a user,
+// IP or session.
 #pragma once
 
 #include <prometheus/counter.h>
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/geoip.h"
 #include "detectors/engine.h"
 
 namespace portalwatch {
@@ -26,8 +28,9 @@ class Metrics {
   std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
 
  public:
-  /// Builds every family and series for this engine's detectors.
-  explicit Metrics(const Engine& engine);
+  /// Builds every family and series for this engine's detectors (and its GeoIP enrichment, when
+  /// given; it must outlive this).
+  explicit Metrics(const Engine& engine, const GeoIp* geoip = nullptr);
   ~Metrics();
 
   /// Starts the HTTP endpoint (/metrics) on host:port. Throws std::runtime_error if it cannot bind.
@@ -74,6 +77,11 @@ class Metrics {
   std::array<prometheus::Counter*, kFieldCount> ignored_fields_{};
   std::vector<std::array<prometheus::Counter*, kSeverityCount>> findings_;
   static void sync_table(TableSeries& series, const TableStats& stats);
+
+  const GeoIp* geoip_ = nullptr;
+  std::array<std::array<prometheus::Counter*, kGeoLookupResultCount>, kGeoDatabaseKindCount> geoip_lookups_{};
+  prometheus::Counter* geoip_cache_hits_ = nullptr;
+  GeoIpStats last_geoip_{};
 
   std::vector<std::vector<TableSeries>> tables_;
   std::vector<TableSeries> engine_tables_;

@@ -7,8 +7,10 @@
 #include <cstdio>
 
 #include "daemon/config.h"
+#include "daemon/geoip.h"
 #include "daemon/line_reader.h"
 #include "daemon/log.h"
+#include "daemon/system_clock.h"
 #include "detectors/json_writer.h"
 
 namespace portalwatch {
@@ -63,7 +65,43 @@ class Progress {
   bool shown_ = false;
 };
 
-void print_summary(const Engine& engine, std::size_t files, double seconds, const std::string& format) {
+// "city 812 found, 3 not_found, 0 error; asn ...; cache hits 790" / its JSON object.
+std::string geoip_summary(const GeoIp& geoip, bool json) {
+  const GeoIpStats& g = geoip.stats();
+  std::string out = json ? "{" : "";
+  for (size_t k = 0; k < kGeoDatabaseKindCount; ++k) {
+    const std::string kind(to_string(static_cast<GeoDatabaseKind>(k)));
+    if (json) {
+      append_json_string(out, kind);
+      out += ":{";
+    } else {
+      out += kind;
+    }
+    for (size_t r = 0; r < kGeoLookupResultCount; ++r) {
+      const std::string result(to_string(static_cast<GeoLookupResult>(r)));
+      if (json) {
+        if (r) out.push_back(',');
+        append_json_string(out, result);
+        out.push_back(':');
+        append_json_int(out, static_cast<std::int64_t>(g.lookups[k][r]));
+      } else {
+        out += (r ? ", " : " ") + std::to_string(g.lookups[k][r]) + " " + result;
+      }
+    }
+    out += json ? "}," : "; ";
+  }
+  if (json) {
+    out += "\"cache_hits\":";
+    append_json_int(out, static_cast<std::int64_t>(g.cache_hits));
+    out += "}";
+  } else {
+    out += "cache hits " + std::to_string(g.cache_hits);
+  }
+  return out;
+}
+
+void print_summary(const Engine& engine, const GeoIp* geoip, std::size_t files, double seconds,
+                   const std::string& format) {
   const EngineStats& s = engine.stats();
   const double rate = seconds > 0 ? static_cast<double>(s.received) / seconds : 0.0;
   if (format == "json") {
@@ -97,6 +135,7 @@ void print_summary(const Engine& engine, std::size_t files, double seconds, cons
     append_json_double(out, rate);
     out += ",\"peak_rss_mib\":";
     append_json_double(out, peak_rss_mib());
+    if (geoip) out += ",\"geoip_lookups\":" + geoip_summary(*geoip, true);
     out += "}\n";
     std::fputs(out.c_str(), stderr);
     return;
@@ -114,6 +153,7 @@ void print_summary(const Engine& engine, std::size_t files, double seconds, cons
                rejected.empty() ? "" : ")");
   std::fprintf(stderr, "  event time: %llu late events placed at the watermark, %llu future timestamps clamped\n",
                static_cast<unsigned long long>(s.late_clamped), static_cast<unsigned long long>(s.future_clamped));
+  if (geoip) std::fprintf(stderr, "  geoip lookups: %s\n", geoip_summary(*geoip, false).c_str());
   std::fprintf(stderr, "  findings %llu\n", static_cast<unsigned long long>(s.findings));
   for (size_t i = 0; i < engine.detectors().size(); ++i) {
     const auto& counts = engine.detector_counts()[i].findings;
@@ -142,7 +182,13 @@ int run_replay(const ReplayOptions& options) {
   // Replayed files are history: "now" for the future-timestamp check is the stream's own time.
   config.engine.time.reference = TimeOptions::Reference::kStream;
   const std::size_t max_bytes = config.engine.max_message_bytes;
-  Engine engine(config.engine, std::move(config.detectors), nullptr);
+  std::string error;
+  const auto geoip = start_geoip(config, SystemClock(), error);
+  if (!error.empty()) {
+    spdlog::critical("{}", error);
+    return 2;
+  }
+  Engine engine(config.engine, std::move(config.detectors), nullptr, nullptr, geoip.get());
 
   std::vector<std::string> inputs = options.inputs;
   if (inputs.empty()) inputs.push_back("-");
@@ -152,7 +198,6 @@ int run_replay(const ReplayOptions& options) {
   int status = 0;
   const auto t0 = std::chrono::steady_clock::now();
   for (const auto& path : inputs) {
-    std::string error;
     auto reader = LineReader::open(path, max_bytes, error);
     if (!reader) {
       progress.clear();
@@ -189,7 +234,7 @@ int run_replay(const ReplayOptions& options) {
   sink.flush();
   progress.clear();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  print_summary(engine, inputs.size(), seconds, options.summary_format);
+  print_summary(engine, geoip.get(), inputs.size(), seconds, options.summary_format);
   return status;
 }
 

@@ -43,7 +43,7 @@ FieldSet fields_used(const std::vector<DetectorInstance>& detectors) {
 }  // namespace
 
 Engine::Engine(EngineOptions options, std::vector<DetectorInstance> detectors,
-               const Clock* wall_clock, ProfileBook* profiles)
+               const Clock* wall_clock, ProfileBook* profiles, Enricher* enricher)
     : options_(std::move(options)),
       detectors_(std::move(detectors)),
       counts_(detectors_.size()),
@@ -59,6 +59,8 @@ Engine::Engine(EngineOptions options, std::vector<DetectorInstance> detectors,
     }
     profiles_ = profiles;
   }
+  enrich_fields_ = fields_used(detectors_) & (kGeoFields | kAsFields);
+  if (enrich_fields_) enricher_ = enricher;
   if (options_.time.reference == TimeOptions::Reference::kWallClock && !wall_clock_)
     throw std::invalid_argument(
         "Engine: a wall clock is required for the wall-clock time reference");
@@ -89,6 +91,8 @@ TimeMs Engine::reference_time(TimeMs ts) {
 
 void Engine::process_event(Event& ev, FindingSink& out, bool record_profiles) {
   ++stats_.accepted;
+  // First, so that source classification, profiles and every detector see the same event.
+  if (enricher_) enricher_->enrich(ev, enrich_fields_);
   TimeMs t = ev.timestamp;
   const TimeMs reference = reference_time(t);
   if (options_.time.reference == TimeOptions::Reference::kStream) {

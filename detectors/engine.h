@@ -10,6 +10,7 @@
 
 #include "detectors/decoder.h"
 #include "detectors/detector.h"
+#include "detectors/enrich.h"
 #include "detectors/profile.h"
 #include "detectors/sources.h"
 
@@ -66,9 +67,11 @@ class Engine {
  public:
   /// wall_clock is used only with Reference::kWallClock and must outlive the engine. profiles,
   /// when given, must outlive the engine; without it profiles are kept in memory (when a
-  /// detector uses them).
+  /// detector uses them). enricher, when given, must outlive the engine: it fills what events lack
+  /// (GeoIP) before anything else looks at them, and is not called when no detector reads what it
+  /// fills.
   Engine(EngineOptions options, std::vector<DetectorInstance> detectors, const Clock* wall_clock,
-         ProfileBook* profiles = nullptr);
+         ProfileBook* profiles = nullptr, Enricher* enricher = nullptr);
 
   struct Result {
     bool accepted = true;
@@ -90,7 +93,7 @@ class Engine {
     return {false, reason, detail};
   }
 
-  /// Processes an already decoded event (ev.time is set here).
+  /// Processes an already decoded event (ev.time is set here; the enricher fills what it lacks).
   void process_event(Event& ev, FindingSink& out, bool record_profiles = true);
 
   const EngineStats& stats() const { return stats_; }
@@ -122,6 +125,8 @@ class Engine {
   bool classify_sources_ = false;  // some detector reads the source class
   std::unique_ptr<MemoryProfileBook> own_profiles_;
   ProfileBook* profiles_ = nullptr;  // set when some detector uses profiles
+  Enricher* enricher_ = nullptr;     // set when some detector reads a field it can fill
+  FieldSet enrich_fields_ = 0;       // those fields
   std::string user_buf_;
   Event event_;
   EngineStats stats_;

@@ -121,6 +121,10 @@ struct Event {
   double geo_lat = 0;
   double geo_lon = 0;
   bool has_geo_location = false;
+  /// How far off the position may be, in km, when its source says so (a GeoIP record's
+  /// accuracy_radius: a country-level record is its country's centre, good to 1000 km); 0 when
+  /// unsaid.
+  float geo_accuracy_km = 0;
   std::uint32_t as_number = 0;  ///< 0 when absent
   std::string_view as_org;
 

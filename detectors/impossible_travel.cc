@@ -1,5 +1,6 @@
 #include "detectors/impossible_travel.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -68,8 +69,11 @@ void ImpossibleTravelDetector::on_event(const Event& ev, FindingSink& out) {
   if (!ev.source_class.empty()) return;
   const std::string_view user = normalize_user(ev.user_name, user_buf_);
   Account& a = accounts_.upsert(user, ev.time);
-  const double accuracy = org_names_any(ev.as_org, config_.mobile_networks) ? config_.mobile_accuracy_km
-                                                                        : config_.accuracy_km;
+  // A position its source calls coarse (a GeoIP record of a whole country) counts as that coarse.
+  const double accuracy = std::max<double>(org_names_any(ev.as_org, config_.mobile_networks)
+                                               ? config_.mobile_accuracy_km
+                                               : config_.accuracy_km,
+                                           ev.geo_accuracy_km);
   const Account before = a;
   a.at = ev.time;
   a.lat = static_cast<float>(ev.geo_lat);

