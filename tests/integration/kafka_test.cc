@@ -197,4 +197,43 @@ TEST_CASE("integration: account profiles survive a restart in the RocksDB store"
   CHECK(alerts[0].find("new_device_and_network") != std::string::npos);
 }
 
+TEST_CASE("integration: a takeover whose sign-in came before a restart and whose money change came after is found once") {
+  auto broker = start_broker({{"events", 2}, {"alerts", 1}});
+  char tmpl[] = "/tmp/portalwatch-it-warmup-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const TimeMs t0 = SystemClock().now() - 30 * kMinuteMs;
+  std::vector<std::string> before;
+  for (int i = 0; i < 12; ++i)
+    before.push_back(account_event(t0 + i * 1000, "login", "73.12.9.4", 7922, "Comcast", "d-laptop", "s-" + std::to_string(i)));
+  // The thief signs in from a hosting provider; the daemon stops before anything else happens.
+  const TimeMs t1 = t0 + 20 * kMinuteMs;
+  before.push_back(account_event(t1, "login", "159.203.9.9", 14061, "DigitalOcean, LLC", "d-thief", "s-thief"));
+  produce_all(broker->bootstrap(), "events", before);
+  Config c = test_config(broker->bootstrap(), "events", "pw-it-warmup");
+  c.state.path = dir + "/state";
+  {
+    DaemonThread daemon(std::move(c));
+    REQUIRE(daemon.wait_processed(before.size(), std::chrono::seconds(30)));
+    CHECK(daemon.stop() == 0);
+  }
+  // After the restart, the same session changes the direct deposit. The restarted daemon reads the
+  // stored warm-up period again (the sign-in is in it, judged against the profile as it was then)
+  // and knows the session is suspect; it publishes nothing for what it re-reads.
+  produce_all(broker->bootstrap(), "events",
+              {account_event(t1 + 60'000, "change", "159.203.9.9", 14061, "DigitalOcean, LLC", "d-thief", "s-thief",
+                             "direct_deposit")});
+  Config c2 = test_config(broker->bootstrap(), "events", "pw-it-warmup");
+  c2.state.path = dir + "/state";
+  DaemonThread daemon(std::move(c2));
+  REQUIRE(daemon.wait_processed(before.size() + 1, std::chrono::seconds(30)));
+  const auto alerts = consume_some(broker->bootstrap(), "alerts", 2, std::chrono::seconds(10));
+  CHECK(daemon.stop() == 0);
+  std::filesystem::remove_all(dir);
+  REQUIRE(alerts.size() == 1);
+  CHECK(alerts[0].find("\"detector\":\"account_takeover\"") != std::string::npos);
+  CHECK(alerts[0].find("\"severity\":\"critical\"") != std::string::npos);
+  CHECK(alerts[0].find("\"prior_sign_ins\":12") != std::string::npos);
+  CHECK(alerts[0].find("new_device_and_network") != std::string::npos);
+}
+
 }  // namespace portalwatch::test
