@@ -130,6 +130,12 @@ void read_geoip(MapReader& root, GeoIpConfig& gc) {
   }
 }
 
+void read_decisions(MapReader& root, DecisionsConfig& dc) {
+  MapReader m(root.child("decisions"));
+  dc.dry_run = m.get_bool("dry_run", dc.dry_run);
+  dc.log = m.get_string("log", dc.log);
+}
+
 void read_logging(MapReader& root, LogConfig& lc) {
   MapReader m(root.child("logging"));
   lc.level = m.get_enum("level", lc.level, {"trace", "debug", "info", "warn", "error"});
@@ -172,6 +178,12 @@ ConfigResult load_config_text(std::string_view text, const std::string& source) 
     if (detectors.defined() && !detectors.is_sequence())
       detectors.error("expected a list of detectors");
     config.detectors = build_detectors(detectors, registry);
+    read_decisions(root, config.decisions);
+    std::vector<std::string> known = registry.types();
+    for (const auto& d : config.detectors) known.push_back(d.common.name);
+    const auto policies = root.child("policies");
+    if (policies.defined() && !policies.is_sequence()) policies.error("expected a list of policies");
+    config.policies = read_policies(policies, known);
   }
   if (!diags.ok()) return {std::nullopt, diags.format()};
   return {std::move(config), ""};

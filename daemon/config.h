@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "detectors/engine.h"
+#include "detectors/policy.h"
 
 namespace portalwatch {
 
@@ -62,6 +63,12 @@ struct GeoIpConfig {
   bool enabled() const { return !city_databases.empty() || !asn_databases.empty(); }
 };
 
+/// What happens to decisions besides the decisions topic.
+struct DecisionsConfig {
+  bool dry_run = false;  ///< every policy decides, marked dry_run; no hook runs
+  std::string log;       ///< append every decision here as a JSON line; empty: none
+};
+
 struct Config {
   std::string source;  ///< file path, or "<built-in default>"
   EngineOptions engine;
@@ -72,6 +79,8 @@ struct Config {
   MetricsConfig metrics;
   LogConfig log;
   std::vector<DetectorInstance> detectors;
+  DecisionsConfig decisions;
+  std::vector<PolicyConfig> policies;
 };
 
 /// The text of config/portalwatch.yaml as shipped, compiled into the executables.

@@ -17,14 +17,23 @@ namespace portalwatch {
 
 namespace {
 
-// Findings as JSON lines on stdout, through one large buffer.
-class StdoutSink final : public FindingSink {
+// Findings, and the decisions the policies make of them, as JSON lines on stdout, through one
+// large buffer.
+class StdoutSink final : public FindingSink, public DecisionSink {
  public:
+  explicit StdoutSink(PolicyEngine& policies) : policies_(policies) {}
   void emit(Finding&& f) override {
     buf_ += f.to_json();
     buf_.push_back('\n');
+    policies_.on_finding(f, *this);
     if (buf_.size() > (1 << 16)) flush();
   }
+  void decide(Decision&& d) override {
+    buf_ += d.to_json();
+    buf_.push_back('\n');
+    ++decisions_;
+  }
+  std::uint64_t decisions() const { return decisions_; }
   void flush() {
     if (!buf_.empty()) std::fwrite(buf_.data(), 1, buf_.size(), stdout);
     buf_.clear();
@@ -32,7 +41,9 @@ class StdoutSink final : public FindingSink {
   }
 
  private:
+  PolicyEngine& policies_;
   std::string buf_;
+  std::uint64_t decisions_ = 0;
 };
 
 double peak_rss_mib() {
@@ -100,8 +111,8 @@ std::string geoip_summary(const GeoIp& geoip, bool json) {
   return out;
 }
 
-void print_summary(const Engine& engine, const GeoIp* geoip, std::size_t files, double seconds,
-                   const std::string& format) {
+void print_summary(const Engine& engine, const PolicyEngine& policies, const GeoIp* geoip, std::size_t files,
+                   double seconds, const std::string& format) {
   const EngineStats& s = engine.stats();
   const double rate = seconds > 0 ? static_cast<double>(s.received) / seconds : 0.0;
   if (format == "json") {
@@ -129,7 +140,9 @@ void print_summary(const Engine& engine, const GeoIp* geoip, std::size_t files, 
       out.push_back(':');
       append_json_int(out, static_cast<std::int64_t>(n));
     }
-    out += "},\"seconds\":";
+    out += "},\"decisions\":";
+    append_json_int(out, static_cast<std::int64_t>(policies.stats().decisions));
+    out += ",\"seconds\":";
     append_json_double(out, seconds);
     out += ",\"events_per_second\":";
     append_json_double(out, rate);
@@ -167,6 +180,9 @@ void print_summary(const Engine& engine, const GeoIp* geoip, std::size_t files, 
     std::fprintf(stderr, "    %-24s %llu%s%s%s\n", engine.detectors()[i].common.name.c_str(),
                  static_cast<unsigned long long>(n), by.empty() ? "" : " (", by.c_str(), by.empty() ? "" : ")");
   }
+  std::fprintf(stderr, "  decisions %llu (%zu lockdown%s in force at the end)\n",
+               static_cast<unsigned long long>(policies.stats().decisions), policies.active().size(),
+               policies.active().size() == 1 ? "" : "s");
 }
 
 }  // namespace
@@ -192,7 +208,9 @@ int run_replay(const ReplayOptions& options) {
 
   std::vector<std::string> inputs = options.inputs;
   if (inputs.empty()) inputs.push_back("-");
-  StdoutSink sink;
+  // Replay only prints decisions: no hook runs.
+  PolicyEngine policies(std::move(config.policies), config.decisions.dry_run);
+  StdoutSink sink(policies);
   Progress progress(options.progress);
   LogLimiter<kRejectReasonCount + 1> limiter(std::chrono::seconds(std::max(0, config.log.reject_log_interval_seconds)));
   int status = 0;
@@ -211,6 +229,7 @@ int run_replay(const ReplayOptions& options) {
       // The reader skips an oversize line without buffering it whole; it is counted all the same.
       const Engine::Result r = line.oversize ? engine.reject(RejectReason::kOversize, "line larger than input.max_message_bytes")
                                              : engine.process(line.text, true, sink);
+      policies.tick(engine.watermark(), sink);  // blocks that expire, in event time
       if (!r.accepted) {
         std::uint64_t suppressed = 0;
         if (limiter.allow(static_cast<size_t>(r.reason), suppressed)) {
@@ -234,7 +253,7 @@ int run_replay(const ReplayOptions& options) {
   sink.flush();
   progress.clear();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  print_summary(engine, geoip.get(), inputs.size(), seconds, options.summary_format);
+  print_summary(engine, policies, geoip.get(), inputs.size(), seconds, options.summary_format);
   return status;
 }
 

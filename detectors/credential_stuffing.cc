@@ -292,14 +292,19 @@ void CredentialStuffingDetector::fire_global(const Totals& t, TimeMs now, Findin
   if (!severity) {
     if (global_.active() && now - global_quiet_since_ >= config_.window_ms) {
       global_.reset();  // a quiet window ends the episode
+      global_reported_successes_ = false;
     }
     return;
   }
   global_quiet_since_ = now;
   // A reminder once per window while the attack goes on, not for the tail of one that stopped.
   const bool ongoing = t.recent_sources * 4 >= config_.severity.lowest_step();
-  if (!ongoing && !global_.escalates(*severity)) return;
-  if (!global_.report(*severity, now, config_.window_ms)) return;
+  // A wave that starts getting in is news at once, not at the next reminder: the accounts are
+  // now compromised (policies act on "critical with successes").
+  const bool getting_in = t.successes > 0 && !global_reported_successes_ && global_.active();
+  if (!ongoing && !global_.escalates(*severity) && !getting_in) return;
+  if (!global_.report(*severity, now, config_.window_ms) && !getting_in) return;
+  if (t.successes > 0) global_reported_successes_ = true;
   Finding f = make_finding(detector(), name_, *severity, EntityType::kGlobal, "global", now,
                            config_.window_ms);
   char pct[16];

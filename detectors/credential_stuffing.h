@@ -127,6 +127,7 @@ class CredentialStuffingDetector final : public Detector {
   std::array<Bucket, kBuckets> buckets_{};
   // Portal-wide episode.
   Episode global_;
+  bool global_reported_successes_ = false;  // the episode's findings already said it got in
   TimeMs global_quiet_since_ = 0;
   /// The newest few accounts signed in from stuffing-shaped sources, and the newest sources that
   /// turned stuffing-shaped, with their event times (evidence; older than the window is dropped).

@@ -45,10 +45,21 @@ check "check-config reports a YAML syntax error with its position" bash -c "[ $?
 check "simulate writes 50000 events" test "$(wc -l < "$WORK/events.jsonl")" -eq 50000
 "$PWD_BIN" replay --summary json "$WORK/events.jsonl" > "$WORK/findings.jsonl" 2> "$WORK/summary.json"
 check "replay exits 0" test $? -eq 0
-check "replay prints findings as JSON lines in the contract's shape" python3 - "$WORK/findings.jsonl" <<'PY'
+check "replay prints findings and decisions as JSON lines in the contract's shape" python3 - "$WORK/findings.jsonl" <<'PY'
 import json, sys, re
 lines = [l for l in open(sys.argv[1]) if l.strip()]
 assert lines, "no findings"
+decisions = [json.loads(l) for l in lines if json.loads(l).get("kind") == "decision"]
+lines = [l for l in lines if json.loads(l).get("kind") != "decision"]
+for d in decisions:
+    assert re.fullmatch(r"d-\d{12}", d["id"]), d["id"]
+    assert d["action"] in ("lockdown", "reauthenticate") and d["state"] in ("on", "off")
+    assert d["scope"]["type"] in ("global", "app", "user", "ip")
+    assert re.fullmatch(r"(policy|operator):.+", d["by"]), d["by"]
+    assert all(re.fullmatch(r"[fd]-\d{12}", x) for x in d["findings"]), d
+    for k in ("at", "reason"):
+        assert k in d, k
+assert decisions, "no decision"
 for l in lines:
     f = json.loads(l)
     assert re.fullmatch(r"f-\d{12}", f["id"]), f["id"]
@@ -63,7 +74,7 @@ check "replay summary counts every event" python3 -c "
 import json,sys; s=json.loads(open('$WORK/summary.json').read().strip().splitlines()[-1]); assert s['events_read']==50000, s; assert s['events_per_second']>0"
 check "the simulated brute-force attack is found on its account" python3 - "$WORK/findings.jsonl" "$WORK/truth.jsonl" <<'PY'
 import json, sys
-found = {(f["detector"], f["entity"]["value"]) for f in map(json.loads, open(sys.argv[1]))}
+found = {(f["detector"], f["entity"]["value"]) for f in map(json.loads, open(sys.argv[1])) if "detector" in f}
 truth = [json.loads(l) for l in open(sys.argv[2])]
 bf = [t for t in truth if t["attack"] == "brute_force"]
 assert bf, "no brute_force attack in the truth file"

@@ -40,6 +40,11 @@ struct Collect final : FindingSink {
   void emit(Finding&& f) override { findings.push_back(std::move(f)); }
 };
 
+struct CollectDecisions final : DecisionSink {
+  std::vector<Decision> decisions;
+  void decide(Decision&& d) override { decisions.push_back(std::move(d)); }
+};
+
 std::string lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
@@ -107,6 +112,7 @@ TEST_CASE("scenario: three simulated days, every attack kind, the default config
   std::set<std::string> configured;
   for (const auto& d : config.detectors) configured.emplace(d.detector->detector());
   Engine engine(config.engine, std::move(config.detectors), nullptr);
+  std::vector<PolicyConfig> policies = std::move(config.policies);
 
   Collect out;
   std::string line;
@@ -262,6 +268,106 @@ TEST_CASE("scenario: three simulated days, every attack kind, the default config
   std::printf("\n\n");
   CHECK(attacks > 0);
   CHECK(false_total == 0);
+
+  // Decisions: the shipped policies over these findings, in order. An operator releases a
+  // whole-portal or application lockdown two hours after it went on (the portal team has reset
+  // what leaked).
+  PolicyEngine decide(std::move(policies));
+  CollectDecisions made;
+  std::map<std::string, size_t> finding_index;
+  for (size_t i = 0; i < out.findings.size(); ++i) finding_index[out.findings[i].id_string()] = i;
+  for (const auto& f : out.findings) {
+    decide.tick(f.at, made);
+    for (const auto& [key, l] : decide.active())
+      if ((l.decision.scope.type == ScopeType::kGlobal || l.decision.scope.type == ScopeType::kApp) &&
+          f.at >= l.decision.at + 2 * kHourMs) {
+        const auto r = decide.manual(l.decision.scope, l.decision.action, false, "oncall", "passwords reset", 0, f.at);
+        made.decide(Decision(*r.decision));
+        break;
+      }
+    decide.on_finding(f, made);
+  }
+  decide.tick(end, made);
+  std::map<std::string, int> by_policy;
+  for (const auto& d : made.decisions) {
+    if (!d.on) continue;
+    ++by_policy[d.by];
+    // Every finding a decision rests on belongs to an attack.
+    for (const auto& id : d.findings)
+      CHECK_MESSAGE(explained[finding_index.at(id)], "decision " << d.to_json() << " rests on a false alert " << id);
+  }
+  std::printf("decisions: %zu (", made.decisions.size());
+  for (const auto& [by, n] : by_policy) std::printf(" %s %d", by.c_str(), n);
+  std::printf(" )\n");
+  // Each credential-stuffing wave puts the portal into maintenance within minutes; each takeover
+  // campaign takes its money application down.
+  for (const auto& label : simulator.attacks()) {
+    if (label.kind == AttackKind::kCredentialStuffing) {
+      TimeMs first = -1;
+      for (const auto& d : made.decisions)
+        if (d.on && d.scope.type == ScopeType::kGlobal && d.at >= label.start && (first < 0 || d.at < first)) first = d.at;
+      std::printf("  %s (credential stuffing wave): whole-portal lockdown %s after it began\n", label.id.c_str(),
+                  first < 0 ? "never" : format_duration(first - label.start).c_str());
+      CHECK_MESSAGE((first >= 0 && first - label.start <= 15 * kMinuteMs), label.id << ": no lockdown within 15m");
+    }
+  }
+  std::map<std::size_t, TimeMs> campaign_start;
+  for (const auto& label : simulator.attacks())
+    if (label.kind == AttackKind::kAccountTakeover &&
+        (!campaign_start.count(label.spec_index) || label.start < campaign_start[label.spec_index]))
+      campaign_start[label.spec_index] = label.start;
+  for (const auto& [spec, began] : campaign_start) {
+    TimeMs first = -1;
+    std::string app;
+    for (const auto& d : made.decisions)
+      if (d.on && d.scope.type == ScopeType::kApp && d.at >= began && d.at <= began + 2 * kHourMs &&
+          (first < 0 || d.at < first)) {
+        first = d.at;
+        app = d.scope.value;
+      }
+    std::printf("  takeover campaign %zu: %s locked down %s after it began\n", spec, app.c_str(),
+                first < 0 ? "never" : format_duration(first - began).c_str());
+    CHECK_MESSAGE((first >= 0 && first - began <= 30 * kMinuteMs), "takeover campaign " << spec << ": no app lockdown");
+  }
+  std::printf("\n");
+}
+
+TEST_CASE("scenario: three benign simulated days make no decision") {
+  const TimeMs start = *parse_rfc3339("2026-12-14T06:00:00Z");
+  sim::SimulatorOptions so;
+  so.seed = 7;
+  so.start = start;
+  so.events_per_second = 20;
+  so.password_expiry_days = {start + kDayMs + 6 * kHourMs};
+  sim::PortalSimulator simulator(so);
+  ConfigResult loaded = load_config(std::nullopt);
+  REQUIRE_MESSAGE(loaded.config, loaded.errors);
+  Config config = std::move(*loaded.config);
+  config.engine.time.reference = TimeOptions::Reference::kStream;
+  Engine engine(config.engine, std::move(config.detectors), nullptr);
+  PolicyEngine decide(std::move(config.policies));
+  struct Both final : FindingSink {
+    PolicyEngine* policies;
+    CollectDecisions made;
+    std::uint64_t findings = 0;
+    void emit(Finding&& f) override {
+      ++findings;
+      policies->on_finding(f, made);
+    }
+  } sink;
+  sink.policies = &decide;
+  std::string line;
+  while (true) {
+    const TimeMs t = simulator.next(line);
+    if (t < 0 || t >= start + 3 * kDayMs) break;
+    engine.process(line, false, sink);
+    decide.tick(engine.watermark(), sink.made);
+  }
+  std::printf("benign: %llu events, %llu findings, %zu decisions\n",
+              static_cast<unsigned long long>(engine.stats().received), static_cast<unsigned long long>(sink.findings),
+              sink.made.decisions.size());
+  for (const auto& d : sink.made.decisions) MESSAGE("decision on benign traffic: " << d.to_json());
+  CHECK(sink.made.decisions.empty());
 }
 
 }  // namespace portalwatch

@@ -3,6 +3,9 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cstdlib>
+
 #include "tests/unit/event_builder.h"
 
 namespace portalwatch {
@@ -72,6 +75,56 @@ TEST_CASE("credential_stuffing: a wave from hundreds of residential proxies, non
   CHECK(std::stod(*last.evidence.get("unknown_user_share")) > 0.5);
   // No single proxy is loud enough to name.
   CHECK(out.of(EntityType::kIp).empty());
+}
+
+TEST_CASE("credential_stuffing: a wave that starts getting in is reported at once, not at the next reminder") {
+  Engine e = stuffing_engine();
+  Collect out;
+  test::TestRng r(9);
+  people(e, out, kT0 - 2 * kHourMs, kT0, r);
+  std::vector<std::string> proxies;
+  for (int i = 0; i < 400; ++i) proxies.push_back(test::ipv4(24 + i % 50, i % 200, (i * 7) % 250, 1 + i % 250));
+  TimeMs got_in = 0;
+  std::vector<int> tries(proxies.size());
+  for (int i = 0; i < 3000; ++i) {
+    const TimeMs t = kT0 + i * 600;
+    std::size_t p = r.below(proxies.size());
+    if (i == 2900) {
+      // Long after the wave was reported critical, one of its busiest proxies gets in.
+      p = static_cast<std::size_t>(std::max_element(tries.begin(), tries.end()) - tries.begin());
+    }
+    ++tries[p];
+    Ev ev = Ev{}.at(t).from(proxies[p]);
+    if (i == 2900) {
+      ev.as("emp2900").ok();
+      got_in = t;
+    } else if (r.chance(0.65)) {
+      ev.as("leaked" + std::to_string(i)).fail("unknown_user");
+    } else {
+      ev.as("emp" + std::to_string(r.below(50000))).fail();
+    }
+    test::feed(e, ev, out);
+    if (i % 10 == 0) people(e, out, t, t + 1, r);
+  }
+  // Detectors judge the window at the watermark (a minute of allowed lateness behind).
+  people(e, out, kT0 + 3000 * 600, kT0 + 3000 * 600 + 3 * kMinuteMs, r);
+  const auto global = out.of(EntityType::kGlobal);
+  REQUIRE(global.size() >= 2);
+  // The wave was critical before anyone got in; the success is reported within a minute (global
+  // findings are stamped with the watermark, which runs a minute behind), not an hour later.
+  const Finding* critical = nullptr;
+  const Finding* in = nullptr;
+  for (const auto& f : global) {
+    if (!critical && f.severity == Severity::kCritical) critical = &f;
+    if (!in && *f.evidence.get("successes") != "0") in = &f;
+  }
+  REQUIRE(critical);
+  CHECK(*critical->evidence.get("successes") == "0");
+  REQUIRE(in);
+  CHECK(in != critical);
+  CHECK(in->severity == Severity::kCritical);
+  CHECK(std::llabs(in->at - got_in) <= kMinuteMs);
+  CHECK(in->evidence.get("accounts_signed_in")->find("emp2900") != std::string::npos);
 }
 
 TEST_CASE("credential_stuffing: low and slow, one try per source every ten minutes for hours") {
