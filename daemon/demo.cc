@@ -37,6 +37,15 @@ void print_finding(const Finding& f, bool color) {
   std::fflush(stdout);
 }
 
+void print_decision(const Decision& d, bool color) {
+  const std::string at = format_rfc3339(d.at).substr(11, 8);
+  std::string what = std::string(to_string(d.action)) + (d.on ? " ON " : " OFF ") + d.scope.key();
+  for (auto& c : what) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  std::printf("%s  %sDECISION%s  %-40s  %s: %s%s\n", at.c_str(), color ? "\033[1;45;97m" : "", color ? "\033[0m" : "",
+              what.c_str(), d.by.c_str(), d.reason.c_str(), d.dry_run ? " (dry run)" : "");
+  std::fflush(stdout);
+}
+
 // Produces simulated portal traffic into the broker in wall-clock time until stop is set.
 class TrafficGenerator {
  public:
@@ -151,6 +160,7 @@ int run_demo(const DemoOptions& options) {
 
   DaemonOptions dopts;
   dopts.on_finding = [color](const Finding& f) { print_finding(f, color); };
+  dopts.on_decision = [color](const Decision& d) { print_decision(d, color); };
   if (options.duration_seconds)
     dopts.duration = std::chrono::milliseconds(static_cast<std::int64_t>(*options.duration_seconds * 1000));
   const std::string metrics_host = config.metrics.listen.substr(0, config.metrics.listen.rfind(':'));

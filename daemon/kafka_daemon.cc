@@ -2,6 +2,10 @@
 
 #include <librdkafka/rdkafkacpp.h>
 
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <deque>
@@ -47,7 +51,11 @@ void delete_partitions(std::vector<RdKafka::TopicPartition*>& parts) {
   parts.clear();
 }
 
-class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, public RdKafka::DeliveryReportCb, public FindingSink {
+class KafkaDaemon final : public RdKafka::RebalanceCb,
+                          public RdKafka::EventCb,
+                          public RdKafka::DeliveryReportCb,
+                          public FindingSink,
+                          public DecisionSink {
  public:
   KafkaDaemon(Config config, const DaemonOptions& options)
       : config_(std::move(config)),
@@ -56,6 +64,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
         geoip_(start_geoip(config_, wall_clock_, geoip_error_)),
         engine_(config_.engine, std::move(config_.detectors), &wall_clock_, store_.get(), geoip_.get()),
         metrics_(engine_, geoip_.get()),
+        policies_(std::move(config_.policies), config_.decisions.dry_run),
         error_limiter_(std::chrono::seconds(10)),
         reject_limiter_(std::chrono::seconds(std::max(0, config_.log.reject_log_interval_seconds))) {}
 
@@ -78,6 +87,21 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
       if (store_->next_finding_id() > engine_.next_finding_id()) engine_.set_next_finding_id(store_->next_finding_id());
       spdlog::info("state in {}: {} consumer positions, {} recent findings, next finding {}", config_.state.path,
                    store_->positions().size(), ledger_.size(), format_id('f', engine_.next_finding_id()));
+      if (store_->next_decision_id() > policies_.next_decision_id())
+        policies_.set_next_decision_id(store_->next_decision_id());
+      for (const Lockdown& l : store_->lockdowns()) {
+        spdlog::warn("lockdown in force since {}: {} {} by {}{}: {}", format_rfc3339(l.decision.at),
+                     to_string(l.decision.action), l.decision.scope.key(), l.decision.by,
+                     l.decision.dry_run ? " (dry run)" : "", l.decision.reason);
+        policies_.restore(l);
+      }
+    }
+    if (!config_.decisions.log.empty()) {
+      decision_log_.reset(std::fopen(config_.decisions.log.c_str(), "ae"));
+      if (!decision_log_) {
+        error = "cannot open the decision log " + config_.decisions.log + ": " + std::strerror(errno);
+        return false;
+      }
     }
     std::map<std::string, std::string> common = config_.kafka.properties;
     common["bootstrap.servers"] = config_.kafka.bootstrap_servers;
@@ -148,6 +172,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
     const auto started = Clock::now();
     auto next_commit = started + std::chrono::milliseconds(config_.kafka.commit_interval_ms);
     auto next_sync = started;
+    auto next_tick = started;
     auto next_lag = started;
     while (!stop.load(std::memory_order_relaxed)) {
       if (options_.duration && Clock::now() - started >= *options_.duration) break;
@@ -155,6 +180,11 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
       handle(*msg);
       const auto now = Clock::now();
       if (producer_) producer_->poll(0);
+      if (now >= next_tick) {
+        // Lockdowns end on the wall clock too: one that took the portal down stops the events.
+        policies_.tick(std::max(engine_.watermark(), wall_clock_.now()), *this);
+        next_tick = now + std::chrono::seconds(1);
+      }
       if (now >= next_sync) {
         metrics_.sync(engine_);
         next_sync = now + std::chrono::milliseconds(250);
@@ -261,6 +291,33 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
     else spdlog::info("finding {}", json);
     if (to_kafka) produce(TopicRole::kAlerts, config_.kafka.alerts_topic, json.data(), json.size(), f.entity, nullptr, f.id);
     if (options_.on_finding) options_.on_finding(f);
+    policies_.on_finding(f, *this);
+  }
+
+  // DecisionSink: a policy decided (or an operator, through the policy engine's manual()). The
+  // lockdown state is written (synced) first, so a restart knows what is on; then the decision
+  // goes to the log, the decision log, the decisions topic.
+  void decide(Decision&& d) override {
+    const std::string key = PolicyEngine::key_of(d.action, d.scope);
+    if (store_) {
+      const auto it = policies_.active().find(key);
+      const Lockdown* on = d.on && it != policies_.active().end() ? &it->second : nullptr;
+      std::string error;
+      if (!store_->write_lockdown(key, on, policies_.next_decision_id(), error)) {
+        metrics_.state_write_failures.Increment();
+        spdlog::error("{}: decision {} is acted on but a restart may not know it", error, d.id_string());
+      }
+    }
+    const std::string json = d.to_json();
+    spdlog::warn("decision {}", json);
+    if (decision_log_) {
+      std::fputs((json + "\n").c_str(), decision_log_.get());
+      std::fflush(decision_log_.get());
+    }
+    if (producer_ && !config_.kafka.decisions_topic.empty())
+      produce(TopicRole::kDecisions, config_.kafka.decisions_topic, json.data(), json.size(), d.scope.key(), nullptr);
+    metrics_.count_decision(d, policies_.active());
+    if (options_.on_decision) options_.on_decision(d);
   }
 
   // Findings staged before the last stop whose delivery the broker never confirmed: sent again
@@ -543,6 +600,11 @@ class KafkaDaemon final : public RdKafka::RebalanceCb, public RdKafka::EventCb, 
   std::unique_ptr<RdKafka::Producer> producer_;
   std::vector<Finding> pending_findings_;
   FindingLedger ledger_;
+  PolicyEngine policies_;
+  struct FileCloser {
+    void operator()(std::FILE* f) const { std::fclose(f); }
+  };
+  std::unique_ptr<std::FILE, FileCloser> decision_log_;
   std::uint64_t published_ = 0;
   std::uint64_t suppressed_ = 0;  // repeats (not counting replayed events' findings)
   std::map<TopicPartitionKey, std::int64_t> next_offsets_;

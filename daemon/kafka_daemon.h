@@ -21,6 +21,8 @@ class Metrics;
 struct DaemonOptions {
   /// Sees every finding after it is handed to the alert sinks (the demo prints them).
   std::function<void(const Finding&)> on_finding;
+  /// Sees every decision after it is recorded and handed to its sinks.
+  std::function<void(const Decision&)> on_decision;
   /// Stop after this much wall time (demo and tests); none: until stop is set.
   std::optional<std::chrono::milliseconds> duration;
   /// Called after each message is fully processed (tests check at-least-once with it).

@@ -128,6 +128,16 @@ Metrics::Metrics(const Engine& engine, const GeoIp* geoip)
   for (size_t f = 0; f < kFieldCount; ++f)
     ignored_fields_[f] = &ignored_family.Add({{"field", std::string(field_name(static_cast<Field>(f)))}});
 
+  decisions_family_ = &BuildCounter()
+                            .Name("portalwatch_decisions_total")
+                            .Help("Decisions made, by action, state (on/off), scope type and origin (policy/operator)")
+                            .Register(*registry_);
+  auto& lockdown_family = BuildGauge()
+                              .Name("portalwatch_lockdowns_active")
+                              .Help("Lockdowns in force (dry-run ones included), by scope type")
+                              .Register(*registry_);
+  for (std::size_t t = 0; t < kScopeTypeCount; ++t)
+    lockdowns_active_[t] = &lockdown_family.Add({{"scope", std::string(to_string(static_cast<ScopeType>(t)))}});
   auto& findings_family = BuildCounter()
                               .Name("portalwatch_findings_total")
                               .Help("Findings raised, by detector instance and severity")
@@ -251,6 +261,18 @@ void Metrics::sync(const Engine& engine) {
         add_delta(*geoip_lookups_[k][r], g.lookups[k][r], last_geoip_.lookups[k][r]);
     add_delta(*geoip_cache_hits_, g.cache_hits, last_geoip_.cache_hits);
   }
+}
+
+void Metrics::count_decision(const Decision& d, const std::map<std::string, Lockdown>& active) {
+  decisions_family_
+      ->Add({{"action", std::string(to_string(d.action))},
+             {"state", d.on ? "on" : "off"},
+             {"scope", std::string(to_string(d.scope.type))},
+             {"origin", d.by.rfind("operator:", 0) == 0 ? "operator" : "policy"}})
+      .Increment();
+  std::array<double, kScopeTypeCount> n{};
+  for (const auto& [key, l] : active) n[static_cast<std::size_t>(l.decision.scope.type)] += 1;
+  for (std::size_t t = 0; t < kScopeTypeCount; ++t) lockdowns_active_[t]->Set(n[t]);
 }
 
 }  // namespace portalwatch

@@ -16,6 +16,7 @@
 
 #include "daemon/geoip.h"
 #include "detectors/engine.h"
+#include "detectors/policy.h"
 
 namespace portalwatch {
 
@@ -42,6 +43,9 @@ class Metrics {
   /// Copies the engine's counters and state sizes (as deltas, so counters stay monotonic). Cheap;
   /// call a few times a second from the thread that owns the engine.
   void sync(const Engine& engine);
+  /// A decision made (labels: action, state, scope type, origin policy|operator — never the
+  /// scope's value) and the lockdowns now in force, by scope type.
+  void count_decision(const Decision& d, const std::map<std::string, Lockdown>& active);
 
   prometheus::Histogram& processing_latency;  ///< seconds to decode and detect one event
   prometheus::Gauge& consumer_lag;            ///< messages behind the partitions' high watermarks
@@ -76,6 +80,8 @@ class Metrics {
   prometheus::Counter* future_clamped_;
   std::array<prometheus::Counter*, kFieldCount> ignored_fields_{};
   std::vector<std::array<prometheus::Counter*, kSeverityCount>> findings_;
+  prometheus::Family<prometheus::Counter>* decisions_family_ = nullptr;
+  std::array<prometheus::Gauge*, kScopeTypeCount> lockdowns_active_{};
   static void sync_table(TableSeries& series, const TableStats& stats);
 
   const GeoIp* geoip_ = nullptr;

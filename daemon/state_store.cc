@@ -21,6 +21,8 @@ constexpr std::string_view kWarmupPrefix = "w/";
 constexpr std::string_view kLedgerPrefix = "f/";
 constexpr std::string_view kOutboxPrefix = "x/";
 constexpr std::string_view kNextIdKey = "n";
+constexpr std::string_view kLockdownPrefix = "l/";
+constexpr std::string_view kNextDecisionKey = "m";
 
 std::string profile_key(std::string_view account) {
   return std::string(kProfilePrefix) + std::string(account);
@@ -110,10 +112,20 @@ std::unique_ptr<StateStore> StateStore::open(const StateStoreOptions& options,
     else
       ++store->stats_.corrupt;
   }
+  for (it->Seek(std::string(kLockdownPrefix)); it->Valid() && it->key().starts_with(std::string(kLockdownPrefix));
+       it->Next()) {
+    if (auto l = Lockdown::decode(it->value().ToStringView()))
+      store->lockdowns_.push_back(std::move(*l));
+    else
+      ++store->stats_.corrupt;
+  }
   if (!it->status().ok()) {
     error = "cannot read state store " + options.path + ": " + it->status().ToString();
     return nullptr;
   }
+  std::string next_decision;
+  if (db->Get(rocksdb::ReadOptions(), std::string(kNextDecisionKey), &next_decision).ok() && next_decision.size() == 8)
+    std::memcpy(&store->next_decision_id_, next_decision.data(), 8);
   std::string next;
   if (db->Get(rocksdb::ReadOptions(), std::string(kNextIdKey), &next).ok() && next.size() == 8)
     std::memcpy(&store->next_finding_id_, next.data(), 8);
@@ -204,6 +216,24 @@ bool StateStore::stage_finding(const std::string& ledger_key, const LedgerEntry&
   batch.Put(outbox_key(finding.id), encode_outbox(finding));
   batch.Put(std::string(kNextIdKey), u64_bytes(next_finding_id));
   const rocksdb::Status st = db_->Write(rocksdb::WriteOptions(), &batch);
+  if (!st.ok()) {
+    error = "state store write failed: " + st.ToString();
+    return false;
+  }
+  return true;
+}
+
+bool StateStore::write_lockdown(const std::string& key, const Lockdown* lockdown, std::uint64_t next_decision_id,
+                                std::string& error) {
+  rocksdb::WriteBatch batch;
+  if (lockdown)
+    batch.Put(std::string(kLockdownPrefix) + key, lockdown->encode());
+  else
+    batch.Delete(std::string(kLockdownPrefix) + key);
+  batch.Put(std::string(kNextDecisionKey), u64_bytes(next_decision_id));
+  rocksdb::WriteOptions wo;
+  wo.sync = true;  // a lockdown must not be forgotten by a crash
+  const rocksdb::Status st = db_->Write(wo, &batch);
   if (!st.ok()) {
     error = "state store write failed: " + st.ToString();
     return false;

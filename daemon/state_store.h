@@ -17,7 +17,10 @@
 //   reads the partition again from there, so windows are whole again when new events arrive.
 //   Those events are "included": they do not change profiles and their findings are not published.
 //
-// Key spaces: "p/<account>" profiles, "o/<topic/partition>" positions, "w/<topic/partition>"
+// - Lockdowns in force (detectors/policy.h), written synced when a decision puts one on or off,
+//   with the next decision id; the daemon restores them at start and knows what is on.
+//
+// Key spaces: "l/<action scope>" lockdowns, "m" next decision id, "p/<account>" profiles, "o/<topic/partition>" positions, "w/<topic/partition>"
 // warm-up offsets, "f/<ledger key>" ledger, "x/<id, 8 bytes big-endian>" outbox, "n" next finding id.
 #pragma once
 
@@ -31,6 +34,7 @@
 #include <vector>
 
 #include "daemon/finding_ledger.h"
+#include "detectors/policy.h"
 #include "detectors/profile.h"
 
 namespace rocksdb {
@@ -91,6 +95,13 @@ class StateStore final : public ProfileBook {
   void restore_ledger(FindingLedger& ledger) const;
   const std::vector<OutboxEntry>& undelivered() const { return undelivered_; }
   std::uint64_t next_finding_id() const { return next_finding_id_; }
+
+  /// A lockdown put on (or changed), or taken off (nullptr), with the next decision id; synced.
+  bool write_lockdown(const std::string& key, const Lockdown* lockdown, std::uint64_t next_decision_id,
+                      std::string& error);
+  /// What open() found: the lockdowns in force and the next decision id (0 for a new store).
+  const std::vector<Lockdown>& lockdowns() const { return lockdowns_; }
+  std::uint64_t next_decision_id() const { return next_decision_id_; }
   /// The positions written by the last commit (empty for a new store).
   const std::map<std::string, std::int64_t>& positions() const { return positions_; }
   /// The position of one "topic/partition", or -1.
@@ -117,6 +128,8 @@ class StateStore final : public ProfileBook {
   std::vector<std::pair<std::string, LedgerEntry>> ledger_;  // as read at open
   std::vector<OutboxEntry> undelivered_;                      // as read at open
   std::uint64_t next_finding_id_ = 0;
+  std::vector<Lockdown> lockdowns_;  // as read at open
+  std::uint64_t next_decision_id_ = 0;
   std::uint64_t clock_ = 0;
   StateStoreStats stats_;
 };

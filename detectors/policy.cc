@@ -135,6 +135,96 @@ std::vector<PolicyConfig> read_policies(const ConfigNode& list, const std::vecto
   return out;
 }
 
+// ---- stored form -------------------------------------------------------------------------------
+
+namespace {
+
+constexpr std::uint8_t kLockdownFormat = 1;
+
+void put_u64(std::string& out, std::uint64_t v) {
+  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void put_str(std::string& out, std::string_view s) {
+  put_u64(out, s.size());
+  out.append(s);
+}
+
+struct Reader {
+  std::string_view in;
+  bool ok = true;
+  std::uint64_t u64() {
+    if (in.size() < 8) return ok = false, 0;
+    std::uint64_t v = 0;
+    for (int i = 0; i < 8; ++i) v |= static_cast<std::uint64_t>(static_cast<std::uint8_t>(in[i])) << (8 * i);
+    in.remove_prefix(8);
+    return v;
+  }
+  std::uint8_t u8() {
+    if (in.empty()) return ok = false, 0;
+    const auto v = static_cast<std::uint8_t>(in[0]);
+    in.remove_prefix(1);
+    return v;
+  }
+  std::string str() {
+    const std::uint64_t n = u64();
+    if (!ok || n > in.size()) return ok = false, std::string();
+    std::string s(in.substr(0, n));
+    in.remove_prefix(n);
+    return s;
+  }
+};
+
+}  // namespace
+
+std::string Lockdown::encode() const {
+  std::string out;
+  out.push_back(static_cast<char>(kLockdownFormat));
+  out.push_back(static_cast<char>(decision.action));
+  out.push_back(static_cast<char>(decision.on));
+  out.push_back(static_cast<char>(decision.scope.type));
+  out.push_back(static_cast<char>(decision.dry_run));
+  out.push_back(static_cast<char>(hooks_done));
+  put_u64(out, decision.id);
+  put_u64(out, static_cast<std::uint64_t>(decision.at));
+  put_u64(out, static_cast<std::uint64_t>(decision.expires));
+  put_u64(out, static_cast<std::uint64_t>(last_evidence));
+  put_u64(out, repeat);
+  put_str(out, decision.scope.value);
+  put_str(out, decision.by);
+  put_str(out, decision.reason);
+  put_str(out, policy);
+  put_u64(out, decision.findings.size());
+  for (const auto& f : decision.findings) put_str(out, f);
+  return out;
+}
+
+std::optional<Lockdown> Lockdown::decode(std::string_view bytes) {
+  Reader r{bytes};
+  if (r.u8() != kLockdownFormat) return std::nullopt;
+  Lockdown l;
+  const std::uint8_t action = r.u8(), on = r.u8(), scope = r.u8(), dry = r.u8(), done = r.u8();
+  if (!r.ok || action > 1 || on > 1 || scope >= kScopeTypeCount || dry > 1 || done > 1) return std::nullopt;
+  l.decision.action = static_cast<DecisionAction>(action);
+  l.decision.on = on;
+  l.decision.scope.type = static_cast<ScopeType>(scope);
+  l.decision.dry_run = dry;
+  l.hooks_done = done;
+  l.decision.id = r.u64();
+  l.decision.at = static_cast<TimeMs>(r.u64());
+  l.decision.expires = static_cast<TimeMs>(r.u64());
+  l.last_evidence = static_cast<TimeMs>(r.u64());
+  l.repeat = static_cast<std::uint32_t>(r.u64());
+  l.decision.scope.value = r.str();
+  l.decision.by = r.str();
+  l.decision.reason = r.str();
+  l.policy = r.str();
+  const std::uint64_t n = r.u64();
+  if (!r.ok || n > 1000) return std::nullopt;
+  for (std::uint64_t i = 0; i < n && r.ok; ++i) l.decision.findings.push_back(r.str());
+  if (!r.ok || !r.in.empty()) return std::nullopt;
+  return l;
+}
+
 // ---- engine ------------------------------------------------------------------------------------
 
 PolicyEngine::PolicyEngine(std::vector<PolicyConfig> policies, bool dry_run)

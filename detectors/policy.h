@@ -73,6 +73,11 @@ struct Lockdown {
   std::string policy;  ///< empty when an operator put it on
   TimeMs last_evidence = 0;
   std::uint32_t repeat = 0;  ///< 0 for the first lockdown of this scope within the repeat memory
+  bool hooks_done = false;   ///< its "on" hooks have run (kept by the daemon across restarts)
+
+  /// A compact, versioned binary form (the state store's value).
+  std::string encode() const;
+  static std::optional<Lockdown> decode(std::string_view bytes);
 };
 
 class DecisionSink {

@@ -144,15 +144,22 @@ namespace portalwatch::test {
 
 namespace {
 
-// A sign-in of jdoe42 with its device and network, or any other event of a session.
-std::string account_event(TimeMs t, const std::string& action, const std::string& ip, int asn, const std::string& org,
-                          const std::string& device, const std::string& session, const std::string& app = "") {
+// A sign-in of an account with its device and network, or any other event of a session.
+std::string user_event(TimeMs t, const std::string& user, const std::string& action, const std::string& ip, int asn,
+                       const std::string& org, const std::string& device, const std::string& session,
+                       const std::string& app = "") {
   std::string j = "{\"@timestamp\":\"" + format_rfc3339(t) + "\",\"event\":{\"action\":\"" + action +
-                  "\",\"outcome\":\"success\"},\"user\":{\"name\":\"jdoe42\",\"id\":\"E0000042\"},\"source\":{\"ip\":\"" +
-                  ip + "\",\"as\":{\"number\":" + std::to_string(asn) + ",\"organization\":{\"name\":\"" + org +
+                  "\",\"outcome\":\"success\"},\"user\":{\"name\":\"" + user + "\"},\"source\":{\"ip\":\"" + ip +
+                  "\",\"as\":{\"number\":" + std::to_string(asn) + ",\"organization\":{\"name\":\"" + org +
                   "\"}}},\"device\":{\"id\":\"" + device + "\"},\"session\":{\"id\":\"" + session + "\"}";
   if (!app.empty()) j += ",\"portal\":{\"app\":\"" + app + "\",\"record\":{\"id\":\"E0000042\"}}";
   return j + "}";
+}
+
+// The same for jdoe42.
+std::string account_event(TimeMs t, const std::string& action, const std::string& ip, int asn, const std::string& org,
+                          const std::string& device, const std::string& session, const std::string& app = "") {
+  return user_event(t, "jdoe42", action, ip, asn, org, device, session, app);
 }
 
 }  // namespace
@@ -234,6 +241,66 @@ TEST_CASE("integration: a takeover whose sign-in came before a restart and whose
   CHECK(alerts[0].find("\"severity\":\"critical\"") != std::string::npos);
   CHECK(alerts[0].find("\"prior_sign_ins\":12") != std::string::npos);
   CHECK(alerts[0].find("new_device_and_network") != std::string::npos);
+}
+
+}  // namespace portalwatch::test
+
+namespace portalwatch::test {
+
+TEST_CASE("integration: a policy's lockdown reaches the decisions topic and survives a restart without a second decision") {
+  auto broker = start_broker({{"events", 2}, {"alerts", 1}, {"decisions", 1}});
+  char tmpl[] = "/tmp/portalwatch-it-decisions-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  const TimeMs t0 = SystemClock().now() - 40 * kMinuteMs;
+  // Three accounts with history, each taken over from a hosting provider and used on hsa.
+  auto takeovers = [&](const std::string& prefix, TimeMs at) {
+    std::vector<std::string> out;
+    for (int u = 0; u < 3; ++u) {
+      const std::string user = prefix + std::to_string(u);
+      for (int i = 0; i < 12; ++i)
+        out.push_back(user_event(at + i * 1000, user, "login", "73.12.9." + std::to_string(u + 1), 7922, "Comcast",
+                                 "d-" + user, "s-" + user + std::to_string(i)));
+      const TimeMs t = at + 5 * kMinuteMs + u * kMinuteMs;
+      out.push_back(user_event(t, user, "login", "159.203.9.9", 14061, "DigitalOcean, LLC", "d-thief", "s-t" + user));
+      out.push_back(user_event(t + 30'000, user, "view", "159.203.9.9", 14061, "DigitalOcean, LLC", "d-thief",
+                               "s-t" + user, "hsa"));
+    }
+    return out;
+  };
+  const auto first = takeovers("ann", t0);
+  produce_all(broker->bootstrap(), "events", first);
+  Config c = test_config(broker->bootstrap(), "events", "pw-it-decisions");
+  c.kafka.decisions_topic = "decisions";
+  c.state.path = dir + "/state";
+  c.decisions.log = dir + "/decisions.jsonl";
+  {
+    DaemonThread daemon(std::move(c));
+    REQUIRE(daemon.wait_processed(first.size(), std::chrono::seconds(30)));
+    const auto decisions = consume_some(broker->bootstrap(), "decisions", 1, std::chrono::seconds(15));
+    CHECK(daemon.stop() == 0);
+    REQUIRE(decisions.size() == 1);
+    CHECK(decisions[0].find("\"action\":\"lockdown\",\"state\":\"on\",\"scope\":{\"type\":\"app\",\"value\":\"hsa\"}") !=
+          std::string::npos);
+    CHECK(decisions[0].find("\"by\":\"policy:savings-accounts-under-attack\"") != std::string::npos);
+  }
+  // After the restart the lockdown is known: three more takeovers on hsa make no second decision.
+  const auto second = takeovers("bob", t0 + 10 * kMinuteMs);
+  produce_all(broker->bootstrap(), "events", second);
+  Config c2 = test_config(broker->bootstrap(), "events", "pw-it-decisions");
+  c2.kafka.decisions_topic = "decisions";
+  c2.state.path = dir + "/state";
+  c2.decisions.log = dir + "/decisions.jsonl";
+  DaemonThread daemon(std::move(c2));
+  REQUIRE(daemon.wait_processed(first.size() + second.size(), std::chrono::seconds(30)));
+  const auto decisions = consume_some(broker->bootstrap(), "decisions", 2, std::chrono::seconds(8));
+  CHECK(daemon.stop() == 0);
+  CHECK(decisions.size() == 1);
+  std::ifstream log(dir + "/decisions.jsonl");
+  std::string line;
+  int lines = 0;
+  while (std::getline(log, line)) ++lines;
+  CHECK(lines == 1);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace portalwatch::test

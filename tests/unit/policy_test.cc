@@ -280,3 +280,52 @@ policies:
 }
 
 }  // namespace portalwatch
+
+namespace portalwatch {
+
+TEST_CASE("policy: a lockdown's stored form round-trips and rejects damage; restore keeps it on") {
+  Lockdown l;
+  l.decision.id = 42;
+  l.decision.action = DecisionAction::kReauthenticate;
+  l.decision.scope = *Scope::parse("user:o'brien;$(id)");
+  l.decision.at = kT0;
+  l.decision.expires = kT0 + kDayMs;
+  l.decision.by = "policy:revoke";
+  l.decision.reason = "account_takeover (critical): taken over";
+  l.decision.findings = {"f-000000000007", "f-000000000009"};
+  l.policy = "revoke";
+  l.last_evidence = kT0 + kMinuteMs;
+  l.repeat = 2;
+  l.hooks_done = true;
+  const std::string bytes = l.encode();
+  const auto back = Lockdown::decode(bytes);
+  REQUIRE(back);
+  CHECK(back->encode() == bytes);
+  CHECK(back->decision.to_json() == l.decision.to_json());
+  CHECK(back->policy == "revoke");
+  CHECK(back->hooks_done);
+  CHECK(back->repeat == 2);
+  CHECK_FALSE(Lockdown::decode(""));
+  CHECK_FALSE(Lockdown::decode(bytes.substr(0, bytes.size() - 1)));
+  CHECK_FALSE(Lockdown::decode(bytes + "x"));
+  std::string bad = bytes;
+  bad[3] = 9;  // no such scope type
+  CHECK_FALSE(Lockdown::decode(bad));
+
+  PolicyConfig p;
+  p.name = "revoke";
+  p.detectors = {"account_takeover"};
+  p.scope = ScopeType::kUser;
+  p.action = DecisionAction::kReauthenticate;
+  p.durations = {kDayMs};
+  PolicyEngine e({p});
+  e.restore(*back);
+  Made out;
+  e.on_finding(takeover("o'brien;$(id)", "hsa", kT0 + 2 * kMinuteMs), out);
+  CHECK(out.all.empty());  // on already: nothing new
+  e.tick(kT0 + kDayMs, out);
+  REQUIRE(out.all.size() == 1);
+  CHECK_FALSE(out.all[0].on);
+}
+
+}  // namespace portalwatch

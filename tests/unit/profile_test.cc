@@ -210,3 +210,35 @@ TEST_CASE("state store: published findings, the outbox, the next id and warm-up 
 
 }  // namespace
 }  // namespace portalwatch
+
+namespace portalwatch {
+namespace {
+
+TEST_CASE("state store: lockdowns in force and the next decision id survive a reopen; an off removes one") {
+  TempDir dir;
+  std::string error;
+  Lockdown l;
+  l.decision.id = 3;
+  l.decision.scope = *Scope::parse("app:hsa");
+  l.decision.at = kT0;
+  l.decision.by = "policy:savings";
+  l.policy = "savings";
+  {
+    auto store = StateStore::open({dir.path}, error);
+    REQUIRE_MESSAGE(store, error);
+    CHECK(store->lockdowns().empty());
+    REQUIRE(store->write_lockdown("lockdown app:hsa", &l, 4, error));
+    Lockdown ip = l;
+    ip.decision.scope = *Scope::parse("ip:203.0.113.9");
+    REQUIRE(store->write_lockdown("lockdown ip:203.0.113.9", &ip, 5, error));
+    REQUIRE(store->write_lockdown("lockdown ip:203.0.113.9", nullptr, 6, error));
+  }
+  auto store = StateStore::open({dir.path}, error);
+  REQUIRE_MESSAGE(store, error);
+  REQUIRE(store->lockdowns().size() == 1);
+  CHECK(store->lockdowns()[0].decision.scope.key() == "app:hsa");
+  CHECK(store->next_decision_id() == 6);
+}
+
+}  // namespace
+}  // namespace portalwatch
