@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "daemon/geoip.h"
+#include "daemon/hooks_config.h"
 #include "detectors/config_node.h"
 
 namespace portalwatch {
@@ -172,6 +173,7 @@ ConfigResult load_config_text(std::string_view text, const std::string& source) 
     read_geoip(root, config.geoip);
     read_metrics(root, config.metrics);
     read_logging(root, config.log);
+    config.hooks = read_hooks(root);
     DetectorRegistry registry;
     register_builtin_detectors(registry);
     const auto detectors = root.child("detectors");

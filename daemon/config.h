@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/hooks_config.h"
 #include "detectors/engine.h"
 #include "detectors/policy.h"
 
@@ -81,6 +82,7 @@ struct Config {
   std::vector<DetectorInstance> detectors;
   DecisionsConfig decisions;
   std::vector<PolicyConfig> policies;
+  std::vector<HookConfig> hooks;  ///< lockdown hooks (daemon/hooks.h runs them)
 };
 
 /// The text of config/portalwatch.yaml as shipped, compiled into the executables.
