@@ -6,12 +6,15 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <thread>
 
 #include "daemon/config.h"
 #include "daemon/embedded_broker.h"
 #include "daemon/geoip.h"
+#include "daemon/hooks.h"
 #include "daemon/kafka_daemon.h"
 #include "daemon/log.h"
 #include "daemon/simulator.h"
@@ -140,6 +143,29 @@ int run_demo(const DemoOptions& options) {
   }
   config.kafka.bootstrap_servers = broker->bootstrap();
   if (!options.metrics_listen.empty()) config.metrics.listen = options.metrics_listen;
+  // Without hooks of its own, the demo acts through two harmless ones in a directory of its own:
+  // every decision appended to a file by `tee` (an exec hook: argv, no shell, the decision on
+  // stdin), and a whole-portal maintenance flag file written or removed.
+  std::string hook_dir;
+  if (config.hooks.empty()) {
+    char tmpl[] = "/tmp/portalwatch-demo-XXXXXX";
+    if (!mkdtemp(tmpl)) {
+      spdlog::critical("cannot create the demo's hook directory: {}", std::strerror(errno));
+      return 1;
+    }
+    hook_dir = tmpl;
+    HookConfig record;
+    record.name = "demo-record";
+    record.type = HookType::kExec;
+    record.exec.argv = {"/usr/bin/tee", "-a", hook_dir + "/decisions.jsonl"};
+    record.timeout = std::chrono::seconds(5);
+    HookConfig flag;
+    flag.name = "demo-maintenance-flag";
+    flag.type = HookType::kFile;
+    flag.file.path = hook_dir + "/maintenance-{app}";
+    flag.on.scopes = {false, true, false, false};  // {app}: app scope only
+    config.hooks = {record, flag};
+  }
 
   const bool color = isatty(STDOUT_FILENO);
   std::printf("portalwatch demo\n");
@@ -153,6 +179,10 @@ int run_demo(const DemoOptions& options) {
     std::printf("  GeoIP: none (the simulated addresses are invented; production sets geoip.city_databases, e.g. to the\n"
                 "         DB-IP database tools/setup installs in %s)\n",
                 kInstalledGeoIpDirectory);
+  if (!hook_dir.empty())
+    std::printf("  hooks: every decision appended to %s/decisions.jsonl (exec: /usr/bin/tee, no shell);\n"
+                "         an application lockdown writes %s/maintenance-<app> (file), its release removes it\n",
+                hook_dir.c_str(), hook_dir.c_str());
   std::fflush(stdout);
 
   TrafficGenerator traffic(broker->bootstrap(), events_topic, options);
@@ -161,6 +191,11 @@ int run_demo(const DemoOptions& options) {
   DaemonOptions dopts;
   dopts.on_finding = [color](const Finding& f) { print_finding(f, color); };
   dopts.on_decision = [color](const Decision& d) { print_decision(d, color); };
+  dopts.on_hook = [color](const std::string& hook, const std::string& decision, bool ok, const std::string& detail) {
+    std::printf("          %sHOOK%s      %-40s  %s%s%s\n", color ? "\033[1;44;97m" : "", color ? "\033[0m" : "",
+                hook.c_str(), ok ? "ran for " : "FAILED for ", decision.c_str(), ok ? "" : (": " + detail).c_str());
+    std::fflush(stdout);
+  };
   if (options.duration_seconds)
     dopts.duration = std::chrono::milliseconds(static_cast<std::int64_t>(*options.duration_seconds * 1000));
   const std::string metrics_host = config.metrics.listen.substr(0, config.metrics.listen.rfind(':'));

@@ -878,6 +878,12 @@ bool HookRunner::submit(const Decision& decision) {
   return all;
 }
 
+std::size_t HookRunner::hooks_for(const Decision& decision) const {
+  std::size_t n = 0;
+  for (const auto& lane : lanes_) n += lane->wants(decision);
+  return n;
+}
+
 void HookRunner::stop(std::chrono::milliseconds grace) {
   if (stopped_) return;
   stopped_ = true;

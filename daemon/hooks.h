@@ -85,6 +85,8 @@ class HookRunner {
   /// file) run in submission order, one at a time; different targets may run in parallel. Returns
   /// false if any matching hook dropped it, or after stop().
   bool submit(const Decision& decision);
+  /// How many hooks submit() would queue this decision for (their `on` filter and dry run).
+  std::size_t hooks_for(const Decision& decision) const;
 
   /// Stops accepting decisions, lets queued ones run for up to grace, then kills what still runs
   /// (an exec hook's whole process group) and drops what is left (counted and reported). Returns

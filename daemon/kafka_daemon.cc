@@ -10,10 +10,12 @@
 #include <csignal>
 #include <deque>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include "daemon/finding_ledger.h"
 #include "daemon/geoip.h"
+#include "daemon/hooks.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
 #include "daemon/state_store.h"
@@ -95,6 +97,23 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
                      l.decision.dry_run ? " (dry run)" : "", l.decision.reason);
         policies_.restore(l);
       }
+    }
+    if (!config_.hooks.empty()) {
+      hooks_ = std::make_unique<HookRunner>(
+          config_.hooks, metrics_.registry(), [this](const HookResult& r) { on_hook_result(r); }, options_.hooks);
+      spdlog::info("{} hook(s): {}", config_.hooks.size(), [&] {
+        std::string names;
+        for (const auto& h : config_.hooks) names += (names.empty() ? "" : ", ") + h.name + " (" + std::string(to_string(h.type)) + ")";
+        return names;
+      }());
+    }
+    // Lockdowns in force whose "on" hooks had not all run before the stop are asserted again (the
+    // shipped hooks are idempotent); the others are known, not acted on twice.
+    for (const auto& [key, l] : policies_.active()) {
+      if (l.hooks_done || !hooks_) continue;
+      spdlog::warn("asserting again {} {} (its hooks had not all finished before the last stop)",
+                   to_string(l.decision.action), l.decision.scope.key());
+      run_hooks(l.decision, key);
     }
     if (!config_.decisions.log.empty()) {
       decision_log_.reset(std::fopen(config_.decisions.log.c_str(), "ae"));
@@ -180,6 +199,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       handle(*msg);
       const auto now = Clock::now();
       if (producer_) producer_->poll(0);
+      if (hooks_) drain_hook_results();
       if (now >= next_tick) {
         // Lockdowns end on the wall clock too: one that took the portal down stops the events.
         policies_.tick(std::max(engine_.watermark(), wall_clock_.now()), *this);
@@ -299,6 +319,8 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   // goes to the log, the decision log, the decisions topic.
   void decide(Decision&& d) override {
     const std::string key = PolicyEngine::key_of(d.action, d.scope);
+    const std::size_t hook_count = hooks_ ? hooks_->hooks_for(d) : 0;
+    if (d.on && hook_count == 0) policies_.mark_hooks_done(key, d.id);  // nothing to run
     if (store_) {
       const auto it = policies_.active().find(key);
       const Lockdown* on = d.on && it != policies_.active().end() ? &it->second : nullptr;
@@ -317,7 +339,67 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     if (producer_ && !config_.kafka.decisions_topic.empty())
       produce(TopicRole::kDecisions, config_.kafka.decisions_topic, json.data(), json.size(), d.scope.key(), nullptr);
     metrics_.count_decision(d, policies_.active());
+    if (hook_count) run_hooks(d, key);
     if (options_.on_decision) options_.on_decision(d);
+  }
+
+  // Hooks run off the event path; their results come back on the hooks' threads and are taken
+  // up by the event loop (drain_hook_results), which records when an "on" decision's hooks have
+  // all run.
+  void run_hooks(const Decision& d, const std::string& key) {
+    const std::size_t n = hooks_->hooks_for(d);
+    if (n == 0) return;
+    if (d.on) pending_hooks_[d.id] = {key, n};
+    hooks_->submit(d);
+  }
+
+  struct FinishedHook {
+    std::string hook;
+    std::uint64_t decision = 0;
+    bool on = false;
+    HookOutcome outcome = HookOutcome::kSuccess;
+    int attempts = 0;
+    double seconds = 0;
+    std::string detail;
+  };
+
+  void on_hook_result(const HookResult& r) {  // a hook thread
+    FinishedHook f{r.hook ? r.hook->name : std::string(), r.decision ? r.decision->id : 0,
+                   r.decision && r.decision->on, r.outcome, r.attempts, r.duration.count(), r.detail};
+    std::lock_guard lock(hook_results_mu_);
+    hook_results_.push_back(std::move(f));
+  }
+
+  void drain_hook_results() {
+    std::vector<FinishedHook> done;
+    {
+      std::lock_guard lock(hook_results_mu_);
+      done.swap(hook_results_);
+    }
+    for (const auto& f : done) {
+      const std::string id = format_id('d', f.decision);
+      if (f.outcome == HookOutcome::kSuccess)
+        spdlog::info("hook {} ran for {} in {:.3f} s ({} attempt{})", f.hook, id, f.seconds, f.attempts,
+                     f.attempts == 1 ? "" : "s");
+      else
+        spdlog::error("hook {} {} for {} after {} attempt{}: {}", f.hook, to_string(f.outcome), id, f.attempts,
+                      f.attempts == 1 ? "" : "s", f.detail);
+      if (options_.on_hook) options_.on_hook(f.hook, id, f.outcome == HookOutcome::kSuccess, f.detail);
+      if (!f.on) continue;
+      auto it = pending_hooks_.find(f.decision);
+      if (it == pending_hooks_.end() || --it->second.second > 0) continue;
+      // Every hook of this "on" decision has ended (ran, or failed and was reported): a restart
+      // does not run them again.
+      const Lockdown* l = policies_.mark_hooks_done(it->second.first, f.decision);
+      if (l && store_) {
+        std::string error;
+        if (!store_->write_lockdown(it->second.first, l, policies_.next_decision_id(), error)) {
+          metrics_.state_write_failures.Increment();
+          spdlog::error("{}", error);
+        }
+      }
+      pending_hooks_.erase(it);
+    }
   }
 
   // Findings staged before the last stop whose delivery the broker never confirmed: sent again
@@ -570,6 +652,11 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   void shutdown() {
     spdlog::info("shutting down: committing processed offsets");
     commit_processed(nullptr);
+    if (hooks_) {
+      // Hooks in progress get a bounded wait; what they finish is recorded.
+      hooks_->stop(std::chrono::seconds(5));
+      drain_hook_results();
+    }
     consumer_->close();
     if (producer_) producer_->flush(5000);
     metrics_.sync(engine_);
@@ -601,6 +688,10 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   std::vector<Finding> pending_findings_;
   FindingLedger ledger_;
   PolicyEngine policies_;
+  std::unique_ptr<HookRunner> hooks_;
+  std::map<std::uint64_t, std::pair<std::string, std::size_t>> pending_hooks_;  // on decision → key, hooks left
+  std::mutex hook_results_mu_;
+  std::vector<FinishedHook> hook_results_;  // from the hooks' threads
   struct FileCloser {
     void operator()(std::FILE* f) const { std::fclose(f); }
   };

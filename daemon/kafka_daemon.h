@@ -12,6 +12,8 @@
 #include <optional>
 
 #include "daemon/config.h"
+#include "daemon/hooks.h"
+#include "detectors/decision.h"
 #include "detectors/finding.h"
 
 namespace portalwatch {
@@ -27,6 +29,11 @@ struct DaemonOptions {
   std::optional<std::chrono::milliseconds> duration;
   /// Called after each message is fully processed (tests check at-least-once with it).
   std::function<void(const std::string& topic, std::int32_t partition, std::int64_t offset)> on_processed;
+  /// Sees every hook's final result for a decision, on the event loop's thread (the demo prints
+  /// them): hook name, decision id, success, detail.
+  std::function<void(const std::string&, const std::string&, bool, const std::string&)> on_hook;
+  /// Passed to the hook runner (benchmarks time hook starts with it).
+  HookRunnerOptions hooks;
   /// Called once the metrics endpoint is up, with its port (tests bind port 0).
   std::function<void(int metrics_port)> on_ready;
 };

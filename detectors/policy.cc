@@ -448,6 +448,13 @@ PolicyEngine::ManualResult PolicyEngine::manual(const Scope& scope, DecisionActi
   return r;
 }
 
+const Lockdown* PolicyEngine::mark_hooks_done(const std::string& key, std::uint64_t decision_id) {
+  auto it = active_.find(key);
+  if (it == active_.end() || it->second.decision.id != decision_id) return nullptr;
+  it->second.hooks_done = true;
+  return &it->second;
+}
+
 void PolicyEngine::restore(Lockdown lockdown) {
   const std::string key = key_of(lockdown.decision.action, lockdown.decision.scope);
   active_[key] = std::move(lockdown);
