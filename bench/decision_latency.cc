@@ -95,7 +95,6 @@ int main(int argc, char** argv) {
   config.kafka.alerts_topic = "alerts";
   config.kafka.decisions_topic = "decisions";
   config.kafka.group_id = "bench-latency";
-  config.kafka.properties["fetch.wait.max.ms"] = "10";
   config.metrics.enabled = false;
   config.log.level = "error";
   PolicyConfig p;
