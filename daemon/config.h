@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "daemon/control_config.h"
 #include "detectors/engine.h"
 
 namespace portalwatch {
@@ -71,6 +72,7 @@ struct Config {
   KafkaConfig kafka;
   MetricsConfig metrics;
   LogConfig log;
+  ControlConfig control;
   std::vector<DetectorInstance> detectors;
 };
 
