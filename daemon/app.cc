@@ -98,12 +98,4 @@ int portalwatchd_main(int argc, char** argv) {
   return 2;
 }
 
-int portalwatchctl_main(int argc, char** argv) {
-  CLI::App app{"portalwatchctl: operator control of a running portalwatchd"};
-  app.set_version_flag("--version", std::string("portalwatchctl ") + PORTALWATCH_VERSION);
-  CLI11_PARSE(app, argc, argv);
-  std::fputs(app.help().c_str(), stdout);
-  return 0;
-}
-
 }  // namespace portalwatch

@@ -174,6 +174,7 @@ ConfigResult load_config_text(std::string_view text, const std::string& source) 
     read_metrics(root, config.metrics);
     read_logging(root, config.log);
     config.hooks = read_hooks(root);
+    config.control = read_control(root);
     DetectorRegistry registry;
     register_builtin_detectors(registry);
     const auto detectors = root.child("detectors");

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "daemon/hooks_config.h"
+#include "daemon/control_config.h"
 #include "detectors/engine.h"
 #include "detectors/policy.h"
 
@@ -79,6 +80,7 @@ struct Config {
   KafkaConfig kafka;
   MetricsConfig metrics;
   LogConfig log;
+  ControlConfig control;
   std::vector<DetectorInstance> detectors;
   DecisionsConfig decisions;
   std::vector<PolicyConfig> policies;

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end tests of the real executables: replay, check-config, simulate, demo with /metrics.
+# End-to-end tests of the real executables: portalwatchctl, replay, check-config, simulate, demo with /metrics.
 # Usage: run.sh PORTALWATCHD PORTALWATCHCTL SOURCE_DIR
 set -uo pipefail
 PWD_BIN="$1"; CTL_BIN="$2"; SRC="$3"
@@ -18,6 +18,32 @@ check() { local name="$1"; shift; if "$@"; then ok "$name"; else fail "$name"; f
 check "portalwatchd --version" bash -c "'$PWD_BIN' --version | grep -qE '^portalwatchd [0-9]+\.[0-9]+\.[0-9]+'"
 check "portalwatchctl --version" bash -c "'$CTL_BIN' --version | grep -qE '^portalwatchctl [0-9]+\.[0-9]+\.[0-9]+'"
 check "portalwatchd --help lists the commands" bash -c "'$PWD_BIN' --help | grep -q replay && '$PWD_BIN' --help | grep -q check-config"
+
+# --- portalwatchctl (the daemon side comes with the response work) ------------------------------
+check "portalwatchctl --help lists the control commands" bash -c "
+  out=\$('$CTL_BIN' --help) && for c in status lockdown findings decisions allowlist silence reload; do
+    grep -qE \"^  \$c \" <<< \"\$out\" || exit 1; done"
+check "portalwatchctl lockdown --help shows scope, reason and ttl" bash -c "'$CTL_BIN' lockdown --help | grep -q -- '--scope' && '$CTL_BIN' lockdown --help | grep -q -- '--ttl'"
+"$CTL_BIN" --socket /nonexistent status > "$WORK/ctl.out" 2> "$WORK/ctl.err"
+rc=$?
+check "portalwatchctl exits 3 when it cannot connect" test "$rc" -eq 3
+check "portalwatchctl names the socket and the reason" grep -q \
+  "portalwatchctl: cannot connect to the control socket /nonexistent: No such file or directory (is portalwatchd running" "$WORK/ctl.err"
+check "portalwatchctl prints nothing on stdout when it cannot connect" test ! -s "$WORK/ctl.out"
+printf 'control:\n  socket: %s/ctl.sock\n' "$WORK" > "$WORK/ctl.yaml"
+"$CTL_BIN" --config "$WORK/ctl.yaml" status > /dev/null 2> "$WORK/ctl-config.err"
+rc=$?
+check "portalwatchctl --config takes control.socket from the file" bash -c "[ $rc -eq 3 ] && grep -q '$WORK/ctl.sock' '$WORK/ctl-config.err'"
+"$CTL_BIN" --socket /nonexistent lockdown on --scope planet:earth --reason test > /dev/null 2> "$WORK/ctl-usage.err"
+rc=$?
+check "portalwatchctl refuses an invalid scope as a usage error (2) before connecting" bash -c "[ $rc -eq 2 ] && grep -q 'expected global, app:NAME, user:NAME or ip:ADDRESS' '$WORK/ctl-usage.err'"
+"$CTL_BIN" --socket /nonexistent lockdown on --scope global > /dev/null 2>&1
+check "portalwatchctl lockdown without --reason is a usage error" test $? -eq 2
+printf 'control:\n  tcp:\n    enabled: true\n' > "$WORK/ctl-tcp.yaml"
+"$PWD_BIN" check-config "$WORK/ctl-tcp.yaml" > "$WORK/ctl-tcp.out" 2>&1
+check "check-config refuses remote control without a token and TLS, naming each key" bash -c "
+  grep -q 'ctl-tcp.yaml:3:14: control.tcp.token_file: required when control.tcp.enabled is true' '$WORK/ctl-tcp.out' &&
+  grep -q 'control.tcp.tls_certificate: required' '$WORK/ctl-tcp.out' && grep -q 'control.tcp.tls_private_key: required' '$WORK/ctl-tcp.out'"
 
 # --- check-config -----------------------------------------------------------------------------
 check "check-config accepts the shipped default" "$PWD_BIN" check-config "$SRC/config/portalwatch.yaml"
