@@ -96,6 +96,7 @@ int main(int argc, char** argv) {
   config.kafka.decisions_topic = "decisions";
   config.kafka.group_id = "bench-latency";
   config.metrics.enabled = false;
+  config.control.socket = "";
   config.log.level = "error";
   PolicyConfig p;
   p.name = "bench-reauthenticate";

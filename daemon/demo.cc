@@ -166,6 +166,18 @@ int run_demo(const DemoOptions& options) {
     flag.on.scopes = {false, true, false, false};  // {app}: app scope only
     config.hooks = {record, flag};
   }
+  // Operator control on a socket of the demo's own (the packaged path needs /run/portalwatch).
+  if (config.control.socket == ControlConfig{}.socket) {
+    if (hook_dir.empty()) {
+      char tmpl[] = "/tmp/portalwatch-demo-XXXXXX";
+      if (!mkdtemp(tmpl)) {
+        spdlog::critical("cannot create the demo's directory: {}", std::strerror(errno));
+        return 1;
+      }
+      hook_dir = tmpl;
+    }
+    config.control.socket = hook_dir + "/control.sock";
+  }
 
   const bool color = isatty(STDOUT_FILENO);
   std::printf("portalwatch demo\n");
@@ -179,10 +191,13 @@ int run_demo(const DemoOptions& options) {
     std::printf("  GeoIP: none (the simulated addresses are invented; production sets geoip.city_databases, e.g. to the\n"
                 "         DB-IP database tools/setup installs in %s)\n",
                 kInstalledGeoIpDirectory);
-  if (!hook_dir.empty())
+  if (!config.hooks.empty() && config.hooks[0].name == "demo-record")
     std::printf("  hooks: every decision appended to %s/decisions.jsonl (exec: /usr/bin/tee, no shell);\n"
                 "         an application lockdown writes %s/maintenance-<app> (file), its release removes it\n",
                 hook_dir.c_str(), hook_dir.c_str());
+  if (!config.control.socket.empty())
+    std::printf("  operator control: portalwatchctl --socket %s status   (or lockdown on --scope app:hsa --reason ...)\n",
+                config.control.socket.c_str());
   std::fflush(stdout);
 
   TrafficGenerator traffic(broker->bootstrap(), events_topic, options);

@@ -9,10 +9,13 @@
 #include <chrono>
 #include <csignal>
 #include <deque>
+#include <future>
 #include <map>
 #include <mutex>
 #include <thread>
 
+#include "daemon/control.h"
+#include "daemon/control_server.h"
 #include "daemon/finding_ledger.h"
 #include "daemon/geoip.h"
 #include "daemon/hooks.h"
@@ -20,6 +23,8 @@
 #include "daemon/metrics.h"
 #include "daemon/state_store.h"
 #include "daemon/system_clock.h"
+#include "detectors/json_writer.h"
+#include "portalwatch_version.h"
 
 namespace portalwatch {
 
@@ -57,7 +62,8 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
                           public RdKafka::EventCb,
                           public RdKafka::DeliveryReportCb,
                           public FindingSink,
-                          public DecisionSink {
+                          public DecisionSink,
+                          public ControlHandler {
  public:
   KafkaDaemon(Config config, const DaemonOptions& options)
       : config_(std::move(config)),
@@ -71,6 +77,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         reject_limiter_(std::chrono::seconds(std::max(0, config_.log.reject_log_interval_seconds))) {}
 
   ~KafkaDaemon() override {
+    stop_control();
     producer_.reset();
     consumer_.reset();
   }
@@ -115,6 +122,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
                    to_string(l.decision.action), l.decision.scope.key());
       run_hooks(l.decision, key);
     }
+    if (store_) restore_settings();
     if (!config_.decisions.log.empty()) {
       decision_log_.reset(std::fopen(config_.decisions.log.c_str(), "ae"));
       if (!decision_log_) {
@@ -186,6 +194,12 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     spdlog::info("portalwatch consuming {} from {} as group {}; {} detector(s); metrics {}", topics,
                  config_.kafka.bootstrap_servers, config_.kafka.group_id, engine_.detectors().size(),
                  config_.metrics.enabled ? "on port " + std::to_string(metrics_.port()) : std::string("off"));
+    if (!config_.control.socket.empty() || config_.control.tcp.enabled) {
+      control_ = std::make_unique<ControlServer>(wall_clock_);
+      if (!control_->start(config_.control, *this, error)) return false;
+      spdlog::info("operator control on {}", config_.control.socket.empty() ? "TCP only" : config_.control.socket);
+    }
+    started_at_ = wall_clock_.now();
     if (options_.on_ready) options_.on_ready(metrics_.port());
     return true;
   }
@@ -203,6 +217,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       const auto now = Clock::now();
       if (producer_) producer_->poll(0);
       if (hooks_) drain_hook_results();
+      drain_control();
       if (now >= next_tick) {
         // Lockdowns end on the wall clock too: one that took the portal down stops the events.
         policies_.tick(std::max(engine_.watermark(), wall_clock_.now()), *this);
@@ -314,6 +329,8 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     else spdlog::info("finding {}", json);
     if (to_kafka) produce(TopicRole::kAlerts, config_.kafka.alerts_topic, json.data(), json.size(), f.entity, nullptr, f.id);
     if (options_.on_finding) options_.on_finding(f);
+    remember(recent_findings_, json);
+    if (control_) control_->publish(ControlStream::kFindings, json);
     policies_.on_finding(f, *this);
   }
 
@@ -342,8 +359,264 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     if (producer_ && !config_.kafka.decisions_topic.empty())
       produce(TopicRole::kDecisions, config_.kafka.decisions_topic, json.data(), json.size(), d.scope.key(), nullptr);
     metrics_.count_decision(d, policies_.active());
+    remember(recent_decisions_, json);
+    if (control_) control_->publish(ControlStream::kDecisions, json);
     if (hook_count) run_hooks(d, key);
     if (options_.on_decision) options_.on_decision(d);
+  }
+
+  // ---- operator control ------------------------------------------------------------------------
+  // Requests arrive on the control server's thread; they are carried out on the event loop (which
+  // owns every piece of state they touch) within a bounded wait.
+  struct ControlTask {
+    ControlPeer peer;
+    ControlRequest request;
+    std::promise<ControlReply> reply;
+  };
+
+  ControlReply handle(const ControlPeer& peer, const ControlRequest& request) override {
+    auto task = std::make_shared<ControlTask>();
+    task->peer = peer;
+    task->request = request;
+    auto reply = task->reply.get_future();
+    {
+      std::lock_guard lock(control_mu_);
+      if (control_stopping_) return ControlReply::failure(control_error::kUnavailable, "the daemon is stopping");
+      control_tasks_.push_back(task);
+    }
+    if (reply.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
+      return ControlReply::failure(control_error::kUnavailable, "the daemon did not answer within 10 s");
+    return reply.get();
+  }
+
+  void drain_control() {
+    std::vector<std::shared_ptr<ControlTask>> tasks;
+    {
+      std::lock_guard lock(control_mu_);
+      tasks.swap(control_tasks_);
+    }
+    for (auto& t : tasks) t->reply.set_value(execute(t->peer, t->request));
+  }
+
+  void stop_control() {
+    {
+      std::lock_guard lock(control_mu_);
+      control_stopping_ = true;
+    }
+    drain_control();  // whoever waits gets an answer before the server's stop() waits for them
+    if (control_) control_->stop();
+    control_.reset();
+  }
+
+  static void remember(std::deque<std::string>& recent, const std::string& json) {
+    recent.push_back(json);
+    if (recent.size() > static_cast<std::size_t>(ControlRequest::kMaxLimit)) recent.pop_front();
+  }
+
+  static std::string items(const std::deque<std::string>& recent, int limit) {
+    std::string out = "{\"items\":[";
+    const std::size_t n = std::min(recent.size(), static_cast<std::size_t>(std::max(0, limit)));
+    for (std::size_t i = recent.size() - n; i < recent.size(); ++i) {
+      if (i != recent.size() - n) out.push_back(',');
+      out += recent[i];
+    }
+    return out + "]}";
+  }
+
+  static std::string lockdown_json(const Lockdown& l) {
+    std::string out = "{\"scope\":";
+    append_json_string(out, l.decision.scope.key());
+    out += ",\"action\":";
+    append_json_string(out, to_string(l.decision.action));
+    out += ",\"since\":\"" + format_rfc3339(l.decision.at) + "\",\"by\":";
+    append_json_string(out, l.decision.by);
+    out += ",\"reason\":";
+    append_json_string(out, l.decision.reason);
+    if (l.decision.expires > 0) out += ",\"expires\":\"" + format_rfc3339(l.decision.expires) + "\"";
+    out += std::string(",\"dry_run\":") + (l.decision.dry_run ? "true" : "false") + ",\"decision\":";
+    append_json_string(out, l.decision.id_string());
+    return out + "}";
+  }
+
+  std::string status_json() {
+    const auto& s = engine_.stats();
+    std::vector<std::string> problems;
+    std::vector<RdKafka::TopicPartition*> parts;
+    if (consumer_->assignment(parts) == RdKafka::ERR_NO_ERROR && parts.empty())
+      problems.emplace_back("no Kafka partition assigned");
+    delete_partitions(parts);
+    if (!retries_.empty()) problems.emplace_back("findings waiting to be delivered again");
+    std::string out = "{\"version\":\"" PORTALWATCH_VERSION "\",\"uptime_seconds\":";
+    append_json_int(out, (wall_clock_.now() - started_at_) / kSecondMs);
+    out += std::string(",\"health\":\"") + (problems.empty() ? "ok" : "degraded") + "\",\"health_reasons\":[";
+    for (std::size_t i = 0; i < problems.size(); ++i) {
+      if (i) out.push_back(',');
+      append_json_string(out, problems[i]);
+    }
+    out += "],\"events_received\":";
+    append_json_int(out, static_cast<std::int64_t>(s.received));
+    out += ",\"consumer_lag\":";
+    append_json_int(out, static_cast<std::int64_t>(metrics_.consumer_lag.Value()));
+    out += ",\"lockdowns\":[";
+    bool first = true;
+    for (const auto& [key, l] : policies_.active()) {
+      if (!first) out.push_back(',');
+      first = false;
+      out += lockdown_json(l);
+    }
+    out += "],\"silenced\":[";
+    first = true;
+    for (const auto& x : policies_.silences()) {
+      if (x.until <= wall_clock_.now()) continue;
+      if (!first) out.push_back(',');
+      first = false;
+      out += "{\"detector\":";
+      append_json_string(out, x.detector);
+      out += ",\"until\":\"" + format_rfc3339(x.until) + "\",\"by\":";
+      append_json_string(out, x.by);
+      out += ",\"reason\":";
+      append_json_string(out, x.reason);
+      out.push_back('}');
+    }
+    const std::string findings = items(recent_findings_, 20), decisions = items(recent_decisions_, 20);
+    out += "],\"recent_findings\":" + findings.substr(9, findings.size() - 10);
+    out += ",\"recent_decisions\":" + decisions.substr(9, decisions.size() - 10);
+    return out + "}";
+  }
+
+  std::string allowlist_json() const {
+    std::string out = "{\"networks\":[";
+    for (std::size_t i = 0; i < policies_.allowlist().size(); ++i) {
+      const auto& a = policies_.allowlist()[i];
+      if (i) out.push_back(',');
+      out += "{\"network\":";
+      append_json_string(out, a.network.to_string());
+      out += ",\"comment\":";
+      append_json_string(out, a.comment);
+      out += ",\"by\":";
+      append_json_string(out, a.by);
+      out += ",\"at\":\"" + format_rfc3339(a.at) + "\"}";
+    }
+    return out + "]}";
+  }
+
+  ControlReply execute(const ControlPeer& peer, const ControlRequest& r) {
+    const TimeMs now = wall_clock_.now();
+    switch (r.command) {
+      case ControlCommand::kStatus:
+        return ControlReply::success(status_json());
+      case ControlCommand::kFindings:
+        return ControlReply::success(items(recent_findings_, r.limit));
+      case ControlCommand::kDecisions:
+        return ControlReply::success(items(recent_decisions_, r.limit));
+      case ControlCommand::kLockdown: {
+        // The same path as a policy's decision: stored, logged, published, hooks run.
+        auto m = policies_.manual(r.scope, DecisionAction::kLockdown, r.on, peer.user, r.reason,
+                                  r.ttl_seconds * kSecondMs, now);
+        if (!m.error.empty()) return ControlReply::failure(control_error::kFailed, m.error);
+        if (m.changed) decide(Decision(*m.decision));
+        return ControlReply::success("{\"decision\":" + m.decision->to_json() + ",\"changed\":" +
+                                     (m.changed ? "true" : "false") + "}");
+      }
+      case ControlCommand::kAllowlist: {
+        const std::string name = "allow/" + r.network.to_string();
+        if (r.op == AllowlistOp::kAdd) {
+          policies_.allow({r.network, r.comment, peer.operator_name(), now});
+          const std::string value = r.comment + '\n' + peer.operator_name() + '\n' + std::to_string(now);
+          if (!persist_setting(name, &value)) return ControlReply::failure(control_error::kFailed, "not stored");
+        } else if (r.op == AllowlistOp::kRemove) {
+          if (!policies_.disallow(r.network))
+            return ControlReply::failure(control_error::kFailed, r.network.to_string() + " is not on the allowlist");
+          if (!persist_setting(name, nullptr)) return ControlReply::failure(control_error::kFailed, "not stored");
+        }
+        return ControlReply::success(allowlist_json());
+      }
+      case ControlCommand::kSilence: {
+        const TimeMs until = r.seconds > 0 ? now + r.seconds * kSecondMs : 0;
+        policies_.silence({r.detector, until, peer.operator_name(), r.reason});
+        const std::string value = std::to_string(until) + '\n' + peer.operator_name() + '\n' + r.reason;
+        if (!persist_setting("silence/" + r.detector, until ? &value : nullptr))
+          return ControlReply::failure(control_error::kFailed, "not stored");
+        std::string out = "{\"detector\":";
+        append_json_string(out, r.detector);
+        out += until ? ",\"until\":\"" + format_rfc3339(until) + "\"}" : ",\"until\":null}";
+        return ControlReply::success(out);
+      }
+      case ControlCommand::kReload:
+        return reload();
+    }
+    return ControlReply::failure(control_error::kBadRequest, "unknown command");
+  }
+
+  bool persist_setting(const std::string& name, const std::string* value) {
+    if (!store_) return true;  // in memory only, as everything else without a state store
+    std::string error;
+    if (store_->write_setting(name, value, error)) return true;
+    metrics_.state_write_failures.Increment();
+    spdlog::error("{}", error);
+    return false;
+  }
+
+  void restore_settings() {
+    const auto split = [](const std::string& v) {
+      std::vector<std::string> parts;
+      std::size_t from = 0;
+      for (std::size_t nl; (nl = v.find('\n', from)) != std::string::npos; from = nl + 1) parts.push_back(v.substr(from, nl - from));
+      parts.push_back(v.substr(from));
+      return parts;
+    };
+    for (const auto& [name, value] : store_->settings("allow/")) {
+      const auto net = IpNetwork::parse(name.substr(6));
+      const auto p = split(value);
+      if (net && p.size() == 3) policies_.allow({*net, p[0], p[1], std::atoll(p[2].c_str())});
+    }
+    for (const auto& [name, value] : store_->settings("silence/")) {
+      const auto p = split(value);
+      if (p.size() == 3) policies_.silence({name.substr(8), std::atoll(p[0].c_str()), p[1], p[2]});
+    }
+    if (!policies_.allowlist().empty() || !policies_.silences().empty())
+      spdlog::info("{} allowlisted network(s), {} silenced detector(s) restored", policies_.allowlist().size(),
+                   policies_.silences().size());
+  }
+
+  // Reload: the configuration file is read and checked whole; the response side (policies,
+  // hooks, the decision log and dry-run) is swapped in, keeping lockdowns, the allowlist and
+  // silences. Detectors, Kafka, metrics and state keep the configuration they started with.
+  ControlReply reload() {
+    if (config_.source.empty() || config_.source[0] == '<')
+      return ControlReply::failure(control_error::kFailed, "started with the built-in configuration: no file to re-read");
+    ConfigResult loaded = load_config(config_.source);
+    if (!loaded.config) {
+      std::string out = "{\"reloaded\":false,\"errors\":[";
+      std::size_t from = 0, n = 0;
+      for (std::size_t nl; (nl = loaded.errors.find('\n', from)) != std::string::npos; from = nl + 1) {
+        if (n++) out.push_back(',');
+        append_json_string(out, loaded.errors.substr(from, nl - from));
+      }
+      spdlog::error("reload refused, the configuration in force stays:\n{}", loaded.errors);
+      return ControlReply::failure(control_error::kFailed, "the configuration has errors; nothing changed:\n" + loaded.errors);
+    }
+    Config& next = *loaded.config;
+    policies_.reconfigure(std::move(next.policies), next.decisions.dry_run);
+    if (hooks_) {
+      hooks_->stop(std::chrono::seconds(5));
+      drain_hook_results();
+      hooks_.reset();
+    }
+    pending_hooks_.clear();
+    config_.hooks = next.hooks;
+    if (!config_.hooks.empty())
+      hooks_ = std::make_unique<HookRunner>(
+          config_.hooks, metrics_.registry(), [this](const HookResult& r) { on_hook_result(r); }, options_.hooks);
+    if (next.decisions.log != config_.decisions.log) {
+      decision_log_.reset(next.decisions.log.empty() ? nullptr : std::fopen(next.decisions.log.c_str(), "ae"));
+    }
+    config_.decisions = next.decisions;
+    spdlog::warn("configuration reloaded from {}: {} policies, {} hooks", config_.source, policies_.policies().size(),
+                 config_.hooks.size());
+    return ControlReply::success(
+        "{\"reloaded\":true,\"errors\":[],\"applied\":[\"policies\",\"hooks\",\"decisions\"],"
+        "\"unchanged_until_restart\":[\"detectors\",\"kafka\",\"state\",\"metrics\",\"control\",\"geoip\"]}");
   }
 
   // Hooks run off the event path; their results come back on the hooks' threads and are taken
@@ -653,6 +926,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   }
 
   void shutdown() {
+    stop_control();
     spdlog::info("shutting down: committing processed offsets");
     commit_processed(nullptr);
     if (hooks_) {
@@ -692,6 +966,12 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   FindingLedger ledger_;
   PolicyEngine policies_;
   std::unique_ptr<HookRunner> hooks_;
+  std::unique_ptr<ControlServer> control_;
+  std::mutex control_mu_;
+  std::vector<std::shared_ptr<ControlTask>> control_tasks_;  // from the control server's thread
+  bool control_stopping_ = false;
+  std::deque<std::string> recent_findings_, recent_decisions_;
+  TimeMs started_at_ = 0;
   std::map<std::uint64_t, std::pair<std::string, std::size_t>> pending_hooks_;  // on decision → key, hooks left
   std::mutex hook_results_mu_;
   std::vector<FinishedHook> hook_results_;  // from the hooks' threads

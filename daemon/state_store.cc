@@ -241,6 +241,27 @@ bool StateStore::write_lockdown(const std::string& key, const Lockdown* lockdown
   return true;
 }
 
+bool StateStore::write_setting(const std::string& name, const std::string* value, std::string& error) {
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  const std::string key = "c/" + name;
+  const rocksdb::Status st = value ? db_->Put(wo, key, *value) : db_->Delete(wo, key);
+  if (!st.ok()) {
+    error = "state store write failed: " + st.ToString();
+    return false;
+  }
+  return true;
+}
+
+std::vector<std::pair<std::string, std::string>> StateStore::settings(const std::string& prefix) const {
+  std::vector<std::pair<std::string, std::string>> out;
+  const std::string from = "c/" + prefix;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  for (it->Seek(from); it->Valid() && it->key().starts_with(from); it->Next())
+    out.emplace_back(it->key().ToString().substr(2), it->value().ToString());
+  return out;
+}
+
 bool StateStore::delivered(std::uint64_t finding_id, std::string& error) {
   const rocksdb::Status st = db_->Delete(rocksdb::WriteOptions(), outbox_key(finding_id));
   if (!st.ok()) {

@@ -20,7 +20,7 @@
 // - Lockdowns in force (detectors/policy.h), written synced when a decision puts one on or off,
 //   with the next decision id; the daemon restores them at start and knows what is on.
 //
-// Key spaces: "l/<action scope>" lockdowns, "m" next decision id, "p/<account>" profiles, "o/<topic/partition>" positions, "w/<topic/partition>"
+// Key spaces: "c/<name>" operator settings (allowlist, silences), "l/<action scope>" lockdowns, "m" next decision id, "p/<account>" profiles, "o/<topic/partition>" positions, "w/<topic/partition>"
 // warm-up offsets, "f/<ledger key>" ledger, "x/<id, 8 bytes big-endian>" outbox, "n" next finding id.
 #pragma once
 
@@ -99,6 +99,10 @@ class StateStore final : public ProfileBook {
   /// A lockdown put on (or changed), or taken off (nullptr), with the next decision id; synced.
   bool write_lockdown(const std::string& key, const Lockdown* lockdown, std::uint64_t next_decision_id,
                       std::string& error);
+  /// Operator settings (allowlist, silences) under "c/<name>": value set, or erased (nullptr); synced.
+  bool write_setting(const std::string& name, const std::string* value, std::string& error);
+  /// Every setting whose name starts with prefix, read now.
+  std::vector<std::pair<std::string, std::string>> settings(const std::string& prefix) const;
   /// What open() found: the lockdowns in force and the next decision id (0 for a new store).
   const std::vector<Lockdown>& lockdowns() const { return lockdowns_; }
   std::uint64_t next_decision_id() const { return next_decision_id_; }

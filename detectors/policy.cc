@@ -292,8 +292,35 @@ PolicyEngine::ScopeState& PolicyEngine::scope_state(std::size_t pi, const std::s
   return scopes[key];
 }
 
+void PolicyEngine::allow(Allowed a) {
+  disallow(a.network);
+  allowlist_.push_back(std::move(a));
+}
+
+bool PolicyEngine::disallow(const IpNetwork& network) {
+  const auto it = std::find_if(allowlist_.begin(), allowlist_.end(), [&](const Allowed& a) {
+    return a.network.to_string() == network.to_string();
+  });
+  if (it == allowlist_.end()) return false;
+  allowlist_.erase(it);
+  return true;
+}
+
+void PolicyEngine::silence(Silence s) {
+  std::erase_if(silences_, [&](const Silence& x) { return x.detector == s.detector; });
+  if (s.until > 0) silences_.push_back(std::move(s));
+}
+
+void PolicyEngine::reconfigure(std::vector<PolicyConfig> policies, bool dry_run) {
+  policies_ = std::move(policies);
+  state_.assign(policies_.size(), PolicyState{});
+  dry_run_ = dry_run;
+}
+
 void PolicyEngine::on_finding(const Finding& f, DecisionSink& out) {
   if (f.dry_run) return;  // a dry-run detector's findings are recorded, never acted on
+  for (const Silence& s : silences_)
+    if ((s.detector == f.detector || s.detector == f.name) && f.at < s.until) return;
   for (std::size_t pi = 0; pi < policies_.size(); ++pi) {
     const PolicyConfig& p = policies_[pi];
     if (!matches(p, f)) continue;
@@ -302,6 +329,12 @@ void PolicyEngine::on_finding(const Finding& f, DecisionSink& out) {
     if (!scope) {
       ++stats_.unscoped;
       continue;
+    }
+    if (scope->type == ScopeType::kIp) {
+      const auto ip = IpAddress::parse(scope->value);
+      bool allowed = false;
+      for (const Allowed& a : allowlist_) allowed |= ip && a.network.contains(*ip);
+      if (allowed) continue;
     }
     const std::string key = scope->key();
     ScopeState& st = scope_state(pi, key);

@@ -26,6 +26,7 @@
 #include "detectors/config_node.h"
 #include "detectors/decision.h"
 #include "detectors/finding.h"
+#include "detectors/ip.h"
 
 namespace portalwatch {
 
@@ -112,6 +113,33 @@ class PolicyEngine {
   ManualResult manual(const Scope& scope, DecisionAction action, bool on, const std::string& who,
                       const std::string& reason, TimeMs ttl, TimeMs now);
 
+  /// Networks never locked down (operators' allowlist): an ip-scope decision for an address in one
+  /// is not made. Does not lift a block already in force.
+  struct Allowed {
+    IpNetwork network;
+    std::string comment;
+    std::string by;
+    TimeMs at = 0;
+  };
+  void allow(Allowed a);
+  bool disallow(const IpNetwork& network);  ///< false if it was not there
+  const std::vector<Allowed>& allowlist() const { return allowlist_; }
+
+  /// A detector (canonical or instance name) silenced until a time: its findings lead to no
+  /// decision until then. until 0 lifts it.
+  struct Silence {
+    std::string detector;
+    TimeMs until = 0;
+    std::string by;
+    std::string reason;
+  };
+  void silence(Silence s);
+  const std::vector<Silence>& silences() const { return silences_; }
+
+  /// New policies (a reload): counting starts again; lockdowns in force stay, and a policy that
+  /// keeps its name keeps managing its own (expiry, quiet release).
+  void reconfigure(std::vector<PolicyConfig> policies, bool dry_run);
+
   /// Lockdowns in force, by "<action> <scope key>".
   const std::map<std::string, Lockdown>& active() const { return active_; }
   /// Puts back a lockdown read from the state store (no decision is made).
@@ -152,6 +180,8 @@ class PolicyEngine {
   std::vector<PolicyState> state_;
   bool dry_run_;
   std::map<std::string, Lockdown> active_;
+  std::vector<Allowed> allowlist_;
+  std::vector<Silence> silences_;
   std::uint64_t next_id_ = 1;
   PolicyStats stats_;
 };

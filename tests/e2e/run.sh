@@ -226,6 +226,8 @@ kafka:
   commit_interval_ms: 200
 metrics:
   listen: "127.0.0.1:$MPORT"
+control:
+  socket: "$WORK/run-ctl.sock"
 detectors:
   - type: brute_force
 YAML

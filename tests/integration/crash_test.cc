@@ -136,6 +136,7 @@ TEST_CASE("integration: portalwatchd killed with SIGKILL at random points and re
                            "    heartbeat.interval.ms: \"300\"\n"
                         << "state:\n  path: \"" << dir << "/state\"\n"
                         << "metrics:\n  listen: \"127.0.0.1:" << port << "\"\n"
+                        << "control:\n  socket: \"\"\n"
                         << "detectors:\n  - type: brute_force\n    severity: {medium: 10, high: 30, critical: 100}\n"
                            "  - type: account_takeover\n";
 

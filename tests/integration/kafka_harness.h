@@ -109,6 +109,7 @@ inline Config test_config(const std::string& bootstrap, const std::string& topic
   c.kafka.decisions_topic = "";
   c.kafka.commit_interval_ms = 200;
   c.metrics.enabled = false;
+  c.control.socket = "";  // tests that want operator control give their own socket
   // A restarted member rejoins after the old one's session ends; keep that short in tests.
   c.kafka.properties["session.timeout.ms"] = "6000";
   c.kafka.properties["heartbeat.interval.ms"] = "500";
