@@ -212,7 +212,7 @@ check "demo says it places no address with a GeoIP database (its addresses are i
 check "demo serves no GeoIP counters without a database" bash -c "! grep -q '^portalwatch_geoip_lookups_total' '$WORK/metrics.txt'"
 
 # --- run: the daemon against the embedded broker, kcat as an independent client, SIGTERM -------
-"$PWD_BIN" broker --topic portal-events:2 --topic portalwatch-alerts --bootstrap-file "$WORK/bootstrap" > /dev/null 2>&1 &
+"$PWD_BIN" broker --topic portal-events:2 --topic portalwatch-alerts --topic response-events:2 --bootstrap-file "$WORK/bootstrap" > /dev/null 2>&1 &
 BROKER_PID=$!
 for _ in $(seq 1 50); do [ -s "$WORK/bootstrap" ] && break; sleep 0.1; done
 BOOT=$(cat "$WORK/bootstrap" 2>/dev/null)
@@ -257,6 +257,99 @@ check "run counts the events in /metrics" grep -qE '^portalwatch_events_received
 kill -TERM "$RUN_PID"; wait "$RUN_PID"; rc=$?
 check "run exits 0 on SIGTERM" test "$rc" -eq 0
 check "run commits and logs its shutdown" grep -q "stopped after 12 events (0 rejected), 1 findings" "$WORK/run.log"
+
+# --- response: a policy's lockdown runs an exec hook and a webhook; portalwatchctl; a restart ------
+WPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+python3 "$SRC/tests/e2e/webhook_server.py" "$WPORT" "$WORK/webhook.jsonl" &
+WEB_PID=$!
+printf 'e2e-secret\n' > "$WORK/webhook.secret"
+cat > "$WORK/response.yaml" <<YAML
+kafka:
+  bootstrap_servers: "$BOOT"
+  group_id: e2e-response
+  topics: [response-events]
+  commit_interval_ms: 200
+metrics:
+  enabled: false
+state:
+  path: "$WORK/state"
+control:
+  socket: "$WORK/response-ctl.sock"
+decisions:
+  log: "$WORK/decisions.jsonl"
+detectors:
+  - type: brute_force
+policies:
+  - name: lock-brute-forced
+    when: {detectors: [brute_force], min_severity: medium}
+    scope: user
+    action: lockdown
+hooks:
+  - name: record
+    type: exec
+    argv: [/usr/bin/tee, -a, "$WORK/hook-exec.jsonl"]
+  - name: notify
+    type: webhook
+    url: "http://127.0.0.1:$WPORT/portalwatch"
+    hmac_secret_file: "$WORK/webhook.secret"
+YAML
+CTL=("$CTL_BIN" --socket "$WORK/response-ctl.sock")
+"$PWD_BIN" run --config "$WORK/response.yaml" 2> "$WORK/response.log" &
+RESP_PID=$!
+python3 - "$WORK/attack2.jsonl" <<'PY'
+import json, sys, datetime
+now = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(seconds=20)
+with open(sys.argv[1], "w") as f:
+    for i in range(12):
+        t = (now + datetime.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        f.write("e2e-victim2;$(touch /tmp/pwned)\t" + json.dumps({"@timestamp": t, "event": {"action": "login", "outcome": "failure", "reason": "bad_password"},
+                            "user": {"name": "e2e-victim2;$(touch /tmp/pwned)"}, "source": {"ip": "203.0.113.78"}}) + "\n")
+PY
+rm -f /tmp/pwned
+kcat -P -b "$BOOT" -t response-events -K $'\t' -l "$WORK/attack2.jsonl"
+for _ in $(seq 1 150); do
+  [ -s "$WORK/hook-exec.jsonl" ] && [ -s "$WORK/webhook.jsonl" ] && break
+  sleep 0.2
+done
+check "the attack fires the exec hook with the decision on stdin" python3 -c "
+import json; d=json.loads(open('$WORK/hook-exec.jsonl').readline())
+assert d['kind']=='decision' and d['state']=='on' and d['scope']=={'type':'user','value':'e2e-victim2;\$(touch /tmp/pwned)'} and d['by']=='policy:lock-brute-forced', d"
+check "the attack fires the webhook, signed with HMAC-SHA256" python3 -c "
+import json, hmac, hashlib; w=json.loads(open('$WORK/webhook.jsonl').readline())
+assert w['path']=='/portalwatch' and w['body']['state']=='on', w
+assert w['signature']=='sha256='+hmac.new(b'e2e-secret', w['raw'].encode(), hashlib.sha256).hexdigest(), w"
+check "a user name full of shell metacharacters reached the hooks only as data" test ! -e /tmp/pwned
+"${CTL[@]}" status > "$WORK/status1.txt" 2>&1
+check "portalwatchctl status shows the lockdown" grep -q 'user:e2e-victim2' "$WORK/status1.txt"
+"${CTL[@]}" --json status > "$WORK/status1.json" 2>&1
+check "portalwatchctl --json status lists it with who decided" python3 -c "
+import json; s=json.load(open('$WORK/status1.json'))
+assert [l['by'] for l in s['lockdowns']]==['policy:lock-brute-forced'], s"
+# A restart keeps the lockdown and does not run its "on" hooks again.
+kill -TERM "$RESP_PID"; wait "$RESP_PID"; rc=$?
+check "the response daemon stops cleanly" test "$rc" -eq 0
+"$PWD_BIN" run --config "$WORK/response.yaml" 2> "$WORK/response2.log" &
+RESP_PID=$!
+for _ in $(seq 1 100); do "${CTL[@]}" status > "$WORK/status2.txt" 2>/dev/null && break; sleep 0.2; done
+check "after a restart portalwatchctl status still shows the lockdown" grep -q 'user:e2e-victim2' "$WORK/status2.txt"
+check "the restarted daemon says what is in force" grep -q 'lockdown in force since' "$WORK/response2.log"
+sleep 5  # time for a wrongly repeated hook to show
+check "the restart did not run the on hooks again" bash -c "[ \$(wc -l < '$WORK/hook-exec.jsonl') -eq 1 ] && [ \$(wc -l < '$WORK/webhook.jsonl') -eq 1 ]"
+"${CTL[@]}" lockdown off --scope 'user:e2e-victim2;$(touch /tmp/pwned)' --reason "password reset, INC-1" > "$WORK/off.txt" 2>&1
+check "portalwatchctl lockdown off is accepted" grep -q 'lockdown off' "$WORK/off.txt"
+for _ in $(seq 1 100); do
+  [ "$(wc -l < "$WORK/hook-exec.jsonl")" -ge 2 ] && [ "$(wc -l < "$WORK/webhook.jsonl")" -ge 2 ] && break
+  sleep 0.1
+done
+check "lockdown off runs the off hooks, recorded with who and why" python3 -c "
+import json; d=json.loads(open('$WORK/hook-exec.jsonl').read().splitlines()[1])
+assert d['state']=='off' and d['by'].startswith('operator:') and d['reason']=='password reset, INC-1', d
+w=json.loads(open('$WORK/webhook.jsonl').read().splitlines()[1]); assert w['body']['state']=='off', w"
+check "the decision log has both decisions" test "$(wc -l < "$WORK/decisions.jsonl")" -eq 2
+"${CTL[@]}" lockdown off --scope 'user:e2e-victim2;$(touch /tmp/pwned)' --reason again > /dev/null 2>&1; rc=$?
+check "releasing what is not on is refused (exit 1)" test "$rc" -eq 1
+kill -TERM "$RESP_PID"; wait "$RESP_PID"
+kill "$WEB_PID" 2>/dev/null; wait "$WEB_PID" 2>/dev/null
 kill -TERM "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null
 
 echo
