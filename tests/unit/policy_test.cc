@@ -329,3 +329,55 @@ TEST_CASE("policy: a lockdown's stored form round-trips and rejects damage; rest
 }
 
 }  // namespace portalwatch
+
+namespace portalwatch {
+
+TEST_CASE("policy: an allowlisted network is never blocked; a silenced detector decides nothing until its time") {
+  PolicyConfig p;
+  p.name = "block";
+  p.detectors = {"password_spray"};
+  p.scope = ScopeType::kIp;
+  PolicyEngine e({p});
+  Made out;
+  e.allow({*IpNetwork::parse("198.51.100.0/24"), "state office", "operator:jsmith", kT0});
+  e.on_finding(spray("198.51.100.7", kT0), out);
+  CHECK(out.all.empty());
+  CHECK(e.disallow(*IpNetwork::parse("198.51.100.0/24")));
+  CHECK_FALSE(e.disallow(*IpNetwork::parse("198.51.100.0/24")));
+  e.on_finding(spray("198.51.100.7", kT0 + 1), out);
+  CHECK(out.all.size() == 1);
+
+  e.silence({"password_spray", kT0 + kHourMs, "operator:jsmith", "pen test"});
+  REQUIRE(e.silences().size() == 1);
+  e.on_finding(spray("203.0.113.5", kT0 + 30 * kMinuteMs), out);
+  CHECK(out.all.size() == 1);
+  e.on_finding(spray("203.0.113.5", kT0 + kHourMs), out);
+  CHECK(out.all.size() == 2);
+  e.silence({"password_spray", 0, "operator:jsmith", ""});
+  CHECK(e.silences().empty());
+}
+
+TEST_CASE("policy: a reload keeps lockdowns in force and their expiry") {
+  PolicyConfig p;
+  p.name = "block";
+  p.detectors = {"password_spray"};
+  p.scope = ScopeType::kIp;
+  p.durations = {15 * kMinuteMs};
+  PolicyEngine e({p});
+  Made out;
+  e.on_finding(spray("203.0.113.9", kT0), out);
+  REQUIRE(out.all.size() == 1);
+  PolicyConfig q = p;
+  q.count = 5;
+  e.reconfigure({q}, false);
+  CHECK(e.active().size() == 1);
+  e.tick(kT0 + 15 * kMinuteMs, out);
+  REQUIRE(out.all.size() == 2);
+  CHECK_FALSE(out.all[1].on);
+  for (int i = 0; i < 4; ++i) e.on_finding(spray("203.0.113.10", kT0 + kHourMs + i), out);
+  CHECK(out.all.size() == 2);  // the new count (5) applies
+  e.on_finding(spray("203.0.113.10", kT0 + kHourMs + 5), out);
+  CHECK(out.all.size() == 3);
+}
+
+}  // namespace portalwatch
