@@ -238,6 +238,7 @@ TEST_CASE("ip: parsing, canonical text, prefixes and networks") {
   CHECK_FALSE(IpAddress::parse("fe80::1%eth0").has_value());
   CHECK_FALSE(IpAddress::parse("1.2.3").has_value());
   CHECK_FALSE(IpAddress::parse("").has_value());
+  CHECK_FALSE(IpAddress::parse(std::string_view("1.2.3.4\0junk", 12)).has_value());  // not cut at a NUL
   CHECK(IpAddress::parse("192.0.2.77")->masked(24).to_string() == "192.0.2.0");
   CHECK(IpAddress::parse("2001:db8:1:2:3:4:5:6")->masked(64).to_string() == "2001:db8:1:2::");
   const auto net = IpNetwork::parse("10.0.0.0/8");
