@@ -104,6 +104,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
                      l.decision.dry_run ? " (dry run)" : "", l.decision.reason);
         policies_.restore(l);
       }
+      metrics_.set_lockdowns(policies_.active());
     }
     if (!config_.hooks.empty()) {
       hooks_ = std::make_unique<HookRunner>(

@@ -270,6 +270,10 @@ void Metrics::count_decision(const Decision& d, const std::map<std::string, Lock
              {"scope", std::string(to_string(d.scope.type))},
              {"origin", d.by.rfind("operator:", 0) == 0 ? "operator" : "policy"}})
       .Increment();
+  set_lockdowns(active);
+}
+
+void Metrics::set_lockdowns(const std::map<std::string, Lockdown>& active) {
   std::array<double, kScopeTypeCount> n{};
   for (const auto& [key, l] : active) n[static_cast<std::size_t>(l.decision.scope.type)] += 1;
   for (std::size_t t = 0; t < kScopeTypeCount; ++t) lockdowns_active_[t]->Set(n[t]);

@@ -46,6 +46,8 @@ class Metrics {
   /// A decision made (labels: action, state, scope type, origin policy|operator — never the
   /// scope's value) and the lockdowns now in force, by scope type.
   void count_decision(const Decision& d, const std::map<std::string, Lockdown>& active);
+  /// The lockdowns in force, by scope type (also after a restart, before any new decision).
+  void set_lockdowns(const std::map<std::string, Lockdown>& active);
 
   prometheus::Histogram& processing_latency;  ///< seconds to decode and detect one event
   prometheus::Gauge& consumer_lag;            ///< messages behind the partitions' high watermarks

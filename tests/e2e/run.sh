@@ -260,6 +260,7 @@ check "run commits and logs its shutdown" grep -q "stopped after 12 events (0 re
 
 # --- response: a policy's lockdown runs an exec hook and a webhook; portalwatchctl; a restart ------
 WPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+RMPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 python3 "$SRC/tests/e2e/webhook_server.py" "$WPORT" "$WORK/webhook.jsonl" &
 WEB_PID=$!
 printf 'e2e-secret\n' > "$WORK/webhook.secret"
@@ -270,7 +271,7 @@ kafka:
   topics: [response-events]
   commit_interval_ms: 200
 metrics:
-  enabled: false
+  listen: "127.0.0.1:$RMPORT"
 state:
   path: "$WORK/state"
 control:
@@ -333,6 +334,8 @@ RESP_PID=$!
 for _ in $(seq 1 100); do "${CTL[@]}" status > "$WORK/status2.txt" 2>/dev/null && break; sleep 0.2; done
 check "after a restart portalwatchctl status still shows the lockdown" grep -q 'user:e2e-victim2' "$WORK/status2.txt"
 check "the restarted daemon says what is in force" grep -q 'lockdown in force since' "$WORK/response2.log"
+curl -sf "http://127.0.0.1:$RMPORT/metrics" > "$WORK/response-metrics.txt"
+check "after a restart the lockdown gauge still counts it" grep -qE '^portalwatch_lockdowns_active\{scope="user"\} 1' "$WORK/response-metrics.txt"
 sleep 5  # time for a wrongly repeated hook to show
 check "the restart did not run the on hooks again" bash -c "[ \$(wc -l < '$WORK/hook-exec.jsonl') -eq 1 ] && [ \$(wc -l < '$WORK/webhook.jsonl') -eq 1 ]"
 "${CTL[@]}" lockdown off --scope 'user:e2e-victim2;$(touch /tmp/pwned)' --reason "password reset, INC-1" > "$WORK/off.txt" 2>&1
