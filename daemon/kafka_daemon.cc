@@ -21,6 +21,7 @@
 #include "daemon/hooks.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
+#include "daemon/service_notify.h"
 #include "daemon/state_store.h"
 #include "daemon/system_clock.h"
 #include "detectors/json_writer.h"
@@ -207,6 +208,8 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
 
   void run(const std::atomic<bool>& stop) {
     const auto started = Clock::now();
+    notifier_.ready(service_status());
+    auto next_status = started + std::chrono::seconds(10);
     auto next_commit = started + std::chrono::milliseconds(config_.kafka.commit_interval_ms);
     auto next_sync = started;
     auto next_tick = started;
@@ -219,6 +222,11 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       if (producer_) producer_->poll(0);
       if (hooks_) drain_hook_results();
       drain_control();
+      notifier_.keepalive();  // from the loop itself: a loop that stalls stops pinging
+      if (now >= next_status) {
+        notifier_.status(service_status());
+        next_status = now + std::chrono::seconds(10);
+      }
       if (now >= next_tick) {
         // Lockdowns end on the wall clock too: one that took the portal down stops the events.
         policies_.tick(std::max(engine_.watermark(), wall_clock_.now()), *this);
@@ -926,7 +934,15 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     delete_partitions(parts);
   }
 
+  // One line for `systemctl status`.
+  std::string service_status() const {
+    return fmt::format("{} events, {} rejected, {} findings, {} lockdown(s) in force, lag {}", engine_.stats().received,
+                       engine_.stats().rejected_total(), published_, policies_.active().size(),
+                       static_cast<std::int64_t>(metrics_.consumer_lag.Value()));
+  }
+
   void shutdown() {
+    notifier_.stopping("shutting down: " + service_status());
     stop_control();
     spdlog::info("shutting down: committing processed offsets");
     commit_processed(nullptr);
@@ -968,6 +984,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   PolicyEngine policies_;
   std::unique_ptr<HookRunner> hooks_;
   std::unique_ptr<ControlServer> control_;
+  ServiceNotifier notifier_;
   std::mutex control_mu_;
   std::vector<std::shared_ptr<ControlTask>> control_tasks_;  // from the control server's thread
   bool control_stopping_ = false;
