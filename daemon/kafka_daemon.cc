@@ -41,6 +41,10 @@ std::atomic<bool> g_stop{false};
 
 void on_stop_signal(int) { g_stop.store(true); }
 
+std::atomic<bool> g_reload{false};
+
+void on_reload_signal(int) { g_reload.store(true); }
+
 // Builds a librdkafka configuration; a property librdkafka refuses is a start-up error naming it.
 std::unique_ptr<RdKafka::Conf> make_conf(const std::map<std::string, std::string>& props, std::string& error) {
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
@@ -222,6 +226,12 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       if (producer_) producer_->poll(0);
       if (hooks_) drain_hook_results();
       drain_control();
+      if (g_reload.exchange(false)) {
+        notifier_.status("reloading");
+        const ControlReply r = reload();
+        if (!r.ok) spdlog::error("SIGHUP: {}", r.error_message);
+        notifier_.status(service_status());
+      }
       notifier_.keepalive();  // from the loop itself: a loop that stalls stops pinging
       if (now >= next_status) {
         notifier_.status(service_status());
@@ -1022,6 +1032,11 @@ const std::atomic<bool>& install_stop_signals() {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
+  // SIGHUP (systemctl reload): the same reload as `portalwatchctl reload`, on the event loop.
+  struct sigaction hup{};
+  hup.sa_handler = on_reload_signal;
+  sigemptyset(&hup.sa_mask);
+  sigaction(SIGHUP, &hup, nullptr);
   return g_stop;
 }
 

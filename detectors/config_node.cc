@@ -1,5 +1,7 @@
 #include "detectors/config_node.h"
 
+#include <map>
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -165,6 +167,19 @@ MapReader::MapReader(const ConfigNode& node) : node_(node) {
   if (node_.defined() && !node_.is_map()) {
     node_.error("expected a mapping, got " + describe(node_.yaml()));
     finished_ = true;
+    return;
+  }
+  if (!node_.is_map()) return;
+  // YAML parsers keep one of two equal keys silently; a configuration that says a thing twice
+  // is a mistake worth naming.
+  std::map<std::string, int, std::less<>> lines;
+  for (const auto& kv : node_.yaml()) {
+    if (!kv.first.IsScalar()) continue;
+    const std::string key = kv.first.Scalar();
+    const auto [it, fresh] = lines.emplace(key, kv.first.Mark().line + 1);
+    if (!fresh)
+      node_.diags().error(kv.first.Mark(), node_.path().empty() ? key : node_.path() + "." + key,
+                          "given twice (first on line " + std::to_string(it->second) + ")");
   }
 }
 

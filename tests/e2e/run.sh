@@ -351,6 +351,17 @@ w=json.loads(open('$WORK/webhook.jsonl').read().splitlines()[1]); assert w['body
 check "the decision log has both decisions" test "$(wc -l < "$WORK/decisions.jsonl")" -eq 2
 "${CTL[@]}" lockdown off --scope 'user:e2e-victim2;$(touch /tmp/pwned)' --reason again > /dev/null 2>&1; rc=$?
 check "releasing what is not on is refused (exit 1)" test "$rc" -eq 1
+# SIGHUP (systemctl reload): a valid file is swapped in; a broken one is refused and nothing stops.
+kill -HUP "$RESP_PID"
+for _ in $(seq 1 50); do grep -q 'configuration reloaded' "$WORK/response2.log" && break; sleep 0.1; done
+check "SIGHUP reloads the configuration" grep -q 'configuration reloaded from' "$WORK/response2.log"
+cp "$WORK/response.yaml" "$WORK/response.good"
+printf 'policies:\n  - name: broken\n    scope: nowhere\n' >> "$WORK/response.yaml"
+kill -HUP "$RESP_PID"
+for _ in $(seq 1 50); do grep -q 'reload refused' "$WORK/response2.log" && break; sleep 0.1; done
+check "SIGHUP with a broken file is refused with its errors, the daemon keeps running" bash -c "
+  grep -q 'reload refused' '$WORK/response2.log' && grep -q 'response.yaml:[0-9]*:[0-9]*: ' '$WORK/response2.log' && kill -0 $RESP_PID"
+cp "$WORK/response.good" "$WORK/response.yaml"
 kill -TERM "$RESP_PID"; wait "$RESP_PID"
 kill "$WEB_PID" 2>/dev/null; wait "$WEB_PID" 2>/dev/null
 kill -TERM "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null

@@ -128,3 +128,13 @@ TEST_CASE("config: an empty file means all defaults") {
 }
 
 }  // namespace portalwatch
+
+namespace portalwatch {
+
+TEST_CASE("config: a key given twice is an error naming both places") {
+  const ConfigResult r = load_config_text("kafka:\n  group_id: a\n  topics: [x]\n  group_id: b\n", "dup.yaml");
+  CHECK_FALSE(r.config);
+  CHECK(r.errors.find("dup.yaml:4:3: kafka.group_id: given twice (first on line 2)") != std::string::npos);
+}
+
+}  // namespace portalwatch
