@@ -310,6 +310,22 @@ Rendered render_reload(Node r) {
   Rendered out;
   if (boolean(r, "reloaded")) {
     out.out = "configuration reloaded\n";
+    const Node d = r["detectors"];
+    static constexpr std::pair<const char*, const char*> kGroups[] = {
+        {"kept", "new settings, state kept"},
+        {"restarted", "restarted (type or window changed, counting starts again)"},
+        {"added", "added"},
+        {"removed", "removed"}};
+    for (const auto& [key, label] : kGroups) {
+      std::string names;
+      for (Node n : array(d, key))
+        if (const auto t = n.string()) names += (names.empty() ? "" : ", ") + terminal_safe(*t);
+      if (!names.empty()) out.out += std::string("  detectors ") + label + ": " + names + "\n";
+    }
+    std::string later;
+    for (Node n : array(r, "unchanged_until_restart"))
+      if (const auto t = n.string()) later += (later.empty() ? "" : ", ") + terminal_safe(*t);
+    if (!later.empty()) out.out += "  unchanged until a restart: " + later + "\n";
     return out;
   }
   out.err = "reload failed; the running configuration stays:\n";

@@ -598,24 +598,29 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
                    policies_.silences().size());
   }
 
-  // Reload: the configuration file is read and checked whole; the response side (policies,
-  // hooks, the decision log and dry-run) is swapped in, keeping lockdowns, the allowlist and
-  // silences. Detectors, Kafka, metrics and state keep the configuration they started with.
+  // Reload: the configuration file is read and checked whole (an error anywhere changes nothing).
+  // Then, between two events: the detectors take their new settings keeping their windows and
+  // tables where the state's layout allows (Engine::reconfigure), and so do the input, time and
+  // sources settings; the response side (policies, hooks, the decision log and dry-run) is swapped
+  // in keeping lockdowns, the allowlist and silences; the log format and level change. Kafka, the
+  // state store, profiles, metrics, control and GeoIP keep the settings they started with.
   ControlReply reload() {
     if (config_.source.empty() || config_.source[0] == '<')
       return ControlReply::failure(control_error::kFailed, "started with the built-in configuration: no file to re-read");
     ConfigResult loaded = load_config(config_.source);
     if (!loaded.config) {
-      std::string out = "{\"reloaded\":false,\"errors\":[";
-      std::size_t from = 0, n = 0;
-      for (std::size_t nl; (nl = loaded.errors.find('\n', from)) != std::string::npos; from = nl + 1) {
-        if (n++) out.push_back(',');
-        append_json_string(out, loaded.errors.substr(from, nl - from));
-      }
       spdlog::error("reload refused, the configuration in force stays:\n{}", loaded.errors);
       return ControlReply::failure(control_error::kFailed, "the configuration has errors; nothing changed:\n" + loaded.errors);
     }
     Config& next = *loaded.config;
+
+    metrics_.sync(engine_);  // counted under the old set of instances first
+    const Engine::ReloadReport detectors = engine_.reconfigure(next.engine, std::move(next.detectors));
+    metrics_.rebind_detectors(engine_);
+    SourcesConfig sources_in_force = std::move(config_.engine.sources);
+    config_.engine = next.engine;
+    if (!detectors.sources_applied) config_.engine.sources = std::move(sources_in_force);
+
     policies_.reconfigure(std::move(next.policies), next.decisions.dry_run);
     if (hooks_) {
       hooks_->stop(std::chrono::seconds(5));
@@ -631,11 +636,36 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       decision_log_.reset(next.decisions.log.empty() ? nullptr : std::fopen(next.decisions.log.c_str(), "ae"));
     }
     config_.decisions = next.decisions;
-    spdlog::warn("configuration reloaded from {}: {} policies, {} hooks", config_.source, policies_.policies().size(),
-                 config_.hooks.size());
-    return ControlReply::success(
-        "{\"reloaded\":true,\"errors\":[],\"applied\":[\"policies\",\"hooks\",\"decisions\"],"
-        "\"unchanged_until_restart\":[\"detectors\",\"kafka\",\"state\",\"metrics\",\"control\",\"geoip\"]}");
+    init_logging(next.log);
+    config_.log = next.log;
+
+    const auto names = [](const std::vector<std::string>& v) {
+      std::string out;
+      for (const auto& n : v) out += (out.empty() ? "" : ", ") + n;
+      return out.empty() ? std::string("none") : out;
+    };
+    spdlog::warn(
+        "configuration reloaded from {}: detectors with new settings and their state kept: {}; restarted "
+        "(type or window changed): {}; added: {}; removed: {}; {} policies, {} hooks{}",
+        config_.source, names(detectors.kept), names(detectors.restarted), names(detectors.added),
+        names(detectors.removed), policies_.policies().size(), config_.hooks.size(),
+        detectors.sources_applied ? "" : "; sources: new prefixes or learning period take effect at restart");
+    const auto json_names = [](const std::vector<std::string>& v) {
+      std::string out = "[";
+      for (size_t i = 0; i < v.size(); ++i) {
+        if (i) out.push_back(',');
+        append_json_string(out, v[i]);
+      }
+      return out + "]";
+    };
+    std::string out = "{\"reloaded\":true,\"errors\":[],\"applied\":[\"detectors\",\"input\",\"time\",";
+    if (detectors.sources_applied) out += "\"sources\",";
+    out += "\"policies\",\"hooks\",\"decisions\",\"log\"],\"detectors\":{\"kept\":" + json_names(detectors.kept) +
+           ",\"restarted\":" + json_names(detectors.restarted) + ",\"added\":" + json_names(detectors.added) +
+           ",\"removed\":" + json_names(detectors.removed) + "},\"unchanged_until_restart\":[";
+    if (!detectors.sources_applied) out += "\"sources\",";
+    out += "\"kafka\",\"state\",\"profiles\",\"metrics\",\"control\",\"geoip\"]}";
+    return ControlReply::success(out);
   }
 
   // Hooks run off the event path; their results come back on the hooks' threads and are taken

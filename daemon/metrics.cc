@@ -1,6 +1,9 @@
 #include "daemon/metrics.h"
 
+#include <set>
+
 #include <chrono>
+#include <set>
 #include <stdexcept>
 
 #include "portalwatch_version.h"
@@ -138,46 +141,35 @@ Metrics::Metrics(const Engine& engine, const GeoIp* geoip)
                               .Register(*registry_);
   for (std::size_t t = 0; t < kScopeTypeCount; ++t)
     lockdowns_active_[t] = &lockdown_family.Add({{"scope", std::string(to_string(static_cast<ScopeType>(t)))}});
-  auto& findings_family = BuildCounter()
-                              .Name("portalwatch_findings_total")
-                              .Help("Findings raised, by detector instance and severity")
-                              .Register(*registry_);
-  auto& keys_family = BuildGauge()
-                          .Name("portalwatch_detector_state_keys")
-                          .Help("Keys held in a detector's keyed table")
-                          .Register(*registry_);
-  auto& cap_family = BuildGauge()
-                         .Name("portalwatch_detector_state_capacity_keys")
-                         .Help("Configured cap of a detector's keyed table")
+  findings_family_ = &BuildCounter()
+                         .Name("portalwatch_findings_total")
+                         .Help("Findings raised, by detector instance and severity")
                          .Register(*registry_);
-  auto& evict_family = BuildCounter()
-                           .Name("portalwatch_detector_state_evictions_total")
-                           .Help("Live keys evicted because a table was full")
-                           .Register(*registry_);
-  auto& expire_family = BuildCounter()
-                            .Name("portalwatch_detector_state_expirations_total")
-                            .Help("Idle keys removed after their state aged out")
-                            .Register(*registry_);
-  for (const auto& d : engine.detectors()) {
-    std::array<prometheus::Counter*, kSeverityCount> by_severity{};
-    for (size_t s = 0; s < kSeverityCount; ++s)
-      by_severity[s] = &findings_family.Add({{"detector", std::string(d.detector->detector())},
-                                             {"name", d.common.name},
-                                             {"severity", std::string(to_string(static_cast<Severity>(s)))}});
-    findings_.push_back(by_severity);
-    std::vector<TableSeries> series;
-    for (const auto& t : d.detector->tables()) {
-      const prometheus::Labels labels{{"detector", d.common.name}, {"table", std::string(t.table)}};
-      series.push_back({&keys_family.Add(labels), &cap_family.Add(labels), &evict_family.Add(labels),
-                        &expire_family.Add(labels)});
-    }
-    tables_.push_back(std::move(series));
-  }
-  last_findings_.resize(engine.detectors().size());
+  keys_family_ = &BuildGauge()
+                      .Name("portalwatch_detector_state_keys")
+                      .Help("Keys held in a detector's keyed table")
+                      .Register(*registry_);
+  cap_family_ = &BuildGauge()
+                     .Name("portalwatch_detector_state_capacity_keys")
+                     .Help("Configured cap of a detector's keyed table")
+                     .Register(*registry_);
+  evict_family_ = &BuildCounter()
+                       .Name("portalwatch_detector_state_evictions_total")
+                       .Help("Live keys evicted because a table was full")
+                       .Register(*registry_);
+  expire_family_ = &BuildCounter()
+                        .Name("portalwatch_detector_state_expirations_total")
+                        .Help("Idle keys removed after their state aged out")
+                        .Register(*registry_);
+  bind_detectors(engine);
+  auto& keys_family = *keys_family_;
+  auto& cap_family = *cap_family_;
+  auto& evict_family = *evict_family_;
+  auto& expire_family = *expire_family_;
   for (const auto& t : engine.tables()) {
     const prometheus::Labels labels{{"detector", "engine"}, {"table", std::string(t.table)}};
     engine_tables_.push_back({&keys_family.Add(labels), &cap_family.Add(labels), &evict_family.Add(labels),
-                              &expire_family.Add(labels)});
+                              &expire_family.Add(labels), 0, 0, std::string(t.table)});
   }
 
   if (geoip) {
@@ -235,6 +227,46 @@ void Metrics::sync_table(TableSeries& series, const TableStats& stats) {
   add_delta(*series.evictions, stats.evictions, series.last_evictions);
   add_delta(*series.expirations, stats.expirations, series.last_expirations);
 }
+
+void Metrics::bind_detectors(const Engine& engine) {
+  // Table series that the new set of instances does not have go (a gauge left behind would show
+  // keys nobody holds); the findings counters stay (a counter that vanished would read as a reset).
+  std::set<std::pair<std::string, std::string>> kept;
+  for (const auto& d : engine.detectors())
+    for (const auto& t : d.detector->tables()) kept.emplace(d.common.name, std::string(t.table));
+  for (size_t i = 0; i < tables_.size(); ++i) {
+    for (const TableSeries& t : tables_[i]) {
+      if (kept.count({bound_names_[i], t.table})) continue;
+      keys_family_->Remove(t.keys);
+      cap_family_->Remove(t.capacity);
+      evict_family_->Remove(t.evictions);
+      expire_family_->Remove(t.expirations);
+    }
+  }
+  findings_.clear();
+  tables_.clear();
+  bound_names_.clear();
+  for (const auto& d : engine.detectors()) {
+    std::array<prometheus::Counter*, kSeverityCount> by_severity{};
+    for (size_t s = 0; s < kSeverityCount; ++s)
+      by_severity[s] = &findings_family_->Add({{"detector", std::string(d.detector->detector())},
+                                               {"name", d.common.name},
+                                               {"severity", std::string(to_string(static_cast<Severity>(s)))}});
+    findings_.push_back(by_severity);
+    std::vector<TableSeries> series;
+    for (const auto& t : d.detector->tables()) {
+      const prometheus::Labels labels{{"detector", d.common.name}, {"table", std::string(t.table)}};
+      // Counted from the table as it is now: a kept instance goes on, a new one starts at zero.
+      series.push_back({&keys_family_->Add(labels), &cap_family_->Add(labels), &evict_family_->Add(labels),
+                        &expire_family_->Add(labels), t.evictions, t.expirations, std::string(t.table)});
+    }
+    tables_.push_back(std::move(series));
+    bound_names_.push_back(d.common.name);
+  }
+  last_findings_ = engine.detector_counts();
+}
+
+void Metrics::rebind_detectors(const Engine& engine) { bind_detectors(engine); }
 
 void Metrics::sync(const Engine& engine) {
   const EngineStats& s = engine.stats();

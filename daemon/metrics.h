@@ -43,6 +43,10 @@ class Metrics {
   /// Copies the engine's counters and state sizes (as deltas, so counters stay monotonic). Cheap;
   /// call a few times a second from the thread that owns the engine.
   void sync(const Engine& engine);
+  /// After Engine::reconfigure (a reload; call sync before it): series for the new set of
+  /// detector instances. Counters go on from their values; instances no longer configured lose
+  /// their table series.
+  void rebind_detectors(const Engine& engine);
   /// A decision made (labels: action, state, scope type, origin policy|operator — never the
   /// scope's value) and the lockdowns now in force, by scope type.
   void count_decision(const Decision& d, const std::map<std::string, Lockdown>& active);
@@ -73,6 +77,7 @@ class Metrics {
     prometheus::Counter* expirations;
     std::uint64_t last_evictions = 0;
     std::uint64_t last_expirations = 0;
+    std::string table;
   };
 
   std::unique_ptr<prometheus::Exposer> exposer_;
@@ -85,6 +90,14 @@ class Metrics {
   prometheus::Family<prometheus::Counter>* decisions_family_ = nullptr;
   std::array<prometheus::Gauge*, kScopeTypeCount> lockdowns_active_{};
   static void sync_table(TableSeries& series, const TableStats& stats);
+  void bind_detectors(const Engine& engine);
+
+  prometheus::Family<prometheus::Counter>* findings_family_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* keys_family_ = nullptr;
+  prometheus::Family<prometheus::Gauge>* cap_family_ = nullptr;
+  prometheus::Family<prometheus::Counter>* evict_family_ = nullptr;
+  prometheus::Family<prometheus::Counter>* expire_family_ = nullptr;
+  std::vector<std::string> bound_names_;  // detector instance of each tables_ entry
 
   const GeoIp* geoip_ = nullptr;
   std::array<std::array<prometheus::Counter*, kGeoLookupResultCount>, kGeoDatabaseKindCount> geoip_lookups_{};

@@ -138,4 +138,14 @@ std::vector<TableStats> AccountTakeoverDetector::tables() const {
           failures_.stats(KeyedTable<Failures>::kBytesPerKey)};
 }
 
+// A reload keeps the counted state unless the new settings change its layout (see Detector).
+bool AccountTakeoverDetector::adopt_settings(Detector& next) {
+  auto* n = dynamic_cast<AccountTakeoverDetector*>(&next);
+  if (!n || !(config_.window_ms == n->config_.window_ms && config_.failure_window_ms == n->config_.failure_window_ms)) return false;
+  config_ = n->config_;
+  suspects_.set_capacity(config_.max_accounts);
+  failures_.set_capacity(config_.max_accounts);
+  return true;
+}
+
 }  // namespace portalwatch

@@ -59,6 +59,7 @@ class AccountTakeoverDetector final : public Detector {
   FieldSet fields_used() const override;
   bool uses_profiles() const override { return true; }
   std::vector<TableStats> tables() const override;
+  bool adopt_settings(Detector& next) override;
 
   enum Why : std::uint8_t {
     kNewDeviceAndNetwork = 1,

@@ -176,4 +176,15 @@ std::vector<TableStats> AutomationDetector::tables() const {
   return {sources_.stats(KeyedTable<Source, IpAddress, IpHash>::kBytesPerKey)};
 }
 
+// A reload keeps the counted state unless the new settings change its layout (see Detector).
+bool AutomationDetector::adopt_settings(Detector& next) {
+  auto* n = dynamic_cast<AutomationDetector*>(&next);
+  if (!n || !(config_.window_ms == n->config_.window_ms)) return false;
+  config_ = n->config_;
+  patterns_ = n->patterns_;
+  cache_ = {};  // classifications made with the old patterns
+  sources_.set_capacity(config_.max_sources);
+  return true;
+}
+
 }  // namespace portalwatch

@@ -60,6 +60,7 @@ class AutomationDetector final : public Detector {
   }
   bool uses_source_class() const override { return true; }
   std::vector<TableStats> tables() const override;
+  bool adopt_settings(Detector& next) override;
 
   /// Whether a User-Agent is a listed tool (cached by hash).
   bool is_tool(std::string_view user_agent);

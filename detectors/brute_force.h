@@ -29,6 +29,7 @@ class BruteForceDetector final : public Detector {
   void on_time(TimeMs watermark, FindingSink& out) override;
   FieldSet fields_used() const override { return kAlwaysDecodedFields; }
   std::vector<TableStats> tables() const override;
+  bool adopt_settings(Detector& next) override;
 
  private:
   static constexpr int kBuckets = 10;

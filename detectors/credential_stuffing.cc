@@ -331,4 +331,15 @@ std::vector<TableStats> CredentialStuffingDetector::tables() const {
           asns_.stats(KeyedTable<Asn, std::uint32_t, std::hash<std::uint32_t>>::kBytesPerKey)};
 }
 
+// A reload keeps the counted state unless the new settings change its layout (see Detector).
+bool CredentialStuffingDetector::adopt_settings(Detector& next) {
+  auto* n = dynamic_cast<CredentialStuffingDetector*>(&next);
+  if (!n || !(config_.window_ms == n->config_.window_ms)) return false;
+  config_ = n->config_;
+  sources_.set_capacity(config_.max_sources);
+  asns_.set_capacity(config_.max_asns);
+  dirty_ = true;  // judge the global count against the new steps at the next tick
+  return true;
+}
+
 }  // namespace portalwatch

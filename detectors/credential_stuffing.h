@@ -69,6 +69,7 @@ class CredentialStuffingDetector final : public Detector {
   }
   bool uses_source_class() const override { return true; }
   std::vector<TableStats> tables() const override;
+  bool adopt_settings(Detector& next) override;
 
   /// Per source: two half-window account sketches (32 four-bit registers each) and counters.
   struct Source {

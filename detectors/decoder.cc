@@ -54,7 +54,12 @@ bool cpu_runs_haswell_kernel() {
 }  // namespace
 
 EventDecoder::EventDecoder(const FieldMap& fields, std::size_t max_message_bytes, FieldSet decoded)
-    : impl_(std::make_unique<Impl>()), max_message_bytes_(max_message_bytes) {
+    : impl_(std::make_unique<Impl>()) {
+  reconfigure(fields, max_message_bytes, decoded);
+}
+
+void EventDecoder::reconfigure(const FieldMap& fields, std::size_t max_message_bytes, FieldSet decoded) {
+  max_message_bytes_ = max_message_bytes;
   decoded |= kAlwaysDecodedFields;
   impl_->backend = cpu_runs_haswell_kernel()
                        ? decoder_haswell::make_backend(fields, max_message_bytes, decoded, &stats_)

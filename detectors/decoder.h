@@ -72,6 +72,9 @@ class EventDecoder {
   /// copied into an internal padded buffer first.
   DecodeResult decode(std::string_view msg, bool padded, Event& ev) noexcept;
 
+  /// Decodes with new settings from the next message on (a reload); the counts go on.
+  void reconfigure(const FieldMap& fields, std::size_t max_message_bytes, FieldSet decoded);
+
   const DecoderStats& stats() const { return stats_; }
   std::size_t max_message_bytes() const { return max_message_bytes_; }
 

@@ -45,6 +45,15 @@ class Detector {
   virtual bool uses_profiles() const { return false; }
   /// Sizes of the keyed tables this detector holds, for metrics and memory accounting.
   virtual std::vector<TableStats> tables() const = 0;
+  /// A reload: takes the settings of `next` (built from the new configuration under the same
+  /// instance name) and keeps everything this instance has counted, returning true; or returns
+  /// false, changing nothing, when they cannot be carried over: another type, or settings that
+  /// change the shape of the state (a window's length, a prefix). The engine then puts `next` in
+  /// this instance's place and counting starts again for it.
+  virtual bool adopt_settings(Detector& next) {
+    (void)next;
+    return false;
+  }
 };
 
 /// Settings every configured detector instance has, whatever its type.

@@ -1,6 +1,7 @@
 #include "detectors/engine.h"
 
 #include <algorithm>
+#include <map>
 
 namespace portalwatch {
 
@@ -49,21 +50,67 @@ Engine::Engine(EngineOptions options, std::vector<DetectorInstance> detectors,
       counts_(detectors_.size()),
       wall_clock_(wall_clock),
       decoder_(options_.fields, options_.max_message_bytes, fields_used(detectors_)),
-      sources_(options_.sources) {
-  for (const auto& d : detectors_) classify_sources_ |= d.detector->uses_source_class();
-  if (any_uses_profiles(detectors_)) {
-    if (!profiles) {
-      own_profiles_ = std::make_unique<MemoryProfileBook>(options_.profiles.max_accounts,
-                                                          options_.profiles.ttl_ms);
-      profiles = own_profiles_.get();
-    }
-    profiles_ = profiles;
-  }
-  enrich_fields_ = fields_used(detectors_) & (kGeoFields | kAsFields);
-  if (enrich_fields_) enricher_ = enricher;
+      sources_(options_.sources),
+      given_profiles_(profiles),
+      given_enricher_(enricher) {
+  configure_from_detectors();
   if (options_.time.reference == TimeOptions::Reference::kWallClock && !wall_clock_)
     throw std::invalid_argument(
         "Engine: a wall clock is required for the wall-clock time reference");
+}
+
+// What follows from the set of detectors: source classification, profiles, enrichment.
+void Engine::configure_from_detectors() {
+  classify_sources_ = false;
+  for (const auto& d : detectors_) classify_sources_ |= d.detector->uses_source_class();
+  profiles_ = nullptr;
+  if (any_uses_profiles(detectors_)) {
+    if (!given_profiles_ && !own_profiles_)
+      own_profiles_ = std::make_unique<MemoryProfileBook>(options_.profiles.max_accounts,
+                                                          options_.profiles.ttl_ms);
+    profiles_ = given_profiles_ ? given_profiles_ : own_profiles_.get();
+  }
+  enrich_fields_ = fields_used(detectors_) & (kGeoFields | kAsFields);
+  enricher_ = enrich_fields_ ? given_enricher_ : nullptr;
+}
+
+Engine::ReloadReport Engine::reconfigure(const EngineOptions& options, std::vector<DetectorInstance> next) {
+  ReloadReport report;
+  std::map<std::string, size_t, std::less<>> old_index;
+  for (size_t i = 0; i < detectors_.size(); ++i) old_index.emplace(detectors_[i].common.name, i);
+  std::vector<DetectorCounts> counts(next.size());
+  std::vector<bool> carried(detectors_.size(), false);
+  for (size_t i = 0; i < next.size(); ++i) {
+    DetectorInstance& n = next[i];
+    const auto it = old_index.find(n.common.name);
+    if (it == old_index.end()) {
+      report.added.push_back(n.common.name);
+      continue;
+    }
+    DetectorInstance& old = detectors_[it->second];
+    carried[it->second] = true;
+    counts[i] = counts_[it->second];
+    if (old.common.type == n.common.type && old.detector->adopt_settings(*n.detector)) {
+      n.detector = std::move(old.detector);
+      report.kept.push_back(n.common.name);
+    } else {
+      report.restarted.push_back(n.common.name);
+    }
+  }
+  for (size_t i = 0; i < detectors_.size(); ++i)
+    if (!carried[i]) report.removed.push_back(detectors_[i].common.name);
+
+  report.sources_applied = sources_.reconfigure(options.sources);
+  options_.fields = options.fields;
+  options_.max_message_bytes = options.max_message_bytes;
+  options_.time.allowed_lateness_ms = options.time.allowed_lateness_ms;
+  options_.time.max_future_ms = options.time.max_future_ms;
+  if (report.sources_applied) options_.sources = options.sources;
+  detectors_ = std::move(next);
+  counts_ = std::move(counts);
+  decoder_.reconfigure(options_.fields, options_.max_message_bytes, fields_used(detectors_));
+  configure_from_detectors();
+  return report;
 }
 
 Engine::Result Engine::process(std::string_view message, bool padded, FindingSink& out, bool record_profiles) {

@@ -96,6 +96,24 @@ class Engine {
   /// Processes an already decoded event (ev.time is set here; the enricher fills what it lacks).
   void process_event(Event& ev, FindingSink& out, bool record_profiles = true);
 
+  /// What a reload did, by detector instance name.
+  struct ReloadReport {
+    std::vector<std::string> kept;       ///< new settings, counted state carried over
+    std::vector<std::string> restarted;  ///< replaced (another type, or a window/prefix changed): counting starts again
+    std::vector<std::string> added;
+    std::vector<std::string> removed;  ///< gone from the configuration or disabled
+    /// false: the sources section changed its prefixes or learning period, which only a restart
+    /// applies (the previous sources settings stay).
+    bool sources_applied = true;
+  };
+  /// A reload, between two events: the decoder's field names and size limit, the time options
+  /// (except the reference, fixed at start), the sources' trusted networks and thresholds, and the
+  /// detector instances. Instances are matched by name; one whose type and state layout are
+  /// unchanged takes its new settings and keeps its windows and tables (Detector::adopt_settings),
+  /// the others are replaced. Finding counts by instance name carry over. Profile options are not
+  /// changed.
+  ReloadReport reconfigure(const EngineOptions& options, std::vector<DetectorInstance> detectors);
+
   const EngineStats& stats() const { return stats_; }
   const DecoderStats& decoder_stats() const { return decoder_.stats(); }
   const std::vector<DetectorInstance>& detectors() const { return detectors_; }
@@ -123,8 +141,12 @@ class Engine {
   EventDecoder decoder_;  // after detectors_: built for the fields they use
   SourceClassifier sources_;
   bool classify_sources_ = false;  // some detector reads the source class
+  void configure_from_detectors();
+
   std::unique_ptr<MemoryProfileBook> own_profiles_;
-  ProfileBook* profiles_ = nullptr;  // set when some detector uses profiles
+  ProfileBook* given_profiles_ = nullptr;  // from the constructor (a persistent store), may be null
+  ProfileBook* profiles_ = nullptr;        // set when some detector uses profiles
+  Enricher* given_enricher_ = nullptr;
   Enricher* enricher_ = nullptr;     // set when some detector reads a field it can fill
   FieldSet enrich_fields_ = 0;       // those fields
   std::string user_buf_;

@@ -257,4 +257,16 @@ std::vector<TableStats> EnumerationDetector::tables() const {
           privileged_.stats(KeyedTable<std::uint8_t>::kBytesPerKey)};
 }
 
+// A reload keeps the counted state unless the new settings change its layout (see Detector).
+bool EnumerationDetector::adopt_settings(Detector& next) {
+  auto* n = dynamic_cast<EnumerationDetector*>(&next);
+  if (!n || !(config_.window_ms == n->config_.window_ms)) return false;
+  config_ = n->config_;
+  ips_.set_capacity(config_.max_readers);
+  sessions_.set_capacity(config_.max_readers);
+  users_.set_capacity(config_.max_readers);
+  privileged_.set_capacity(config_.max_privileged_accounts);
+  return true;
+}
+
 }  // namespace portalwatch

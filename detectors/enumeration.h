@@ -59,6 +59,7 @@ class EnumerationDetector final : public Detector {
   FieldSet fields_used() const override;
   bool uses_source_class() const override { return config_.by_ip; }
   std::vector<TableStats> tables() const override;
+  bool adopt_settings(Detector& next) override;
 
   /// Per reader: two half-window record sketches (64 four-bit registers each), counters and the
   /// current sequential run.

@@ -168,4 +168,14 @@ void FailureSpikeDetector::evaluate(TimeMs now, FindingSink& out) {
   out.emit(std::move(f));
 }
 
+// A reload keeps the counted state unless the new settings change its layout (see Detector).
+bool FailureSpikeDetector::adopt_settings(Detector& next) {
+  auto* n = dynamic_cast<FailureSpikeDetector*>(&next);
+  if (!n || !(config_.bucket_ms == n->config_.bucket_ms)) return false;
+  config_ = n->config_;
+  ignored_mask_ = n->ignored_mask_;
+  ignored_words_ = n->ignored_words_;
+  return true;
+}
+
 }  // namespace portalwatch

@@ -55,6 +55,7 @@ class FailureSpikeDetector final : public Detector {
   void on_time(TimeMs watermark, FindingSink& out) override;
   FieldSet fields_used() const override { return kAlwaysDecodedFields; }
   std::vector<TableStats> tables() const override { return {}; }
+  bool adopt_settings(Detector& next) override;
 
   /// The failure ratio expected now (learned), or a negative value while warming up.
   double expected_ratio(TimeMs now) const;

@@ -127,4 +127,13 @@ std::vector<TableStats> ImpossibleTravelDetector::tables() const {
   return {accounts_.stats(KeyedTable<Account>::kBytesPerKey)};
 }
 
+// A reload keeps the counted state unless the new settings change its layout (see Detector).
+bool ImpossibleTravelDetector::adopt_settings(Detector& next) {
+  auto* n = dynamic_cast<ImpossibleTravelDetector*>(&next);
+  if (!n || !(config_.memory_ms == n->config_.memory_ms)) return false;
+  config_ = n->config_;
+  accounts_.set_capacity(config_.max_accounts);
+  return true;
+}
+
 }  // namespace portalwatch

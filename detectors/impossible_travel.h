@@ -61,6 +61,7 @@ class ImpossibleTravelDetector final : public Detector {
   FieldSet fields_used() const override;
   bool uses_source_class() const override { return true; }
   std::vector<TableStats> tables() const override;
+  bool adopt_settings(Detector& next) override;
 
   /// The account's last located sign-in.
   struct Account {

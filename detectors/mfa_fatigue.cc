@@ -77,4 +77,13 @@ std::vector<TableStats> MfaFatigueDetector::tables() const {
   return {accounts_.stats(KeyedTable<Account>::kBytesPerKey)};
 }
 
+// A reload keeps the counted state unless the new settings change its layout (see Detector).
+bool MfaFatigueDetector::adopt_settings(Detector& next) {
+  auto* n = dynamic_cast<MfaFatigueDetector*>(&next);
+  if (!n || !(config_.window_ms == n->config_.window_ms)) return false;
+  config_ = n->config_;
+  accounts_.set_capacity(config_.max_accounts);
+  return true;
+}
+
 }  // namespace portalwatch

@@ -31,6 +31,7 @@ class MfaFatigueDetector final : public Detector {
   void on_time(TimeMs watermark, FindingSink& out) override;
   FieldSet fields_used() const override { return kAlwaysDecodedFields; }
   std::vector<TableStats> tables() const override;
+  bool adopt_settings(Detector& next) override;
 
  private:
   static constexpr int kBuckets = 10;

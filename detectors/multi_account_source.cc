@@ -172,4 +172,15 @@ std::vector<TableStats> MultiAccountSourceDetector::tables() const {
           asns_.stats(KeyedTable<Source, std::uint32_t, std::hash<std::uint32_t>>::kBytesPerKey)};
 }
 
+// A reload keeps the counted state unless the new settings change its layout (see Detector).
+bool MultiAccountSourceDetector::adopt_settings(Detector& next) {
+  auto* n = dynamic_cast<MultiAccountSourceDetector*>(&next);
+  if (!n || !(config_.window_ms == n->config_.window_ms && config_.history_period_ms == n->config_.history_period_ms)) return false;
+  config_ = n->config_;
+  sources_.set_capacity(config_.max_sources);
+  devices_.set_capacity(config_.max_devices);
+  asns_.set_capacity(config_.max_asns);
+  return true;
+}
+
 }  // namespace portalwatch

@@ -57,6 +57,7 @@ class MultiAccountSourceDetector final : public Detector {
   FieldSet fields_used() const override;
   bool uses_source_class() const override { return config_.by_ip; }
   std::vector<TableStats> tables() const override;
+  bool adopt_settings(Detector& next) override;
 
   struct Source {
     std::array<DistinctCounter<6>, 2> accounts;  // two half windows, 64 registers each

@@ -134,4 +134,14 @@ std::vector<TableStats> PasswordSprayDetector::tables() const {
           asns_.stats(KeyedTable<Source, std::uint32_t, std::hash<std::uint32_t>>::kBytesPerKey)};
 }
 
+// A reload keeps the counted state unless the new settings change its layout (see Detector).
+bool PasswordSprayDetector::adopt_settings(Detector& next) {
+  auto* n = dynamic_cast<PasswordSprayDetector*>(&next);
+  if (!n || !(config_.window_ms == n->config_.window_ms)) return false;
+  config_ = n->config_;
+  sources_.set_capacity(config_.max_sources);
+  asns_.set_capacity(config_.max_asns);
+  return true;
+}
+
 }  // namespace portalwatch

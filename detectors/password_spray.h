@@ -45,6 +45,7 @@ class PasswordSprayDetector final : public Detector {
   FieldSet fields_used() const override { return kAlwaysDecodedFields | field_bit(Field::kAsNumber); }
   bool uses_source_class() const override { return true; }
   std::vector<TableStats> tables() const override;
+  bool adopt_settings(Detector& next) override;
 
   /// Per-source state: two half-window HyperLogLogs (128 four-bit registers each) and counters.
   struct Source {

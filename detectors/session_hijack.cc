@@ -110,4 +110,14 @@ std::vector<TableStats> SessionHijackDetector::tables() const {
   return {sessions_.stats(KeyedTable<Session>::kBytesPerKey)};
 }
 
+// A reload keeps the counted state unless the new settings change its layout (see Detector).
+bool SessionHijackDetector::adopt_settings(Detector& next) {
+  auto* n = dynamic_cast<SessionHijackDetector*>(&next);
+  if (!n || !(config_.session_idle_ms == n->config_.session_idle_ms && config_.ipv4_network_prefix == n->config_.ipv4_network_prefix &&
+      config_.ipv6_network_prefix == n->config_.ipv6_network_prefix)) return false;
+  config_ = n->config_;
+  sessions_.set_capacity(config_.max_sessions);
+  return true;
+}
+
 }  // namespace portalwatch

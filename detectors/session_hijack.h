@@ -36,6 +36,7 @@ class SessionHijackDetector final : public Detector {
   void on_time(TimeMs watermark, FindingSink& out) override;
   FieldSet fields_used() const override;
   std::vector<TableStats> tables() const override;
+  bool adopt_settings(Detector& next) override;
 
   /// How the session was established (its first event).
   struct Session {

@@ -37,6 +37,16 @@ SourceClassifier::SourceClassifier(SourcesConfig config)
       learned_("learning_sources", config_.max_learned_sources, config_.learning_period_ms),
       shared_("shared_sources", std::max<std::size_t>(16, config_.max_learned_sources / 10), 2 * config_.learning_period_ms) {}
 
+bool SourceClassifier::reconfigure(const SourcesConfig& next) {
+  if (next.ipv4_prefix != config_.ipv4_prefix || next.ipv6_prefix != config_.ipv6_prefix ||
+      next.learning_period_ms != config_.learning_period_ms)
+    return false;
+  config_ = next;
+  learned_.set_capacity(config_.max_learned_sources);
+  shared_.set_capacity(std::max<std::size_t>(16, config_.max_learned_sources / 10));
+  return true;
+}
+
 void SourceClassifier::observe(Event& ev, bool classify) {
   ev.source_key = aggregate(ev.source_ip);
   ev.source_key_prefix = static_cast<std::uint8_t>(ev.source_ip.v4 ? config_.ipv4_prefix : config_.ipv6_prefix);

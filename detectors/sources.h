@@ -56,6 +56,10 @@ class SourceClassifier {
   }
   std::vector<TableStats> tables() const;
   const SourcesConfig& config() const { return config_; }
+  /// A reload: takes next's trusted networks, thresholds and caps, keeping what was learned, and
+  /// returns true; returns false, changing nothing, when next aggregates sources to other prefixes
+  /// or learns over another period (the detectors' tables are keyed by those: a restart applies it).
+  bool reconfigure(const SourcesConfig& next);
 
  private:
   struct Learned {

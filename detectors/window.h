@@ -154,6 +154,8 @@ class KeyedTable {
   }
 
   std::size_t size() const { return map_.size(); }
+  /// A new cap (a reload). A table above a lower cap comes down by eviction as keys are added.
+  void set_capacity(std::size_t capacity) { capacity_ = std::max<std::size_t>(capacity, 8); }
   TableStats stats(std::size_t bytes_per_key) const {
     return {name_, map_.size(), capacity_, evictions_, expirations_, bytes_per_key};
   }
