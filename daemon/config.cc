@@ -145,6 +145,11 @@ void read_logging(MapReader& root, LogConfig& lc) {
       m.get_int("reject_log_interval_seconds", lc.reject_log_interval_seconds, 0, 3600));
 }
 
+void read_shutdown(MapReader& root, ShutdownConfig& sc) {
+  MapReader m(root.child("shutdown"));
+  sc.timeout_ms = m.get_int("timeout_seconds", sc.timeout_ms / kSecondMs, 1, 600) * kSecondMs;
+}
+
 }  // namespace
 
 ConfigResult load_config_text(std::string_view text, const std::string& source) {
@@ -173,6 +178,7 @@ ConfigResult load_config_text(std::string_view text, const std::string& source) 
     read_geoip(root, config.geoip);
     read_metrics(root, config.metrics);
     read_logging(root, config.log);
+    read_shutdown(root, config.shutdown);
     config.hooks = read_hooks(root);
     config.control = read_control(root);
     DetectorRegistry registry;

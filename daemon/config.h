@@ -52,6 +52,12 @@ struct StateConfig {
   TimeMs warmup_ms = 60 * kMinuteMs;
 };
 
+/// SIGTERM: how long the daemon may take to finish (hooks in progress, deliveries, the offset
+/// commit). The unit's TimeoutStopSec must be longer.
+struct ShutdownConfig {
+  TimeMs timeout_ms = 20 * kSecondMs;
+};
+
 struct ProfilesConfig {
   std::size_t cache_accounts = 100'000;  ///< profiles held in memory at once (with a state store)
 };
@@ -80,6 +86,7 @@ struct Config {
   KafkaConfig kafka;
   MetricsConfig metrics;
   LogConfig log;
+  ShutdownConfig shutdown;
   ControlConfig control;
   std::vector<DetectorInstance> detectors;
   DecisionsConfig decisions;

@@ -120,14 +120,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         return names;
       }());
     }
-    // Lockdowns in force whose "on" hooks had not all run before the stop are asserted again (the
-    // shipped hooks are idempotent); the others are known, not acted on twice.
-    for (const auto& [key, l] : policies_.active()) {
-      if (l.hooks_done || !hooks_) continue;
-      spdlog::warn("asserting again {} {} (its hooks had not all finished before the last stop)",
-                   to_string(l.decision.action), l.decision.scope.key());
-      run_hooks(l.decision, key);
-    }
+    assert_unfinished_lockdowns("before the last stop");
     if (store_) restore_settings();
     if (!config_.decisions.log.empty()) {
       decision_log_.reset(std::fopen(config_.decisions.log.c_str(), "ae"));
@@ -623,8 +616,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
 
     policies_.reconfigure(std::move(next.policies), next.decisions.dry_run);
     if (hooks_) {
-      hooks_->stop(std::chrono::seconds(5));
-      drain_hook_results();
+      stop_hooks(std::chrono::seconds(5));
       hooks_.reset();
     }
     pending_hooks_.clear();
@@ -632,6 +624,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     if (!config_.hooks.empty())
       hooks_ = std::make_unique<HookRunner>(
           config_.hooks, metrics_.registry(), [this](const HookResult& r) { on_hook_result(r); }, options_.hooks);
+    assert_unfinished_lockdowns("when the hooks were reloaded");
     if (next.decisions.log != config_.decisions.log) {
       decision_log_.reset(next.decisions.log.empty() ? nullptr : std::fopen(next.decisions.log.c_str(), "ae"));
     }
@@ -671,6 +664,28 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   // Hooks run off the event path; their results come back on the hooks' threads and are taken
   // up by the event loop (drain_hook_results), which records when an "on" decision's hooks have
   // all run.
+  // Lockdowns in force whose "on" hooks had not all run (the process stopped, or a reload replaced
+  // the hooks, first) are asserted again (the shipped hooks are idempotent); the others are known,
+  // not acted on twice.
+  void assert_unfinished_lockdowns(std::string_view when) {
+    if (!hooks_) return;
+    for (const auto& [key, l] : policies_.active()) {
+      if (l.hooks_done) continue;
+      spdlog::warn("asserting again {} {} (its hooks had not all finished {})", to_string(l.decision.action),
+                   l.decision.scope.key(), when);
+      run_hooks(l.decision, key);
+    }
+  }
+
+  // Stops the hooks within grace. What it cuts short (killed, or never run) does not count as done:
+  // the lockdown's hooks run again (assert_unfinished_lockdowns).
+  void stop_hooks(std::chrono::milliseconds grace) {
+    hooks_stopping_ = true;
+    hooks_->stop(grace);
+    drain_hook_results();
+    hooks_stopping_ = false;
+  }
+
   void run_hooks(const Decision& d, const std::string& key) {
     const std::size_t n = hooks_->hooks_for(d);
     if (n == 0) return;
@@ -711,6 +726,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
                       f.attempts == 1 ? "" : "s", f.detail);
       if (options_.on_hook) options_.on_hook(f.hook, id, f.outcome == HookOutcome::kSuccess, f.detail);
       if (!f.on) continue;
+      if (hooks_stopping_ && f.outcome != HookOutcome::kSuccess) continue;  // cut short: not done
       auto it = pending_hooks_.find(f.decision);
       if (it == pending_hooks_.end() || --it->second.second > 0) continue;
       // Every hook of this "on" decision has ended (ran, or failed and was reported): a restart
@@ -981,22 +997,42 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
                        static_cast<std::int64_t>(metrics_.consumer_lag.Value()));
   }
 
+  // SIGTERM: everything within config_.shutdown.timeout_ms. Offsets of processed events are
+  // committed first (nothing else can lose them); hooks in progress get the time left but a
+  // reserve for the rest (a hook killed here has its decision not marked done, so it runs again
+  // after the restart); then the decisions and findings still queued for Kafka are delivered.
   void shutdown() {
+    const auto started = Clock::now();
+    const auto deadline = started + std::chrono::milliseconds(config_.shutdown.timeout_ms);
+    const auto left = [&](std::chrono::milliseconds reserve) {
+      return std::max(std::chrono::milliseconds(0),
+                      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()) - reserve);
+    };
     notifier_.stopping("shutting down: " + service_status());
     stop_control();
-    spdlog::info("shutting down: committing processed offsets");
+    spdlog::info("shutting down (at most {} s): committing processed offsets", config_.shutdown.timeout_ms / 1000);
     commit_processed(nullptr);
     if (hooks_) {
-      // Hooks in progress get a bounded wait; what they finish is recorded.
-      hooks_->stop(std::chrono::seconds(5));
-      drain_hook_results();
+      // A quarter of the budget is kept for Kafka: deliveries and leaving the group.
+      stop_hooks(left(std::chrono::milliseconds(config_.shutdown.timeout_ms / 4)));
+      if (!pending_hooks_.empty())
+        spdlog::warn("{} lockdown decision(s) with hooks not finished at shutdown: they run again at the next start",
+                     pending_hooks_.size());
+    }
+    if (producer_) {
+      // Before leaving the group: what is delivered now is not re-sent from the outbox later.
+      const auto flush_ms = left(std::chrono::milliseconds(config_.shutdown.timeout_ms / 8));
+      if (producer_->flush(static_cast<int>(flush_ms.count())) != RdKafka::ERR_NO_ERROR)
+        spdlog::warn("{} message(s) to Kafka not delivered at shutdown: findings among them are sent again "
+                     "from the state store at the next start",
+                     producer_->outq_len());
     }
     consumer_->close();
-    if (producer_) producer_->flush(5000);
     metrics_.sync(engine_);
     const auto& s = engine_.stats();
-    spdlog::info("stopped after {} events ({} rejected), {} findings ({} repeats suppressed)", s.received,
-                 s.rejected_total(), published_, suppressed_);
+    spdlog::info("stopped after {} events ({} rejected), {} findings ({} repeats suppressed) in {} ms", s.received,
+                 s.rejected_total(), published_, suppressed_,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count());
   }
 
   static std::unique_ptr<StateStore> open_store(const StateConfig& sc, const ProfilesConfig& pc, std::string& error) {
@@ -1028,6 +1064,8 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   std::mutex control_mu_;
   std::vector<std::shared_ptr<ControlTask>> control_tasks_;  // from the control server's thread
   bool control_stopping_ = false;
+  bool hooks_stopping_ = false;  // hook results now come from stop(): failures are not "done"
+
   std::deque<std::string> recent_findings_, recent_decisions_;
   TimeMs started_at_ = 0;
   std::map<std::uint64_t, std::pair<std::string, std::size_t>> pending_hooks_;  // on decision → key, hooks left

@@ -212,7 +212,7 @@ check "demo says it places no address with a GeoIP database (its addresses are i
 check "demo serves no GeoIP counters without a database" bash -c "! grep -q '^portalwatch_geoip_lookups_total' '$WORK/metrics.txt'"
 
 # --- run: the daemon against the embedded broker, kcat as an independent client, SIGTERM -------
-"$PWD_BIN" broker --topic portal-events:2 --topic portalwatch-alerts --topic response-events:2 --bootstrap-file "$WORK/bootstrap" > /dev/null 2>&1 &
+"$PWD_BIN" broker --topic portal-events:2 --topic portalwatch-alerts --topic response-events:2 --topic reload-events:2 --topic reload-alerts --topic shutdown-events --bootstrap-file "$WORK/bootstrap" > /dev/null 2>&1 &
 BROKER_PID=$!
 for _ in $(seq 1 50); do [ -s "$WORK/bootstrap" ] && break; sleep 0.1; done
 BOOT=$(cat "$WORK/bootstrap" 2>/dev/null)
@@ -364,6 +364,144 @@ check "SIGHUP with a broken file is refused with its errors, the daemon keeps ru
 cp "$WORK/response.good" "$WORK/response.yaml"
 kill -TERM "$RESP_PID"; wait "$RESP_PID"
 kill "$WEB_PID" 2>/dev/null; wait "$WEB_PID" 2>/dev/null
+
+# --- reload under load: a threshold lowered by `portalwatchctl reload` while events stream in ------
+# brute_force starts at low 12, medium 20. Twelve failures on one account arrive among steady
+# traffic (a low finding says they were all processed), then medium goes to 13: the next failure is
+# medium with all thirteen counted (the state was kept, the new threshold is in force), and every
+# event streamed is processed.
+LMPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+write_reload_config() {
+  cat > "$WORK/reload.yaml" <<YAML
+kafka:
+  bootstrap_servers: "$BOOT"
+  group_id: e2e-reload
+  topics: [reload-events]
+  alerts_topic: reload-alerts
+  commit_interval_ms: 200
+metrics:
+  listen: "127.0.0.1:$LMPORT"
+control:
+  socket: "$WORK/reload-ctl.sock"
+detectors:
+  - type: brute_force
+    severity: {low: 12, medium: $1, high: 30}
+YAML
+}
+write_reload_config 20
+"$PWD_BIN" run --config "$WORK/reload.yaml" 2> "$WORK/reload.log" &
+RELOAD_PID=$!
+LCTL=("$CTL_BIN" --socket "$WORK/reload-ctl.sock")
+for _ in $(seq 1 100); do "${LCTL[@]}" status > /dev/null 2>&1 && break; sleep 0.2; done
+failures() {  # failures FROM COUNT: failed sign-ins on e2e-reload-victim, keyed by user name
+  python3 - "$1" "$2" <<'PY'
+import json, sys, datetime
+now = datetime.datetime.now(datetime.timezone.utc)
+for i in range(int(sys.argv[1]), int(sys.argv[1]) + int(sys.argv[2])):
+    t = (now + datetime.timedelta(milliseconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    print("e2e-reload-victim\t" + json.dumps({"@timestamp": t, "event": {"action": "login", "outcome": "failure", "reason": "bad_password"},
+          "user": {"name": "e2e-reload-victim"}, "source": {"ip": "203.0.113.79"}}))
+PY
+}
+# Steady load: 2,000 sign-ins a second for 8 seconds from 400 employees, keyed by user name.
+python3 - <<'PY' | kcat -P -b "$BOOT" -t reload-events -K $'\t' &
+import json, sys, time, datetime
+start = time.time()
+for i in range(16000):
+    while time.time() < start + i / 2000:
+        time.sleep(0.005)
+    t = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    user = "employee%03d" % (i % 400)
+    print(user + "\t" + json.dumps({"@timestamp": t, "event": {"action": "login", "outcome": "success"},
+          "user": {"name": user}, "source": {"ip": "198.51.100.%d" % (i % 200 + 1)}}), flush=(i % 200 == 0))
+PY
+LOAD_PID=$!
+sleep 1
+failures 0 12 | kcat -P -b "$BOOT" -t reload-events -K $'\t'
+for _ in $(seq 1 60); do
+  timeout 5 kcat -C -b "$BOOT" -t reload-alerts -o beginning -c 1 -e -q > "$WORK/reload-alert1.json" 2>/dev/null
+  [ -s "$WORK/reload-alert1.json" ] && break
+  sleep 0.2
+done
+check "under the old threshold twelve failures are low" grep -q '"severity":"low".*"failures":12,' "$WORK/reload-alert1.json"
+write_reload_config 13
+"${LCTL[@]}" reload > "$WORK/reload-reply.txt" 2>&1; rc=$?
+check "portalwatchctl reload under load is applied" test "$rc" -eq 0
+check "the reply says brute_force kept its state with its new settings" grep -q 'new settings, state kept: brute_force' "$WORK/reload-reply.txt"
+failures 12 1 | kcat -P -b "$BOOT" -t reload-events -K $'\t'
+wait "$LOAD_PID"
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$LMPORT/metrics" > "$WORK/reload-metrics.txt" && grep -qE '^portalwatch_events_received_total 16013$' "$WORK/reload-metrics.txt" && break
+  sleep 0.2
+done
+check "every event streamed across the reload is processed (16,013)" grep -qE '^portalwatch_events_received_total 16013$' "$WORK/reload-metrics.txt"
+timeout 10 kcat -C -b "$BOOT" -t reload-alerts -o beginning -e -q > "$WORK/reload-alerts.jsonl" 2>/dev/null
+check "the new threshold is in force with the failures before the reload counted: medium at 13 failures" python3 -c "
+import json; a=[json.loads(l) for l in open('$WORK/reload-alerts.jsonl') if l.strip()]
+assert len(a)==2, a
+f=a[1]; assert f['detector']=='brute_force' and f['severity']=='medium' and f['entity']['value']=='e2e-reload-victim', f
+assert f['evidence']['failures']==13, f"
+kill -TERM "$RELOAD_PID"; wait "$RELOAD_PID"; rc=$?
+check "the reloaded daemon stops cleanly" test "$rc" -eq 0
+
+# --- bounded shutdown: SIGTERM while a lockdown hook hangs ----------------------------------------
+# The hook would run a minute; shutdown.timeout_seconds is 3. The daemon kills it, exits 0 within
+# the bound, and the lockdown's hooks run again at the next start (the decision was not done).
+write_shutdown_config() {  # write_shutdown_config HOOK_ARGV
+  cat > "$WORK/shutdown.yaml" <<YAML
+kafka:
+  bootstrap_servers: "$BOOT"
+  group_id: e2e-shutdown
+  topics: [shutdown-events]
+  commit_interval_ms: 200
+metrics:
+  enabled: false
+state:
+  path: "$WORK/shutdown-state"
+control:
+  socket: "$WORK/shutdown-ctl.sock"
+shutdown:
+  timeout_seconds: 3
+detectors:
+  - type: brute_force
+policies:
+  - name: lock-brute-forced
+    when: {detectors: [brute_force], min_severity: medium}
+    scope: user
+    action: lockdown
+hooks:
+  - name: slow
+    type: exec
+    argv: $1
+    timeout_ms: 120000
+YAML
+}
+write_shutdown_config "[/usr/bin/python3, -c, \"import sys, time; open('$WORK/slow-hook.started', 'a').write(sys.stdin.read()); time.sleep(60)\"]"
+"$PWD_BIN" run --config "$WORK/shutdown.yaml" 2> "$WORK/shutdown.log" &
+SHUT_PID=$!
+python3 - <<'PY' | kcat -P -b "$BOOT" -t shutdown-events -K $'\t'
+import json, datetime
+now = datetime.datetime.now(datetime.timezone.utc)
+for i in range(12):
+    t = (now + datetime.timedelta(milliseconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    print("e2e-slow-victim\t" + json.dumps({"@timestamp": t, "event": {"action": "login", "outcome": "failure", "reason": "bad_password"},
+          "user": {"name": "e2e-slow-victim"}, "source": {"ip": "203.0.113.80"}}))
+PY
+for _ in $(seq 1 100); do [ -s "$WORK/slow-hook.started" ] && break; sleep 0.1; done
+check "the slow hook started" test -s "$WORK/slow-hook.started"
+T0=$(date +%s%N)
+kill -TERM "$SHUT_PID"; wait "$SHUT_PID"; rc=$?
+ELAPSED_MS=$(( ($(date +%s%N) - T0) / 1000000 ))
+check "SIGTERM with a hanging hook exits 0 within the 3 s bound (took ${ELAPSED_MS} ms)" test "$rc" -eq 0 -a "$ELAPSED_MS" -lt 4500
+check "the shutdown says the hook was cut short and will run again" grep -q 'hooks not finished at shutdown: they run again at the next start' "$WORK/shutdown.log"
+write_shutdown_config "[/usr/bin/tee, -a, \"$WORK/slow-hook.rerun\"]"
+"$PWD_BIN" run --config "$WORK/shutdown.yaml" 2> "$WORK/shutdown2.log" &
+SHUT_PID=$!
+for _ in $(seq 1 100); do [ -s "$WORK/slow-hook.rerun" ] && break; sleep 0.1; done
+check "after the restart the lockdown's hook runs again, once" bash -c "
+  grep -q 'asserting again lockdown user:e2e-slow-victim' '$WORK/shutdown2.log' && [ \$(wc -l < '$WORK/slow-hook.rerun') -eq 1 ]"
+kill -TERM "$SHUT_PID"; wait "$SHUT_PID"; rc=$?
+check "the restarted daemon stops cleanly" test "$rc" -eq 0
 kill -TERM "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null
 
 echo
