@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -222,6 +223,11 @@ int run_demo(const DemoOptions& options) {
   const int rc = run_daemon(std::move(config), dopts, install_stop_signals());
   traffic.stop();
   std::printf("demo: %llu simulated events produced\n", static_cast<unsigned long long>(traffic.produced()));
+  if (!hook_dir.empty()) {
+    // The demo's files (decision record, flags, control socket) go with it.
+    std::error_code ec;
+    std::filesystem::remove_all(hook_dir, ec);
+  }
   return rc;
 }
 

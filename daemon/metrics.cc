@@ -135,6 +135,15 @@ Metrics::Metrics(const Engine& engine, const GeoIp* geoip)
                             .Name("portalwatch_decisions_total")
                             .Help("Decisions made, by action, state (on/off), scope type and origin (policy/operator)")
                             .Register(*registry_);
+  // Every series exists from the start at 0, so increase() sees the first decision.
+  for (const auto action : {DecisionAction::kLockdown, DecisionAction::kReauthenticate})
+    for (const char* state : {"on", "off"})
+      for (std::size_t t = 0; t < kScopeTypeCount; ++t)
+        for (const char* origin : {"policy", "operator"})
+          decisions_family_->Add({{"action", std::string(to_string(action))},
+                                  {"state", state},
+                                  {"scope", std::string(to_string(static_cast<ScopeType>(t)))},
+                                  {"origin", origin}});
   auto& lockdown_family = BuildGauge()
                               .Name("portalwatch_lockdowns_active")
                               .Help("Lockdowns in force (dry-run ones included), by scope type")
