@@ -78,17 +78,33 @@ set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "${PROJECT_DESCRIPTION}")
 set(CPACK_PACKAGE_CONTACT "portalwatch maintainers <maintainers@users.noreply.r-seed-74859fa4.example>"
     CACHE STRING "Maintainer: field of the Debian package")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+
+# A native package's changelog (Debian policy 12.7): one entry for the version built, its date
+# from SOURCE_DATE_EPOCH when set (reproducible builds).
+string(TIMESTAMP changelog_date "%a, %d %b %Y %H:%M:%S +0000" UTC)
+file(WRITE ${PORTALWATCH_DEPLOY_BUILD_DIR}/debian/changelog.tmp
+     "portalwatch (${PROJECT_VERSION}) stable; urgency=medium\n\n"
+     "  * portalwatch ${PROJECT_VERSION}: see README.md here for what it does and how to run it.\n\n"
+     " -- ${CPACK_PACKAGE_CONTACT}  ${changelog_date}\n")
+configure_file(${PORTALWATCH_DEPLOY_BUILD_DIR}/debian/changelog.tmp ${PORTALWATCH_DEPLOY_BUILD_DIR}/debian/changelog COPYONLY)
+add_custom_command(OUTPUT ${PORTALWATCH_DEPLOY_BUILD_DIR}/debian/changelog.gz
+                   COMMAND gzip -9n -c ${PORTALWATCH_DEPLOY_BUILD_DIR}/debian/changelog > ${PORTALWATCH_DEPLOY_BUILD_DIR}/debian/changelog.gz
+                   DEPENDS ${PORTALWATCH_DEPLOY_BUILD_DIR}/debian/changelog)
+add_custom_target(portalwatch_changelog ALL DEPENDS ${PORTALWATCH_DEPLOY_BUILD_DIR}/debian/changelog.gz)
+install(FILES ${PORTALWATCH_DEPLOY_BUILD_DIR}/debian/changelog.gz
+        DESTINATION share/doc/portalwatch COMPONENT ${PORTALWATCH_COMPONENT})
 set(CPACK_INSTALL_CMAKE_PROJECTS "${CMAKE_BINARY_DIR};${PROJECT_NAME};${PORTALWATCH_COMPONENT};/")
 set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 # The extended description (the synopsis is CPACK_PACKAGE_DESCRIPTION_SUMMARY).
-set(CPACK_PACKAGE_DESCRIPTION "portalwatch reads an employee self-service portal's authentication and activity
-events from Kafka, runs detectors over them in event time, publishes findings and
-lockdown decisions, runs lockdown hooks and serves Prometheus metrics.
-portalwatchctl is the operators' client. The service (portalwatch.service) is
-sandboxed and is not started until configured and enabled.")
+set(CPACK_PACKAGE_DESCRIPTION "portalwatch reads an employee self-service portal's authentication and
+activity events from Kafka, runs detectors over them in event time, publishes
+findings and lockdown decisions, runs lockdown hooks and serves Prometheus
+metrics. portalwatchctl is the operators' client. The service
+(portalwatch.service) is sandboxed and is not started until configured and
+enabled.")
 # Shared libraries by dpkg-shlibdeps; systemd-sysusers for the postinst (dh_installsysusers'
 # alternatives).
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)

@@ -19,6 +19,9 @@ for tool in cpack dpkg-deb dpkg-shlibdeps; do
   command -v "$tool" >/dev/null || fail "$tool not found (Debian packages cmake, dpkg-dev; tools/setup installs them)"
 done
 
+# Another apt or dpkg at work (an engineer's tools/setup) is waited for, not failed on.
+apt_get() { DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 -y -qq "$@"; }
+
 tmp="$(mktemp -d)"
 installed_here=no
 user_existed=no
@@ -26,7 +29,7 @@ getent passwd portalwatch >/dev/null && user_existed=yes
 cleanup() {
   if [ "$installed_here" = yes ]; then
     echo "== purging (cleanup)"
-    DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq portalwatch >/dev/null 2>&1 || true
+    apt_get purge portalwatch >/dev/null 2>&1 || true
     if [ "$user_existed" = no ]; then userdel portalwatch 2>/dev/null || true; groupdel portalwatch 2>/dev/null || true; fi
   fi
   rm -rf "$tmp"
@@ -73,6 +76,7 @@ cat >"$tmp/expected" <<LIST
 ./usr/lib/sysusers.d/portalwatch.conf -rw-r--r--
 ./usr/lib/tmpfiles.d/portalwatch.conf -rw-r--r--
 ./usr/share/doc/portalwatch/README.md -rw-r--r--
+./usr/share/doc/portalwatch/changelog.gz -rw-r--r--
 ./usr/share/doc/portalwatch/copyright -rw-r--r--
 ./usr/share/doc/portalwatch/examples/hooks.conf -rw-r--r--
 ./usr/share/doc/portalwatch/hooks/README.md -rw-r--r--
@@ -96,7 +100,7 @@ command -v apt-get >/dev/null || fail "no apt-get"
 
 echo "== apt-get install ./$(basename "$deb")"
 installed_here=yes
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$deb" >"$tmp/apt.log" 2>&1 || { cat "$tmp/apt.log" >&2; fail "apt-get install failed"; }
+apt_get install "$deb" >"$tmp/apt.log" 2>&1 || { cat "$tmp/apt.log" >&2; fail "apt-get install failed"; }
 grep -iE 'warning|error' "$tmp/apt.log" | grep -v 'Download is performed unsandboxed' || true
 dpkg-query -W -f='${Status} ${Version}\n' portalwatch
 
@@ -140,12 +144,13 @@ echo "portalwatchctl status: exit 3 ($(cat "$tmp/ctl.err"))"
 
 echo "== the configuration is a conffile: a local change survives reinstalling"
 echo "# changed by the package test" >>/etc/portalwatch/portalwatch.yaml
-DEBIAN_FRONTEND=noninteractive dpkg -i --force-confold "$deb" >"$tmp/dpkg.log" 2>&1 || { cat "$tmp/dpkg.log" >&2; fail "dpkg -i again failed"; }
+apt_get install --reinstall -o Dpkg::Options::=--force-confold "$deb" >"$tmp/apt.log" 2>&1 ||
+  { cat "$tmp/apt.log" >&2; fail "reinstalling failed"; }
 tail -n 1 /etc/portalwatch/portalwatch.yaml | grep -qx '# changed by the package test' || fail "the local change was lost"
 check_stat /etc/portalwatch/portalwatch.yaml "root:portalwatch 640"
 
 echo "== apt-get purge portalwatch"
-DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq portalwatch >"$tmp/apt.log" 2>&1 || { cat "$tmp/apt.log" >&2; fail "apt-get purge failed"; }
+apt_get purge portalwatch >"$tmp/apt.log" 2>&1 || { cat "$tmp/apt.log" >&2; fail "apt-get purge failed"; }
 installed_here=no
 for gone in /usr/bin/portalwatchd /usr/bin/portalwatchctl /etc/portalwatch /var/lib/portalwatch /var/log/portalwatch \
             /lib/systemd/system/portalwatch.service /usr/lib/portalwatch /usr/share/doc/portalwatch; do
