@@ -71,13 +71,8 @@ install(FILES ${CMAKE_SOURCE_DIR}/deploy/hooks/README.md
 install(FILES ${PORTALWATCH_DEPLOY_DIR}/systemd/hooks.conf
         DESTINATION share/doc/portalwatch/examples COMPONENT ${PORTALWATCH_COMPONENT})
 
-set(CPACK_GENERATOR DEB)
-set(CPACK_PACKAGE_NAME portalwatch)
-set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
-set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "${PROJECT_DESCRIPTION}")
 set(CPACK_PACKAGE_CONTACT "portalwatch maintainers <maintainers@users.noreply.r-seed-74859fa4.example>"
     CACHE STRING "Maintainer: field of the Debian package")
-set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 
 # A native package's changelog (Debian policy 12.7): one entry for the version built, its date
 # from SOURCE_DATE_EPOCH when set (reproducible builds).
@@ -93,6 +88,12 @@ add_custom_command(OUTPUT ${PORTALWATCH_DEPLOY_BUILD_DIR}/debian/changelog.gz
 add_custom_target(portalwatch_changelog ALL DEPENDS ${PORTALWATCH_DEPLOY_BUILD_DIR}/debian/changelog.gz)
 install(FILES ${PORTALWATCH_DEPLOY_BUILD_DIR}/debian/changelog.gz
         DESTINATION share/doc/portalwatch COMPONENT ${PORTALWATCH_COMPONENT})
+
+set(CPACK_GENERATOR DEB)
+set(CPACK_PACKAGE_NAME portalwatch)
+set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "${PROJECT_DESCRIPTION}")
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_INSTALL_CMAKE_PROJECTS "${CMAKE_BINARY_DIR};${PROJECT_NAME};${PORTALWATCH_COMPONENT};/")
 set(CPACK_STRIP_FILES ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
