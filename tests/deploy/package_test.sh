@@ -142,6 +142,52 @@ set -e
 [ "$rc" -eq 3 ] || fail "portalwatchctl status with no daemon: exit $rc, expected 3: $(cat "$tmp/ctl.err")"
 echo "portalwatchctl status: exit 3 ($(cat "$tmp/ctl.err"))"
 
+echo "== the installed daemon runs as the unit runs it: user portalwatch, no privilege, umask 0077"
+# No systemd is PID 1 here, so what the unit's User=, Group=, NoNewPrivileges=, empty
+# CapabilityBoundingSet=, UMask= and RuntimeDirectory= do is done by setpriv and install; the
+# configuration is the installed one with the broker's address (an embedded broker).
+command -v kcat >/dev/null || fail "kcat not found (Debian package kcat; tools/setup installs it)"
+/usr/bin/portalwatchd broker --topic portal-events --bootstrap-file "$tmp/boot" >/dev/null 2>&1 &
+broker_pid=$!
+for _ in $(seq 1 100); do [ -s "$tmp/boot" ] && break; sleep 0.1; done
+boot="$(cat "$tmp/boot")"
+install -d -o portalwatch -g portalwatch -m 0755 /run/portalwatch
+run_cfg=/var/lib/portalwatch/package-test.yaml
+sed -e "s|bootstrap_servers: \"127.0.0.1:9092\"|bootstrap_servers: \"$boot\"|" \
+    -e 's|listen: "127.0.0.1:9741"|listen: "127.0.0.1:0"|' /etc/portalwatch/portalwatch.yaml >"$run_cfg"
+grep -q "$boot" "$run_cfg" || fail "could not point the configuration at the embedded broker"
+chown root:portalwatch "$run_cfg"
+chmod 0640 "$run_cfg"
+(umask 0077 && exec setpriv --reuid=portalwatch --regid=portalwatch --init-groups --no-new-privs \
+   --inh-caps=-all --ambient-caps=-all --bounding-set=-all \
+   /usr/bin/portalwatchd run --config "$run_cfg") 2>"$tmp/run.log" &
+run_pid=$!
+for _ in $(seq 1 150); do [ -S /run/portalwatch/control.sock ] && break; sleep 0.1; done
+python3 - <<'PY' | kcat -P -b "$boot" -t portal-events -K $'\t'
+import json, datetime
+now = datetime.datetime.now(datetime.timezone.utc)
+for i in range(12):
+    t = (now + datetime.timedelta(milliseconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    print("pkg-victim\t" + json.dumps({"@timestamp": t, "event": {"action": "login", "outcome": "failure", "reason": "bad_password"},
+          "user": {"name": "pkg-victim"}, "source": {"ip": "203.0.113.81"}}))
+PY
+for _ in $(seq 1 150); do grep -q '"detector":"brute_force"' "$tmp/run.log" && break; sleep 0.1; done
+grep -q '"detector":"brute_force"' "$tmp/run.log" || { cat "$tmp/run.log" >&2; fail "the daemon run as portalwatch found nothing"; }
+[ "$(ps -o user= -p "$run_pid")" = portalwatch ] || fail "the daemon runs as $(ps -o user= -p "$run_pid")"
+grep -qE '^CapEff:\s+0+$' "/proc/$run_pid/status" || fail "the daemon has capabilities: $(grep Cap "/proc/$run_pid/status")"
+grep -qE '^NoNewPrivs:\s+1$' "/proc/$run_pid/status" || fail "no_new_privs is not set"
+[ "$(stat -c %U /var/lib/portalwatch/state)" = portalwatch ] || fail "the state store is not portalwatch's"
+/usr/bin/portalwatchctl status >"$tmp/status.txt" 2>&1 || { cat "$tmp/status.txt" >&2; fail "portalwatchctl status as root"; }
+if setpriv --reuid=nobody --regid=nogroup --clear-groups /usr/bin/portalwatchctl status >/dev/null 2>&1; then
+  fail "a user outside the portalwatch group could use the control socket"
+fi
+kill -TERM "$run_pid"
+wait "$run_pid" || fail "the daemon run as portalwatch did not exit 0 on SIGTERM"
+kill -TERM "$broker_pid"; wait "$broker_pid" 2>/dev/null || true
+rm -f "$run_cfg"
+rm -rf /run/portalwatch
+echo "ran as portalwatch (uid $uid), CapEff 0, NoNewPrivs 1: consumed, found the brute force, answered root's portalwatchctl and refused nobody's"
+
 echo "== the configuration is a conffile: a local change survives reinstalling"
 echo "# changed by the package test" >>/etc/portalwatch/portalwatch.yaml
 apt_get install --reinstall -o Dpkg::Options::=--force-confold "$deb" >"$tmp/apt.log" 2>&1 ||
