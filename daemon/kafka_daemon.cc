@@ -4,8 +4,10 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <csignal>
 #include <deque>
@@ -19,6 +21,7 @@
 #include "daemon/finding_ledger.h"
 #include "daemon/geoip.h"
 #include "daemon/hooks.h"
+#include "daemon/kafka_stats.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
 #include "daemon/service_notify.h"
@@ -139,6 +142,8 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     std::map<std::string, std::string> common = config_.kafka.properties;
     common["bootstrap.servers"] = config_.kafka.bootstrap_servers;
     if (!common.count("client.id")) common["client.id"] = "portalwatch";
+    // Statistics feed the broker health metrics and the broker lost/back log lines.
+    if (!common.count("statistics.interval.ms")) common["statistics.interval.ms"] = "1000";
 
     auto cconf_props = common;
     cconf_props["group.id"] = config_.kafka.group_id;
@@ -150,6 +155,9 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     if (!cconf_props.count("fetch.wait.max.ms")) cconf_props["fetch.wait.max.ms"] = "10";
     auto cconf = make_conf(cconf_props, error);
     if (!cconf) return false;
+    // A fetch may wait this long on the broker; its round trip is not slowness.
+    const double fetch_wait_seconds = std::atof(cconf_props["fetch.wait.max.ms"].c_str()) / 1000.0;
+    kafka_health_[static_cast<size_t>(KafkaClient::kConsumer)] = KafkaHealth(std::max(1.0, 2 * fetch_wait_seconds));
     std::string err;
     cconf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(this), err);
     cconf->set("event_cb", static_cast<RdKafka::EventCb*>(this), err);
@@ -764,6 +772,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   void event_cb(RdKafka::Event& event) override {
     switch (event.type()) {
       case RdKafka::Event::EVENT_ERROR: {
+        metrics_.kafka_errors[static_cast<size_t>(classify_kafka_error(event.err()))]->Increment();
         std::uint64_t suppressed = 0;
         if (error_limiter_.allow(1, suppressed))
           spdlog::log(event.fatal() ? spdlog::level::critical : spdlog::level::warn, "kafka: {}{}", event.str(),
@@ -776,9 +785,29 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
                                                                                  : spdlog::level::debug,
                     "kafka {}: {}", event.fac(), event.str());
         break;
+      case RdKafka::Event::EVENT_STATS:
+        on_stats(event.str());
+        break;
       default:
         break;
     }
+  }
+
+  // A client's statistics (every statistics.interval.ms, on the thread that polls it: the event
+  // loop): broker health into metrics, and a warning when a broker is lost or back or a leader
+  // moves, so a broker fault shows in the log while it lasts.
+  void on_stats(const std::string& json) {
+    const auto report = parse_kafka_stats(json);
+    if (!report) return;
+    const auto client = report->client_type == "producer" ? KafkaClient::kProducer : KafkaClient::kConsumer;
+    const auto c = static_cast<size_t>(client);
+    KafkaHealth& health = kafka_health_[c];
+    const std::uint64_t moves_before = health.leader_changes();
+    for (const auto& change : health.update(*report)) spdlog::warn("kafka {}: {}", report->client_type, change);
+    metrics_.kafka_brokers_up[c]->Set(health.brokers_up());
+    metrics_.kafka_broker_rtt[c]->Set(health.max_rtt_seconds());
+    if (health.leader_changes() > moves_before)
+      metrics_.kafka_leader_changes[c]->Increment(static_cast<double>(health.leader_changes() - moves_before));
   }
 
   // RebalanceCb, for both the eager and the cooperative protocol.
@@ -1019,6 +1048,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     std::uint64_t finding_id = 0;
   };
   std::vector<Retry> retries_;  // failed deliveries, produced again before the next commit
+  std::array<KafkaHealth, static_cast<size_t>(KafkaClient::kCount)> kafka_health_;
   bool dirty_ = false;
   LogLimiter<4> error_limiter_;
   LogLimiter<kRejectReasonCount> reject_limiter_;
