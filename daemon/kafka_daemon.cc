@@ -68,6 +68,7 @@ void delete_partitions(std::vector<RdKafka::TopicPartition*>& parts) {
 
 class KafkaDaemon final : public RdKafka::RebalanceCb,
                           public RdKafka::EventCb,
+                          public RdKafka::OffsetCommitCb,
                           public RdKafka::DeliveryReportCb,
                           public FindingSink,
                           public DecisionSink,
@@ -161,6 +162,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     std::string err;
     cconf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(this), err);
     cconf->set("event_cb", static_cast<RdKafka::EventCb*>(this), err);
+    cconf->set("offset_commit_cb", static_cast<RdKafka::OffsetCommitCb*>(this), err);
     consumer_.reset(RdKafka::KafkaConsumer::create(cconf.get(), err));
     if (!consumer_) {
       error = "cannot create Kafka consumer: " + err;
@@ -259,7 +261,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         next_lag = now + std::chrono::seconds(1);
       }
       if (now >= next_commit) {
-        commit_processed(nullptr);
+        commit_processed(nullptr, /*wait=*/false);
         next_commit = now + std::chrono::milliseconds(config_.kafka.commit_interval_ms);
       }
     }
@@ -295,6 +297,16 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   }
 
   void process(RdKafka::Message& msg) {
+    const TopicPartitionKey key{msg.topic_name(), msg.partition()};
+    if (const auto seen = seen_until_.find(key); seen != seen_until_.end() && msg.offset() < seen->second) {
+      // Read again after this process lost the partition (a session timeout, a rebalance) and got
+      // it back: the detectors' windows hold this event already; a second pass would count it
+      // twice (and take a finding for one already published).
+      next_offsets_[key] = msg.offset() + 1;
+      dirty_ = true;
+      return;
+    }
+    seen_until_[key] = msg.offset() + 1;
     const auto t0 = Clock::now();
     const std::string_view payload(static_cast<const char*>(msg.payload()), msg.len());
     // An event the profile store already includes (processed, then the process died before its
@@ -843,6 +855,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       for (auto* p : partitions) {
         next_offsets_.erase({p->topic(), p->partition()});
         warmup_marks_.erase({p->topic(), p->partition()});
+        group_behind_.erase({p->topic(), p->partition()});
       }
     } else {
       spdlog::error("kafka: rebalance error: {}", RdKafka::err2str(err));
@@ -852,7 +865,13 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
 
   // Commits the next offset of every fully processed partition (or only of `only`), after every
   // finding produced so far has been delivered: a crash never commits past an undelivered alert.
-  void commit_processed(const std::vector<RdKafka::TopicPartition*>* only) {
+  //
+  // The periodic commit (wait false) never blocks the event loop for long: findings get a short
+  // wait to be delivered (else the commit waits for the next round) and the offsets go out with
+  // commitAsync, its outcome counted in offset_commit_cb. While a broker or the group coordinator
+  // is unreachable, a blocking commit would stall processing, metrics and the watchdog for as long
+  // as the session timeout. Revocation and shutdown (wait true) wait for the outcome.
+  void commit_processed(const std::vector<RdKafka::TopicPartition*>* only, bool wait = true) {
     if (!dirty_ && !only) return;
     std::vector<RdKafka::TopicPartition*> offsets;
     for (const auto& [tp, next] : next_offsets_) {
@@ -862,8 +881,11 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         if (!wanted) continue;
       }
       // Still warming up (re-reading what the store already includes): nothing new to commit,
-      // and the stored position and the group's offset must not move back.
-      if (store_ && next <= store_->position(tp.first + "/" + std::to_string(tp.second))) continue;
+      // and the stored position and the group's offset must not move back. Unless the store has
+      // it but the group's commit failed: then the group gets it again.
+      if (store_ && next <= store_->position(tp.first + "/" + std::to_string(tp.second)) &&
+          group_behind_.find(tp) == group_behind_.end())
+        continue;
       offsets.push_back(RdKafka::TopicPartition::create(tp.first, tp.second, next));
     }
     if (offsets.empty()) return;
@@ -872,11 +894,14 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       again.swap(retries_);
       for (const auto& r : again)
         produce(r.role, r.topic, r.payload.data(), r.payload.size(), r.key, nullptr, r.finding_id);
-      const auto rc = producer_->flush(only ? 10000 : 2000);
+      const auto rc = producer_->flush(only ? 10000 : wait ? 2000 : 100);
       if (rc != RdKafka::ERR_NO_ERROR || !retries_.empty()) {
         // Keep the offsets uncommitted until every finding is delivered.
-        spdlog::warn("kafka: findings not yet delivered ({}); offsets not committed this round",
-                     retries_.empty() ? RdKafka::err2str(rc) : "a delivery failed");
+        std::uint64_t suppressed = 0;
+        if (error_limiter_.allow(3, suppressed))
+          spdlog::warn("kafka: findings not yet delivered ({}); offsets not committed this round{}",
+                       retries_.empty() ? RdKafka::err2str(rc) : "a delivery failed",
+                       suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
         metrics_.commit_failures.Increment();
         delete_partitions(offsets);
         return;
@@ -888,7 +913,10 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       // Profiles first, with the positions they include: a crash between the two replays events
       // the store already has, which process() then does not apply twice.
       std::map<std::string, std::int64_t> positions;
-      for (auto* p : offsets) positions[p->topic() + "/" + std::to_string(p->partition())] = p->offset();
+      for (auto* p : offsets) {
+        const std::string tp = p->topic() + "/" + std::to_string(p->partition());
+        if (p->offset() > store_->position(tp)) positions[tp] = p->offset();
+      }
       std::string error;
       if (!store_->commit(positions, true, error, forget, warmup_offsets(offsets))) {
         spdlog::error("{}; offsets not committed this round", error);
@@ -898,16 +926,51 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       }
     }
     consumer_->offsets_store(offsets);
-    const auto rc = consumer_->commitSync(offsets);
-    if (rc == RdKafka::ERR_NO_ERROR) {
-      metrics_.commits.Increment();
-      if (!only) dirty_ = false;
+    if (!only) dirty_ = false;
+    if (!wait) {
+      ++async_commits_;
+      const auto rc = consumer_->commitAsync(offsets);
+      if (rc != RdKafka::ERR_NO_ERROR) {
+        --async_commits_;
+        commit_done(rc, offsets);
+      }
     } else {
-      metrics_.commit_failures.Increment();
-      std::uint64_t suppressed = 0;
-      if (error_limiter_.allow(2, suppressed)) spdlog::warn("kafka: offset commit failed: {}", RdKafka::err2str(rc));
+      commit_done(consumer_->commitSync(offsets), offsets);
     }
     delete_partitions(offsets);
+  }
+
+  // OffsetCommitCb: the outcome of a commitAsync (librdkafka may also report synchronous commits
+  // here; those were counted when they returned).
+  void offset_commit_cb(RdKafka::ErrorCode err, std::vector<RdKafka::TopicPartition*>& offsets) override {
+    if (async_commits_ == 0) return;
+    --async_commits_;
+    commit_done(err, offsets);
+  }
+
+  void commit_done(RdKafka::ErrorCode err, const std::vector<RdKafka::TopicPartition*>& offsets) {
+    bool failed = err != RdKafka::ERR_NO_ERROR;
+    for (auto* p : offsets) failed |= p->err() != RdKafka::ERR_NO_ERROR;
+    if (!failed) {
+      metrics_.commits.Increment();
+      for (auto* p : offsets) {
+        auto it = group_behind_.find({p->topic(), p->partition()});
+        if (it != group_behind_.end() && it->second <= p->offset()) group_behind_.erase(it);
+      }
+      return;
+    }
+    // The state store has these positions already; the group gets them again at the next round.
+    for (auto* p : offsets) group_behind_[{p->topic(), p->partition()}] = p->offset();
+    dirty_ = true;
+    metrics_.commit_failures.Increment();
+    std::uint64_t suppressed = 0;
+    if (error_limiter_.allow(2, suppressed))
+      spdlog::warn("kafka: offset commit failed: {}{}", RdKafka::err2str(err != RdKafka::ERR_NO_ERROR ? err : [&] {
+                     for (auto* p : offsets)
+                       if (p->err() != RdKafka::ERR_NO_ERROR) return p->err();
+                     return err;
+                   }()),
+                   suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
   }
 
   // One mark a second of event time per partition: (watermark, offset of the event then).
@@ -943,6 +1006,12 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       const std::string tp = p->topic() + "/" + std::to_string(p->partition());
       const std::int64_t position = store_->position(tp), from = store_->warmup(tp);
       const std::int64_t group_offset = known ? committed[i]->offset() : -1;
+      if (const auto seen = seen_until_.find({p->topic(), p->partition()}); seen != seen_until_.end()) {
+        // Assigned again to this process: its detectors still hold what it read (see process()).
+        spdlog::info("kafka: {}: assigned again; events before offset {} are in the detectors already", tp,
+                     seen->second);
+        continue;
+      }
       if (from < 0 || position < 0 || from >= position) continue;
       if (!known || group_offset > position) {
         // Another consumer went further since this store was written: its events are not ours
@@ -1048,6 +1117,10 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     std::uint64_t finding_id = 0;
   };
   std::vector<Retry> retries_;  // failed deliveries, produced again before the next commit
+  std::size_t async_commits_ = 0;  // commitAsync calls whose outcome has not come back
+  std::map<TopicPartitionKey, std::int64_t> group_behind_;
+  // Per partition, the offset after the last event this process ran through the detectors.
+  std::map<TopicPartitionKey, std::int64_t> seen_until_;  // in the state store, the group's commit failed
   std::array<KafkaHealth, static_cast<size_t>(KafkaClient::kCount)> kafka_health_;
   bool dirty_ = false;
   LogLimiter<4> error_limiter_;

@@ -1,0 +1,73 @@
+// Planned portal traffic streamed in real time into the embedded broker, for the tests that run
+// the real daemon: each event is stamped with the wall-clock moment it is produced, keyed by user.
+#pragma once
+
+#include <librdkafka/rdkafkacpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "daemon/system_clock.h"
+#include "detectors/time.h"
+#include "tests/integration/kafka_harness.h"
+
+namespace portalwatch::test {
+
+struct Timed {
+  TimeMs at;  // offset from the start of the stream
+  std::string json;
+};
+
+/// An event of the contract; `t` is a placeholder (0) that stream_plan() replaces when it sends it.
+inline std::string event(TimeMs t, const std::string& user, const std::string& action, const std::string& outcome,
+                         const std::string& ip, int asn, const std::string& org, const std::string& device,
+                         const std::string& session, const std::string& app = "") {
+  std::string j = "{\"@timestamp\":\"" + format_rfc3339(t) + "\",\"event\":{\"action\":\"" + action +
+                  "\",\"outcome\":\"" + outcome + "\"" + (outcome == "failure" ? ",\"reason\":\"bad_password\"" : "") +
+                  "},\"user\":{\"name\":\"" + user + "\"},\"source\":{\"ip\":\"" + ip + "\",\"as\":{\"number\":" +
+                  std::to_string(asn) + ",\"organization\":{\"name\":\"" + org + "\"}}},\"device\":{\"id\":\"" + device +
+                  "\"},\"session\":{\"id\":\"" + session + "\"}";
+  if (!app.empty()) j += ",\"portal\":{\"app\":\"" + app + "\",\"record\":{\"id\":\"" + user + "\"}}";
+  return j + "}";
+}
+
+/// Sends the plan (sorted by `at`) in real time, each event stamped with its wall-clock time and
+/// keyed by its user. Idempotent, so that broker faults neither duplicate nor reorder an event.
+/// Counts what it handed to librdkafka in `sent`; returns whether everything was delivered.
+inline bool stream_plan(const std::string& bootstrap, const std::string& topic, std::vector<Timed>& plan,
+                        std::atomic<std::size_t>& sent, std::chrono::seconds flush_timeout = std::chrono::seconds(60)) {
+  std::string err;
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  conf->set("bootstrap.servers", bootstrap, err);
+  conf->set("linger.ms", "5", err);
+  conf->set("enable.idempotence", "true", err);
+  std::unique_ptr<RdKafka::Producer> p(RdKafka::Producer::create(conf.get(), err));
+  if (!p) return false;
+  const TimeMs t0 = SystemClock().now();
+  const std::string placeholder = format_rfc3339(0);
+  for (auto& e : plan) {
+    while (SystemClock().now() < t0 + e.at) {
+      p->poll(0);
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    const std::string stamp = format_rfc3339(t0 + e.at);
+    e.json.replace(e.json.find(placeholder), stamp.size(), stamp);
+    const std::string key = user_key(e.json);
+    while (p->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY, e.json.data(),
+                      e.json.size(), key.data(), key.size(), 0, nullptr, nullptr) == RdKafka::ERR__QUEUE_FULL)
+      p->poll(10);
+    sent.fetch_add(1);
+  }
+  return p->flush(static_cast<int>(std::chrono::milliseconds(flush_timeout).count())) == RdKafka::ERR_NO_ERROR;
+}
+
+inline void sort_plan(std::vector<Timed>& plan) {
+  std::stable_sort(plan.begin(), plan.end(), [](const Timed& a, const Timed& b) { return a.at < b.at; });
+}
+
+}  // namespace portalwatch::test
