@@ -14,6 +14,7 @@
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "daemon/control.h"
@@ -22,6 +23,7 @@
 #include "daemon/geoip.h"
 #include "daemon/hooks.h"
 #include "daemon/kafka_stats.h"
+#include "daemon/takeover.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
 #include "daemon/service_notify.h"
@@ -36,6 +38,8 @@ namespace {
 
 constexpr std::size_t kSuppressedReplayed = 0;
 constexpr std::size_t kSuppressedRepeat = 1;
+// Taking over partitions: how many of the newest findings of each alerts partition are read back.
+constexpr std::int64_t kTakeoverFindings = 20'000;
 
 using Clock = std::chrono::steady_clock;
 using TopicPartitionKey = std::pair<std::string, std::int32_t>;
@@ -145,6 +149,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     if (!common.count("client.id")) common["client.id"] = "portalwatch";
     // Statistics feed the broker health metrics and the broker lost/back log lines.
     if (!common.count("statistics.interval.ms")) common["statistics.interval.ms"] = "1000";
+    kafka_common_ = common;
 
     auto cconf_props = common;
     cconf_props["group.id"] = config_.kafka.group_id;
@@ -312,12 +317,16 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     // An event the profile store already includes (processed, then the process died before its
     // Kafka offset was committed) runs through the detectors but does not count twice.
     const bool included = store_ && msg.offset() < store_->position(msg.topic_name() + "/" + std::to_string(msg.partition()));
+    // Taken over from another member, which processed it and published its findings (see
+    // start_warmup()); this member's profiles learn it, its findings are not published again.
+    const auto taken = taken_over_until_.find(key);
+    const bool inherited = taken != taken_over_until_.end() && msg.offset() < taken->second;
     const Engine::Result r = engine_.process(payload, false, *this, !included);
-    if (included) metrics_.events_warmup.Increment();
+    if (included || inherited) metrics_.events_warmup.Increment();
     if (!r.accepted) reject(msg, r);
     for (auto& f : pending_findings_) {
       // An included event's findings were delivered before the store recorded it.
-      if (included) {
+      if (included || inherited) {
         metrics_.findings_suppressed[kSuppressedReplayed]->Increment();
       } else if (ledger_.repeats(f)) {
         metrics_.findings_suppressed[kSuppressedRepeat]->Increment();
@@ -330,7 +339,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     metrics_.processing_latency.Observe(std::chrono::duration<double>(Clock::now() - t0).count());
     // Fully processed: its findings are queued for delivery. The commit waits for that delivery.
     next_offsets_[{msg.topic_name(), msg.partition()}] = msg.offset() + 1;
-    if (store_) mark_warmup({msg.topic_name(), msg.partition()}, msg.offset());
+    mark_warmup(key, msg.offset());
     dirty_ = true;
     if (options_.on_processed) options_.on_processed(msg.topic_name(), msg.partition(), msg.offset());
   }
@@ -831,7 +840,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     for (auto* p : partitions) list += (list.empty() ? "" : ",") + p->topic() + "/" + std::to_string(p->partition());
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
       spdlog::info("kafka: assigned {} ({})", list.empty() ? "nothing" : list, cooperative ? "cooperative" : "eager");
-      if (store_) start_warmup(*consumer, partitions);
+      start_warmup(*consumer, partitions);
       if (cooperative) {
         if (RdKafka::Error* e = consumer->incremental_assign(partitions)) {
           spdlog::error("kafka: incremental assign failed: {}", e->str());
@@ -856,6 +865,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         next_offsets_.erase({p->topic(), p->partition()});
         warmup_marks_.erase({p->topic(), p->partition()});
         group_behind_.erase({p->topic(), p->partition()});
+        taken_over_until_.erase({p->topic(), p->partition()});
       }
     } else {
       spdlog::error("kafka: rebalance error: {}", RdKafka::err2str(err));
@@ -886,6 +896,9 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       if (store_ && next <= store_->position(tp.first + "/" + std::to_string(tp.second)) &&
           group_behind_.find(tp) == group_behind_.end())
         continue;
+      // Re-reading what another member processed: the group's offset must not move back.
+      if (const auto taken = taken_over_until_.find(tp); taken != taken_over_until_.end() && next <= taken->second)
+        continue;
       offsets.push_back(RdKafka::TopicPartition::create(tp.first, tp.second, next));
     }
     if (offsets.empty()) return;
@@ -896,19 +909,27 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         produce(r.role, r.topic, r.payload.data(), r.payload.size(), r.key, nullptr, r.finding_id);
       const auto rc = producer_->flush(only ? 10000 : wait ? 2000 : 100);
       if (rc != RdKafka::ERR_NO_ERROR || !retries_.empty()) {
-        // Keep the offsets uncommitted until every finding is delivered.
+        // Keep the offsets uncommitted until every finding is delivered. A periodic round that
+        // only found deliveries in flight is deferred to the next; for long, it is a problem.
+        const auto now = Clock::now();
+        if (!commit_deferred_since_) commit_deferred_since_ = now;
         std::uint64_t suppressed = 0;
-        if (error_limiter_.allow(3, suppressed))
-          spdlog::warn("kafka: findings not yet delivered ({}); offsets not committed this round{}",
+        if ((wait || !retries_.empty() || now - *commit_deferred_since_ >= std::chrono::seconds(10)) &&
+            error_limiter_.allow(3, suppressed)) {
+          spdlog::warn("kafka: findings not yet delivered ({}); offsets not committed for {:.1f} s{}",
                        retries_.empty() ? RdKafka::err2str(rc) : "a delivery failed",
+                       std::chrono::duration<double>(now - *commit_deferred_since_).count(),
                        suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
-        metrics_.commit_failures.Increment();
+          metrics_.commit_failures.Increment();
+        }
         delete_partitions(offsets);
         return;
       }
+      commit_deferred_since_.reset();
     }
     // Ledger entries whose window ended before the watermark cannot suppress anything any more.
     const std::vector<std::string> forget = ledger_.prune(engine_.watermark());
+    const std::map<std::string, std::int64_t> warmups = warmup_offsets(offsets);
     if (store_) {
       // Profiles first, with the positions they include: a crash between the two replays events
       // the store already has, which process() then does not apply twice.
@@ -918,7 +939,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         if (p->offset() > store_->position(tp)) positions[tp] = p->offset();
       }
       std::string error;
-      if (!store_->commit(positions, true, error, forget, warmup_offsets(offsets))) {
+      if (!store_->commit(positions, true, error, forget, warmups)) {
         spdlog::error("{}; offsets not committed this round", error);
         metrics_.commit_failures.Increment();
         delete_partitions(offsets);
@@ -927,16 +948,17 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     }
     consumer_->offsets_store(offsets);
     if (!only) dirty_ = false;
-    if (!wait) {
-      ++async_commits_;
-      const auto rc = consumer_->commitAsync(offsets);
-      if (rc != RdKafka::ERR_NO_ERROR) {
-        --async_commits_;
-        commit_done(rc, offsets);
-      }
-    } else {
-      commit_done(consumer_->commitSync(offsets), offsets);
+    // Each offset goes with its partition's warm-up offset, for a member that takes it over.
+    std::map<TopicPartitionKey, std::int64_t> next, warmup;
+    for (auto* p : offsets) {
+      next[{p->topic(), p->partition()}] = p->offset();
+      const auto w = warmups.find(p->topic() + "/" + std::to_string(p->partition()));
+      if (w != warmups.end()) warmup[{p->topic(), p->partition()}] = w->second;
     }
+    if (!wait) ++async_commits_;
+    const auto rc = static_cast<RdKafka::ErrorCode>(commit_offsets(consumer_->c_ptr(), next, warmup, !wait));
+    if (!wait && rc != RdKafka::ERR_NO_ERROR) --async_commits_;
+    if (wait || rc != RdKafka::ERR_NO_ERROR) commit_done(rc, offsets);
     delete_partitions(offsets);
   }
 
@@ -996,34 +1018,55 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   }
 
   // On assignment: a partition this daemon's store is current for is read again from its warm-up
-  // offset; the events up to the stored position are "included" (see process()).
+  // offset; the events up to the stored position are "included" (see process()). A partition
+  // another member was reading (this store is behind the group, or has never seen it) is read
+  // again from the warm-up offset that member committed with its offsets: its events up to the
+  // group's offset rebuild the windows and publish nothing, and the findings it published are
+  // read back from the alerts topic into the ledger, so that an attack it reported but whose
+  // offset it had not committed yet is not reported a second time.
   void start_warmup(RdKafka::KafkaConsumer& consumer, std::vector<RdKafka::TopicPartition*>& partitions) {
-    std::vector<RdKafka::TopicPartition*> committed;
-    for (auto* p : partitions) committed.push_back(RdKafka::TopicPartition::create(p->topic(), p->partition()));
-    const bool known = consumer.committed(committed, 10000) == RdKafka::ERR_NO_ERROR;
+    std::vector<std::pair<std::string, std::int32_t>> keys;
+    for (auto* p : partitions) keys.emplace_back(p->topic(), p->partition());
+    std::vector<GroupPosition> group;
+    const bool known = committed_positions(consumer.c_ptr(), keys, group, 10000);
+    bool taking_over = false;
     for (std::size_t i = 0; i < partitions.size(); ++i) {
       auto* p = partitions[i];
       const std::string tp = p->topic() + "/" + std::to_string(p->partition());
-      const std::int64_t position = store_->position(tp), from = store_->warmup(tp);
-      const std::int64_t group_offset = known ? committed[i]->offset() : -1;
-      if (const auto seen = seen_until_.find({p->topic(), p->partition()}); seen != seen_until_.end()) {
+      const std::int64_t position = store_ ? store_->position(tp) : -1, from = store_ ? store_->warmup(tp) : -1;
+      const std::int64_t group_offset = known ? group[i].offset : -1;
+      if (const auto seen = seen_until_.find(keys[i]); seen != seen_until_.end()) {
         // Assigned again to this process: its detectors still hold what it read (see process()).
         spdlog::info("kafka: {}: assigned again; events before offset {} are in the detectors already", tp,
                      seen->second);
         continue;
       }
-      if (from < 0 || position < 0 || from >= position) continue;
-      if (!known || group_offset > position) {
-        // Another consumer went further since this store was written: its events are not ours
-        // to replay. Start where the group is.
-        spdlog::info("kafka: {}: no warm-up (group at {}, this state store at {})", tp, group_offset, position);
+      if (from >= 0 && position >= 0 && from < position && known && group_offset <= position) {
+        p->set_offset(from);
+        spdlog::info("kafka: {}: warming up from offset {} ({} events already processed, read again to rebuild windows)",
+                     tp, from, position - from);
         continue;
       }
-      p->set_offset(from);
-      spdlog::info("kafka: {}: warming up from offset {} ({} events already processed, read again to rebuild windows)",
-                   tp, from, position - from);
+      if (known && group[i].warmup >= 0 && group[i].warmup < group_offset) {
+        p->set_offset(group[i].warmup);
+        taken_over_until_[keys[i]] = group_offset;
+        taking_over = true;
+        spdlog::info("kafka: {}: taking over at offset {}; warming up from offset {} (processed by another member)", tp,
+                     group_offset, group[i].warmup);
+        continue;
+      }
+      if (position >= 0 && group_offset > position)
+        spdlog::info("kafka: {}: no warm-up (group at {}, this state store at {})", tp, group_offset, position);
     }
-    RdKafka::TopicPartition::destroy(committed);
+    if (taking_over && !config_.kafka.alerts_topic.empty()) {
+      std::string error;
+      const auto published = read_published_findings(kafka_common_, config_.kafka.alerts_topic, kTakeoverFindings,
+                                                      std::chrono::seconds(5), error);
+      for (const auto& f : published) ledger_.remember(f.ledger_key, f.entry);
+      if (!error.empty()) spdlog::warn("kafka: taking over partitions: {}; a finding may be reported twice", error);
+      spdlog::info("kafka: {} recent finding(s) read back from {} into the ledger", published.size(),
+                   config_.kafka.alerts_topic);
+    }
   }
 
   void update_lag() {
@@ -1117,10 +1160,15 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     std::uint64_t finding_id = 0;
   };
   std::vector<Retry> retries_;  // failed deliveries, produced again before the next commit
-  std::size_t async_commits_ = 0;  // commitAsync calls whose outcome has not come back
+  std::size_t async_commits_ = 0;
+  std::optional<Clock::time_point> commit_deferred_since_;  // periodic commits waiting for deliveries  // commitAsync calls whose outcome has not come back
   std::map<TopicPartitionKey, std::int64_t> group_behind_;
   // Per partition, the offset after the last event this process ran through the detectors.
-  std::map<TopicPartitionKey, std::int64_t> seen_until_;  // in the state store, the group's commit failed
+  std::map<TopicPartitionKey, std::int64_t> seen_until_;
+  // Per partition taken over from another member: the group's offset then. Events before it are
+  // re-read to warm up, publish nothing and must not move the group's offset back.
+  std::map<TopicPartitionKey, std::int64_t> taken_over_until_;
+  std::map<std::string, std::string> kafka_common_;  // librdkafka properties of both clients  // in the state store, the group's commit failed
   std::array<KafkaHealth, static_cast<size_t>(KafkaClient::kCount)> kafka_health_;
   bool dirty_ = false;
   LogLimiter<4> error_limiter_;
