@@ -16,13 +16,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -39,6 +37,7 @@
 #include "daemon/embedded_broker.h"
 #include "daemon/simulator.h"
 #include "daemon/system_clock.h"
+#include "tests/integration/scrape.h"
 
 extern char** environ;
 
@@ -51,43 +50,9 @@ using bench::produce;
 using bench::producer;
 using bench::quantile;
 using Steady = std::chrono::steady_clock;
-
-int free_port() {
-  const int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  close(s);
-  return ntohs(a.sin_port);
-}
-
-std::string scrape(int port) {
-  const int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval tv{2, 0};
-  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  std::string out;
-  if (connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-    const std::string req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if (send(s, req.data(), req.size(), 0) == static_cast<ssize_t>(req.size())) {
-      char buf[65536];
-      for (ssize_t n; (n = recv(s, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
-    }
-  }
-  close(s);
-  return out;
-}
-
-double metric(const std::string& text, const std::string& name) {
-  const auto at = text.find("\n" + name + " ");
-  return at == std::string::npos ? -1 : std::atof(text.c_str() + at + name.size() + 2);
-}
+using test::free_port;
+using test::metric;
+using test::scrape;
 
 double rss_mib(pid_t pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");
@@ -275,7 +240,6 @@ int main(int argc, char** argv) {
 
   auto attack_producer = producer(broker->bootstrap(), "0");
   const auto start = Steady::now();
-  const auto end = start + std::chrono::duration<double>(minutes * 60);
   auto next_minute = start + std::chrono::minutes(1);
   auto next_attack = start + std::chrono::seconds(15);  // after the group join
   auto next_check = start;
@@ -289,7 +253,8 @@ int main(int argc, char** argv) {
   int minute = 0;
   std::map<int, bool> reported, hook_reported;
   bool alive = true;
-  while (Steady::now() < end && alive) {
+  const int minutes_total = static_cast<int>(std::ceil(minutes));
+  while (minute < minutes_total && alive) {
     const auto now = Steady::now();
     if (now >= next_check) {
       const std::string m = scrape(port);
@@ -375,8 +340,8 @@ int main(int argc, char** argv) {
               all_finding.size(), hooks_seen, paused_seconds.load());
   bench::report("completing event -> finding on topic", all_finding);
   bench::report("completing event -> hook started", all_hook);
-  std::printf("RSS: %.1f MiB at minute %d, %.1f MiB at the end; slope after minute %d: %+.2f MiB/min -> %s\n",
-              minute_rss.empty() ? 0 : y.empty() ? 0 : y.front(), warm, final_rss, warm, s,
+  std::printf("RSS: %.1f MiB at minute %d, %.1f MiB at the end; slope from minute %d: %+.2f MiB/min -> %s\n",
+              y.empty() ? 0 : y.front(), warm, final_rss, warm, s,
               !alive                 ? "DAEMON DIED (see log)"
               : x.size() < 2         ? "too short to judge"
               : std::abs(s) < 0.5    ? "flat"

@@ -41,7 +41,9 @@ int commit_offsets(rd_kafka_s* consumer, const std::map<std::pair<std::string, s
     std::memcpy(p->metadata, meta.data(), meta.size());
     p->metadata_size = meta.size();
   }
-  const rd_kafka_resp_err_t err = rd_kafka_commit(consumer, list, async ? 1 : 0);
+  rd_kafka_resp_err_t err = rd_kafka_commit(consumer, list, async ? 1 : 0);
+  // A synchronous commit reports each partition's outcome in the list.
+  for (int i = 0; !async && !err && i < list->cnt; ++i) err = list->elems[i].err;
   rd_kafka_topic_partition_list_destroy(list);
   return err;
 }

@@ -26,8 +26,9 @@ std::string warmup_metadata(std::int64_t warmup_offset);
 std::optional<std::int64_t> parse_warmup_metadata(std::string_view metadata);
 
 /// Commits offsets ((topic, partition) -> next offset) with their warm-up offsets as metadata
-/// (librdkafka's C API: the C++ one of this version does not carry metadata). Asynchronous
-/// commits report to the consumer's offset_commit_cb.
+/// (librdkafka's C API: the C++ one of this version does not carry metadata). Returns the error
+/// (a synchronous commit's first partition error included); asynchronous commits report their
+/// outcome to the consumer's offset_commit_cb.
 int commit_offsets(rd_kafka_s* consumer, const std::map<std::pair<std::string, std::int32_t>, std::int64_t>& offsets,
                    const std::map<std::pair<std::string, std::int32_t>, std::int64_t>& warmups, bool async);
 

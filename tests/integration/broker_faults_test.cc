@@ -97,42 +97,16 @@ void run_fault(const Fault& fault) {
   const std::string dir = mkdtemp(tmpl);
   const int port = free_port();
   const std::string config = dir + "/portalwatch.yaml", hook_file = dir + "/hook-runs.jsonl", log = dir + "/daemon.log";
-  std::ofstream(config) << "kafka:\n  bootstrap_servers: \"" << broker->bootstrap() << "\"\n  group_id: " << kGroup
-                        << "\n  topics: [events]\n  alerts_topic: alerts\n  decisions_topic: decisions\n"
-                           "  commit_interval_ms: 200\n  properties:\n    session.timeout.ms: \"6000\"\n"
-                           "    heartbeat.interval.ms: \"500\"\n"
-                        << "state:\n  path: \"" << dir << "/state\"\n"
-                        << "metrics:\n  listen: \"127.0.0.1:" << port << "\"\n"
-                        << "control:\n  socket: \"\"\n"
-                        << "detectors:\n  - type: brute_force\n    severity: {medium: 10, high: 30, critical: 100}\n"
-                        << "policies:\n  - name: lock-brute-forced\n    when: {detectors: [brute_force], min_severity: medium}\n"
-                           "    scope: user\n    action: lockdown\n"
-                        << "hooks:\n  - name: record\n    type: exec\n    on: {states: [on]}\n"
-                           "    argv: [/usr/bin/tee, -a, \""
-                        << hook_file << "\"]\n";
+  std::ofstream(config) << test_daemon_yaml(broker->bootstrap(), kGroup, dir + "/state", port, hook_file,
+                                            "    session.timeout.ms: \"6000\"\n    heartbeat.interval.ms: \"500\"\n");
 
   // Ordinary users signing in and reading their paystubs, and kAttacks brute-force attacks (12
   // failures 150 ms apart) starting every 850 ms, so several run while the fault lasts.
   std::mt19937 rng(std::random_device{}());
   auto uniform = [&](TimeMs lo, TimeMs hi) { return std::uniform_int_distribution<TimeMs>(lo, hi)(rng); };
   std::vector<Timed> plan;
-  int session = 0;
-  for (int u = 0; u < 30; ++u) {
-    const std::string user = "r" + std::to_string(u), ip = "73.20." + std::to_string(u) + ".5";
-    for (int i = 0; i < 6; ++i) {
-      const TimeMs at = uniform(0, kStreamMs - 500);
-      const std::string s = "s" + std::to_string(++session);
-      plan.push_back({at, event(0, user, "login", "success", ip, 7922, "Comcast", "d-" + user, s)});
-      for (int v = 0; v < 10; ++v)
-        plan.push_back({at + 10 + v * 30, event(0, user, "view", "success", ip, 7922, "Comcast", "d-" + user, s, "paystub")});
-    }
-  }
-  for (int b = 0; b < kAttacks; ++b) {
-    const TimeMs start = 500 + b * 850 + uniform(0, 100);
-    for (int i = 0; i < 12; ++i)
-      plan.push_back({start + i * 150, event(0, "b" + std::to_string(b), "login", "failure",
-                                             "203.0.113." + std::to_string(b + 1), 64500, "Example Net", "d-x", "")});
-  }
+  add_ordinary_users(plan, 30, 6, kStreamMs, rng);
+  for (int b = 0; b < kAttacks; ++b) add_brute_force(plan, b, 500 + b * 850 + uniform(0, 100), 150);
   sort_plan(plan);
   const std::size_t total = plan.size();
 

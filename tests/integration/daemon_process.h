@@ -5,11 +5,8 @@
 #include <doctest/doctest.h>
 #include <librdkafka/rdkafkacpp.h>
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <spawn.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -18,48 +15,11 @@
 #include <string>
 #include <vector>
 
+#include "tests/integration/scrape.h"
+
 extern char** environ;
 
 namespace portalwatch::test {
-
-inline int free_port() {
-  const int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  close(s);
-  return ntohs(a.sin_port);
-}
-
-/// GET /metrics; empty when the daemon is not (yet) listening.
-inline std::string scrape(int port) {
-  const int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval tv{2, 0};
-  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  std::string out;
-  if (connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-    const std::string req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if (send(s, req.data(), req.size(), 0) == static_cast<ssize_t>(req.size())) {
-      char buf[65536];
-      for (ssize_t n; (n = recv(s, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
-    }
-  }
-  close(s);
-  return out;
-}
-
-/// A series' value (name with its labels, as exposed: `x_total{kind="transport"}`), -1 if absent.
-inline double metric(const std::string& text, const std::string& name) {
-  const auto at = text.find("\n" + name + " ");
-  return at == std::string::npos ? -1 : std::atof(text.c_str() + at + name.size() + 2);
-}
 
 /// Starts `portalwatchd run --config config`, its stderr appended to `log`.
 inline pid_t spawn_daemon(const std::string& config, const std::string& log) {
@@ -92,8 +52,33 @@ inline std::string field(const std::string& json, const std::string& key) {
   return json.substr(at, end - at);
 }
 
+/// A configuration for `portalwatchd run` in these tests: the brute_force detector (medium at 10
+/// failures), a policy that locks the account down on it, an exec hook that appends every "on"
+/// decision to `hook_file`, a state store, metrics on `metrics_port`, commits every 200 ms.
+/// `kafka_properties`: YAML lines for kafka.properties, indented by four spaces.
+inline std::string test_daemon_yaml(const std::string& bootstrap, const std::string& group, const std::string& state,
+                                    int metrics_port, const std::string& hook_file, const std::string& kafka_properties) {
+  return "kafka:\n  bootstrap_servers: \"" + bootstrap + "\"\n  group_id: " + group +
+         "\n  topics: [events]\n  alerts_topic: alerts\n  decisions_topic: decisions\n"
+         "  commit_interval_ms: 200\n  properties:\n" +
+         kafka_properties + "state:\n  path: \"" + state + "\"\nmetrics:\n  listen: \"127.0.0.1:" +
+         std::to_string(metrics_port) +
+         "\"\ncontrol:\n  socket: \"\"\n"
+         "detectors:\n  - type: brute_force\n    severity: {medium: 10, high: 30, critical: 100}\n"
+         "policies:\n  - name: lock-brute-forced\n    when: {detectors: [brute_force], min_severity: medium}\n"
+         "    scope: user\n    action: lockdown\n"
+         "hooks:\n  - name: record\n    type: exec\n    on: {states: [on]}\n    argv: [/usr/bin/tee, -a, \"" +
+         hook_file + "\"]\n";
+}
+
+struct TopicMessage {
+  std::int32_t partition = 0;
+  std::string key, value;
+};
+
 /// Every message of a topic, up to its high watermarks when called.
-inline std::vector<std::string> read_topic(const std::string& bootstrap, const std::string& topic, int partitions) {
+inline std::vector<TopicMessage> read_topic_messages(const std::string& bootstrap, const std::string& topic,
+                                                     int partitions) {
   std::string err;
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   conf->set("bootstrap.servers", bootstrap, err);
@@ -111,16 +96,24 @@ inline std::vector<std::string> read_topic(const std::string& bootstrap, const s
   }
   REQUIRE(c->assign(parts) == RdKafka::ERR_NO_ERROR);
   RdKafka::TopicPartition::destroy(parts);
-  std::vector<std::string> out;
+  std::vector<TopicMessage> out;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (remaining > 0 && std::chrono::steady_clock::now() < deadline) {
     std::unique_ptr<RdKafka::Message> m(c->consume(100));
     if (m->err() != RdKafka::ERR_NO_ERROR) continue;
-    out.emplace_back(static_cast<const char*>(m->payload()), m->len());
+    out.push_back({m->partition(), m->key() ? *m->key() : std::string(),
+                   std::string(static_cast<const char*>(m->payload()), m->len())});
     --remaining;
   }
   REQUIRE_MESSAGE(remaining == 0, remaining << " messages of " << topic << " not read");
   c->close();
+  return out;
+}
+
+/// The values of every message of a topic.
+inline std::vector<std::string> read_topic(const std::string& bootstrap, const std::string& topic, int partitions) {
+  std::vector<std::string> out;
+  for (auto& m : read_topic_messages(bootstrap, topic, partitions)) out.push_back(std::move(m.value));
   return out;
 }
 

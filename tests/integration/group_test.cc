@@ -52,36 +52,6 @@ std::set<int> held_partitions(const std::string& log) {
   return held;
 }
 
-// Each message's partition, by user (the key).
-std::map<std::string, int> partition_of_users(const std::string& bootstrap, const std::string& topic, int partitions) {
-  std::string err;
-  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  conf->set("bootstrap.servers", bootstrap, err);
-  conf->set("group.id", "test-partition-reader", err);
-  std::unique_ptr<RdKafka::KafkaConsumer> c(RdKafka::KafkaConsumer::create(conf.get(), err));
-  REQUIRE(c);
-  std::vector<RdKafka::TopicPartition*> parts;
-  std::int64_t remaining = 0;
-  for (int p = 0; p < partitions; ++p) {
-    std::int64_t low = 0, high = 0;
-    REQUIRE(c->query_watermark_offsets(topic, p, &low, &high, 10000) == RdKafka::ERR_NO_ERROR);
-    remaining += high - low;
-    parts.push_back(RdKafka::TopicPartition::create(topic, p, low));
-  }
-  c->assign(parts);
-  RdKafka::TopicPartition::destroy(parts);
-  std::map<std::string, int> out;
-  const auto deadline = SteadyClock::now() + std::chrono::seconds(20);
-  while (remaining > 0 && SteadyClock::now() < deadline) {
-    std::unique_ptr<RdKafka::Message> m(c->consume(100));
-    if (m->err() != RdKafka::ERR_NO_ERROR) continue;
-    --remaining;
-    if (m->key()) out[*m->key()] = m->partition();
-  }
-  c->close();
-  return out;
-}
-
 }  // namespace
 
 TEST_CASE("faults: two daemons in one group, one killed with SIGKILL mid-attack; the survivor takes over and "
@@ -113,20 +83,9 @@ TEST_CASE("faults: two daemons in one group, one killed with SIGKILL mid-attack;
     m.log = dir + "/" + m.name + ".log";
     m.hooks = dir + "/" + m.name + "-hook-runs.jsonl";
     m.port = free_port();
-    std::ofstream(m.config) << "kafka:\n  bootstrap_servers: \"" << broker->bootstrap() << "\"\n  group_id: " << group
-                            << "\n  topics: [events]\n  alerts_topic: alerts\n  decisions_topic: decisions\n"
-                               "  commit_interval_ms: 200\n  properties:\n    session.timeout.ms: \"3000\"\n"
-                               "    heartbeat.interval.ms: \"300\"\n"
-                               "    partition.assignment.strategy: cooperative-sticky\n"
-                            << "state:\n  path: \"" << dir << "/" << m.name << "-state\"\n"
-                            << "metrics:\n  listen: \"127.0.0.1:" << m.port << "\"\n"
-                            << "control:\n  socket: \"\"\n"
-                            << "detectors:\n  - type: brute_force\n    severity: {medium: 10, high: 30, critical: 100}\n"
-                            << "policies:\n  - name: lock-brute-forced\n    when: {detectors: [brute_force], min_severity: medium}\n"
-                               "    scope: user\n    action: lockdown\n"
-                            << "hooks:\n  - name: record\n    type: exec\n    on: {states: [on]}\n"
-                               "    argv: [/usr/bin/tee, -a, \""
-                            << m.hooks << "\"]\n";
+    std::ofstream(m.config) << test_daemon_yaml(broker->bootstrap(), group, dir + "/" + m.name + "-state", m.port, m.hooks,
+                                                "    session.timeout.ms: \"3000\"\n    heartbeat.interval.ms: \"300\"\n"
+                                                "    partition.assignment.strategy: cooperative-sticky\n");
   }
   auto assigned = [&](const Member& m) { return metric(scrape(m.port), "portalwatch_kafka_assigned_partitions"); };
 
@@ -149,23 +108,8 @@ TEST_CASE("faults: two daemons in one group, one killed with SIGKILL mid-attack;
   std::mt19937 rng(std::random_device{}());
   auto uniform = [&](TimeMs lo, TimeMs hi) { return std::uniform_int_distribution<TimeMs>(lo, hi)(rng); };
   std::vector<Timed> plan;
-  int session = 0;
-  for (int u = 0; u < 40; ++u) {
-    const std::string user = "r" + std::to_string(u), ip = "73.20." + std::to_string(u) + ".5";
-    for (int i = 0; i < 6; ++i) {
-      const TimeMs at = uniform(0, kStreamMs - 500);
-      const std::string s = "s" + std::to_string(++session);
-      plan.push_back({at, event(0, user, "login", "success", ip, 7922, "Comcast", "d-" + user, s)});
-      for (int v = 0; v < 10; ++v)
-        plan.push_back({at + 10 + v * 30, event(0, user, "view", "success", ip, 7922, "Comcast", "d-" + user, s, "paystub")});
-    }
-  }
-  for (int b = 0; b < kAttacks; ++b) {
-    const TimeMs start = 1'000 + b * 700 + uniform(0, 100);
-    for (int i = 0; i < 12; ++i)
-      plan.push_back({start + i * 300, event(0, "b" + std::to_string(b), "login", "failure",
-                                             "203.0.113." + std::to_string(b + 1), 64500, "Example Net", "d-x", "")});
-  }
+  add_ordinary_users(plan, 40, 6, kStreamMs, rng);
+  for (int b = 0; b < kAttacks; ++b) add_brute_force(plan, b, 1'000 + b * 700 + uniform(0, 100), 300);
   sort_plan(plan);
   const std::size_t total = plan.size();
   std::atomic<std::size_t> sent{0};
@@ -210,7 +154,8 @@ TEST_CASE("faults: two daemons in one group, one killed with SIGKILL mid-attack;
   CHECK_MESSAGE(committed == static_cast<std::int64_t>(total), "logs in " << dir);
 
   // Which attacks were under way on the killed member's partitions.
-  auto partition_of = partition_of_users(broker->bootstrap(), "events", kPartitions);
+  std::map<std::string, int> partition_of;
+  for (const auto& m : read_topic_messages(broker->bootstrap(), "events", kPartitions)) partition_of[m.key] = m.partition;
   std::vector<std::string> in_flight;
   for (int b = 0; b < kAttacks; ++b) {
     const TimeMs start = 1'000 + b * 700;

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -64,6 +65,30 @@ inline bool stream_plan(const std::string& bootstrap, const std::string& topic, 
     sent.fetch_add(1);
   }
   return p->flush(static_cast<int>(std::chrono::milliseconds(flush_timeout).count())) == RdKafka::ERR_NO_ERROR;
+}
+
+/// Ordinary users r0, r1...: `sign_ins` sign-ins each at random moments of the stream, each followed
+/// by ten paystub views 30 ms apart, from their own laptop and home address.
+template <class Rng>
+void add_ordinary_users(std::vector<Timed>& plan, int users, int sign_ins, TimeMs stream_ms, Rng& rng) {
+  int session = 0;
+  for (int u = 0; u < users; ++u) {
+    const std::string user = "r" + std::to_string(u), ip = "73.20." + std::to_string(u) + ".5";
+    for (int i = 0; i < sign_ins; ++i) {
+      const TimeMs at = std::uniform_int_distribution<TimeMs>(0, stream_ms - 500)(rng);
+      const std::string s = "s" + std::to_string(++session);
+      plan.push_back({at, event(0, user, "login", "success", ip, 7922, "Comcast", "d-" + user, s)});
+      for (int v = 0; v < 10; ++v)
+        plan.push_back({at + 10 + v * 30, event(0, user, "view", "success", ip, 7922, "Comcast", "d-" + user, s, "paystub")});
+    }
+  }
+}
+
+/// A brute-force attack on account b<n> from its own address: 12 failed passwords `step_ms` apart.
+inline void add_brute_force(std::vector<Timed>& plan, int n, TimeMs start, TimeMs step_ms) {
+  for (int i = 0; i < 12; ++i)
+    plan.push_back({start + i * step_ms, event(0, "b" + std::to_string(n), "login", "failure",
+                                               "203.0.113." + std::to_string(n + 1), 64500, "Example Net", "d-x", "")});
 }
 
 inline void sort_plan(std::vector<Timed>& plan) {
