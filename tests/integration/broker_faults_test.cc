@@ -119,9 +119,10 @@ void run_fault(const Fault& fault) {
 
   std::atomic<std::size_t> sent{0};
   std::atomic<bool> delivered{false}, producer_done{false};
+  std::size_t resent = 0;
   const auto t0 = SteadyClock::now();
   std::thread producer([&] {
-    delivered = stream_plan(broker->bootstrap(), "events", plan, sent);
+    delivered = stream_plan(broker->bootstrap(), "events", plan, sent, &resent);
     producer_done = true;
   });
   auto at = [&](TimeMs ms) { return t0 + std::chrono::milliseconds(ms); };
@@ -154,9 +155,13 @@ void run_fault(const Fault& fault) {
     max_lag = std::max(max_lag, lag);
     if (recovery_s < 0 && lag == 0)
       recovery_s = std::chrono::duration<double>(SteadyClock::now() - fault_ended).count();
+    // Metrics are a snapshot (the lag is updated every second): the end is when the group's
+    // offsets and the received count have both reached the total.
     if (producer_done) {
       committed = committed_total(broker->bootstrap(), kGroup, "events", kPartitions);
-      if (lag == 0 && committed >= static_cast<std::int64_t>(total)) break;
+      if (lag == 0 && committed >= static_cast<std::int64_t>(total) &&
+          metric(last, "portalwatch_events_received_total") >= static_cast<double>(total))
+        break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
@@ -201,7 +206,7 @@ void run_fault(const Fault& fault) {
   // The fault showed while it lasted.
   const std::string shown = fault.visible(scrapes, log_during);
   MESSAGE(fault.name << ": " << total << " events in, " << received << " received (" << committed
-                     << " committed), " << alerts.size() << " findings for " << kAttacks << " attacks, " << lines
+                     << " committed; " << resent << " sent again by the producer), " << alerts.size() << " findings for " << kAttacks << " attacks, " << lines
                      << " hook runs; lag up to " << max_lag << ", back to 0 " << recovery_s
                      << " s after the fault ended; during the fault: " << shown);
   if (!getenv("PW_KEEP_TMP")) std::filesystem::remove_all(dir);

@@ -38,17 +38,34 @@ inline std::string event(TimeMs t, const std::string& user, const std::string& a
 }
 
 /// Sends the plan (sorted by `at`) in real time, each event stamped with its wall-clock time and
-/// keyed by its user. Idempotent, so that broker faults neither duplicate nor reorder an event.
-/// Counts what it handed to librdkafka in `sent`; returns whether everything was delivered.
+/// keyed by its user. Idempotent, so that broker faults neither duplicate nor reorder an event; a
+/// message whose delivery still fails (the retries of librdkafka exhausted by injected errors) is
+/// sent again after the stream, so every event of the plan is in the topic once. Counts what it
+/// handed to librdkafka in `sent`; returns whether everything was delivered, and in `resent` how
+/// many had to be sent again.
 inline bool stream_plan(const std::string& bootstrap, const std::string& topic, std::vector<Timed>& plan,
-                        std::atomic<std::size_t>& sent, std::chrono::seconds flush_timeout = std::chrono::seconds(60)) {
+                        std::atomic<std::size_t>& sent, std::size_t* resent = nullptr,
+                        std::chrono::seconds flush_timeout = std::chrono::seconds(60)) {
+  struct Failed : RdKafka::DeliveryReportCb {
+    std::vector<std::pair<std::string, std::string>> messages;  // key, value
+    void dr_cb(RdKafka::Message& m) override {
+      if (m.err() != RdKafka::ERR_NO_ERROR)
+        messages.emplace_back(m.key() ? *m.key() : std::string(), std::string(static_cast<const char*>(m.payload()), m.len()));
+    }
+  } failed;
   std::string err;
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   conf->set("bootstrap.servers", bootstrap, err);
   conf->set("linger.ms", "5", err);
   conf->set("enable.idempotence", "true", err);
+  conf->set("dr_cb", &failed, err);
   std::unique_ptr<RdKafka::Producer> p(RdKafka::Producer::create(conf.get(), err));
   if (!p) return false;
+  auto send = [&](const std::string& key, std::string& value) {
+    while (p->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY, value.data(), value.size(),
+                      key.data(), key.size(), 0, nullptr, nullptr) == RdKafka::ERR__QUEUE_FULL)
+      p->poll(10);
+  };
   const TimeMs t0 = SystemClock().now();
   const std::string placeholder = format_rfc3339(0);
   for (auto& e : plan) {
@@ -58,13 +75,19 @@ inline bool stream_plan(const std::string& bootstrap, const std::string& topic, 
     }
     const std::string stamp = format_rfc3339(t0 + e.at);
     e.json.replace(e.json.find(placeholder), stamp.size(), stamp);
-    const std::string key = user_key(e.json);
-    while (p->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY, e.json.data(),
-                      e.json.size(), key.data(), key.size(), 0, nullptr, nullptr) == RdKafka::ERR__QUEUE_FULL)
-      p->poll(10);
+    send(user_key(e.json), e.json);
     sent.fetch_add(1);
   }
-  return p->flush(static_cast<int>(std::chrono::milliseconds(flush_timeout).count())) == RdKafka::ERR_NO_ERROR;
+  const int timeout_ms = static_cast<int>(std::chrono::milliseconds(flush_timeout).count());
+  bool ok = p->flush(timeout_ms) == RdKafka::ERR_NO_ERROR;
+  for (int round = 0; ok && !failed.messages.empty() && round < 5; ++round) {
+    auto again = std::move(failed.messages);
+    failed.messages.clear();
+    if (resent) *resent += again.size();
+    for (auto& [key, value] : again) send(key, value);
+    ok = p->flush(timeout_ms) == RdKafka::ERR_NO_ERROR;
+  }
+  return ok && failed.messages.empty();
 }
 
 /// Ordinary users r0, r1...: `sign_ins` sign-ins each at random moments of the stream, each followed
