@@ -72,7 +72,6 @@ void delete_partitions(std::vector<RdKafka::TopicPartition*>& parts) {
 
 class KafkaDaemon final : public RdKafka::RebalanceCb,
                           public RdKafka::EventCb,
-                          public RdKafka::OffsetCommitCb,
                           public RdKafka::DeliveryReportCb,
                           public FindingSink,
                           public DecisionSink,
@@ -90,6 +89,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         reject_limiter_(std::chrono::seconds(std::max(0, config_.log.reject_log_interval_seconds))) {}
 
   ~KafkaDaemon() override {
+    committer_.reset();  // its queue before the consumer
     stop_control();
     producer_.reset();
     consumer_.reset();
@@ -167,12 +167,13 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     std::string err;
     cconf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(this), err);
     cconf->set("event_cb", static_cast<RdKafka::EventCb*>(this), err);
-    cconf->set("offset_commit_cb", static_cast<RdKafka::OffsetCommitCb*>(this), err);
     consumer_.reset(RdKafka::KafkaConsumer::create(cconf.get(), err));
     if (!consumer_) {
       error = "cannot create Kafka consumer: " + err;
       return false;
     }
+    committer_ = std::make_unique<GroupCommitter>(
+        consumer_->c_ptr(), [this](int e, const std::vector<GroupCommitter::Result>& r) { commit_done(e, r); });
 
     if (needs_producer()) {
       auto pconf_props = common;
@@ -877,11 +878,15 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   // finding produced so far has been delivered: a crash never commits past an undelivered alert.
   //
   // The periodic commit (wait false) never blocks the event loop for long: findings get a short
-  // wait to be delivered (else the commit waits for the next round) and the offsets go out with
-  // commitAsync, its outcome counted in offset_commit_cb. While a broker or the group coordinator
+  // wait to be delivered (else the commit waits for the next round) and the offsets go out
+  // asynchronously, their outcome served at the next round. While a broker or the group coordinator
   // is unreachable, a blocking commit would stall processing, metrics and the watchdog for as long
   // as the session timeout. Revocation and shutdown (wait true) wait for the outcome.
   void commit_processed(const std::vector<RdKafka::TopicPartition*>* only, bool wait = true) {
+    // Outcomes of earlier asynchronous commits first: a failed one makes its partitions due again.
+    // A commit that waits (revocation, shutdown) waits for them too.
+    if (wait) committer_->drain(5000);
+    else committer_->serve(0);
     if (!dirty_ && !only) return;
     std::vector<RdKafka::TopicPartition*> offsets;
     for (const auto& [tp, next] : next_offsets_) {
@@ -955,43 +960,29 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       const auto w = warmups.find(p->topic() + "/" + std::to_string(p->partition()));
       if (w != warmups.end()) warmup[{p->topic(), p->partition()}] = w->second;
     }
-    if (!wait) ++async_commits_;
-    const auto rc = static_cast<RdKafka::ErrorCode>(commit_offsets(consumer_->c_ptr(), next, warmup, !wait));
-    if (!wait && rc != RdKafka::ERR_NO_ERROR) --async_commits_;
-    if (wait || rc != RdKafka::ERR_NO_ERROR) commit_done(rc, offsets);
+    committer_->commit(next, warmup, !wait);
     delete_partitions(offsets);
   }
 
-  // OffsetCommitCb: the outcome of a commitAsync (librdkafka may also report synchronous commits
-  // here; those were counted when they returned).
-  void offset_commit_cb(RdKafka::ErrorCode err, std::vector<RdKafka::TopicPartition*>& offsets) override {
-    if (async_commits_ == 0) return;
-    --async_commits_;
-    commit_done(err, offsets);
-  }
-
-  void commit_done(RdKafka::ErrorCode err, const std::vector<RdKafka::TopicPartition*>& offsets) {
-    bool failed = err != RdKafka::ERR_NO_ERROR;
-    for (auto* p : offsets) failed |= p->err() != RdKafka::ERR_NO_ERROR;
-    if (!failed) {
+  // A commit's outcome (a synchronous one at once, an asynchronous one when served).
+  void commit_done(int err, const std::vector<GroupCommitter::Result>& results) {
+    for (const auto& r : results)
+      if (!err) err = r.err;
+    if (!err) {
       metrics_.commits.Increment();
-      for (auto* p : offsets) {
-        auto it = group_behind_.find({p->topic(), p->partition()});
-        if (it != group_behind_.end() && it->second <= p->offset()) group_behind_.erase(it);
+      for (const auto& r : results) {
+        auto it = group_behind_.find({r.topic, r.partition});
+        if (it != group_behind_.end() && it->second <= r.offset) group_behind_.erase(it);
       }
       return;
     }
     // The state store has these positions already; the group gets them again at the next round.
-    for (auto* p : offsets) group_behind_[{p->topic(), p->partition()}] = p->offset();
+    for (const auto& r : results) group_behind_[{r.topic, r.partition}] = r.offset;
     dirty_ = true;
     metrics_.commit_failures.Increment();
     std::uint64_t suppressed = 0;
     if (error_limiter_.allow(2, suppressed))
-      spdlog::warn("kafka: offset commit failed: {}{}", RdKafka::err2str(err != RdKafka::ERR_NO_ERROR ? err : [&] {
-                     for (auto* p : offsets)
-                       if (p->err() != RdKafka::ERR_NO_ERROR) return p->err();
-                     return err;
-                   }()),
+      spdlog::warn("kafka: offset commit failed: {}{}", RdKafka::err2str(static_cast<RdKafka::ErrorCode>(err)),
                    suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
   }
 
@@ -1160,8 +1151,8 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     std::uint64_t finding_id = 0;
   };
   std::vector<Retry> retries_;  // failed deliveries, produced again before the next commit
-  std::size_t async_commits_ = 0;
-  std::optional<Clock::time_point> commit_deferred_since_;  // periodic commits waiting for deliveries  // commitAsync calls whose outcome has not come back
+  std::unique_ptr<GroupCommitter> committer_;
+  std::optional<Clock::time_point> commit_deferred_since_;  // periodic commits waiting for deliveries
   std::map<TopicPartitionKey, std::int64_t> group_behind_;
   // Per partition, the offset after the last event this process ran through the detectors.
   std::map<TopicPartitionKey, std::int64_t> seen_until_;

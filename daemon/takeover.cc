@@ -28,12 +28,12 @@ std::optional<std::int64_t> parse_warmup_metadata(std::string_view metadata) {
   return std::strtoll(digits.c_str(), nullptr, 10);
 }
 
-int commit_offsets(rd_kafka_s* consumer, const std::map<std::pair<std::string, std::int32_t>, std::int64_t>& offsets,
-                   const std::map<std::pair<std::string, std::int32_t>, std::int64_t>& warmups, bool async) {
-  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(offsets.size()));
-  for (const auto& [tp, next] : offsets) {
+namespace {
+rd_kafka_topic_partition_list_t* commit_list(const GroupCommitter::Offsets& next, const GroupCommitter::Offsets& warmups) {
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(static_cast<int>(next.size()));
+  for (const auto& [tp, offset] : next) {
     rd_kafka_topic_partition_t* p = rd_kafka_topic_partition_list_add(list, tp.first.c_str(), tp.second);
-    p->offset = next;
+    p->offset = offset;
     const auto w = warmups.find(tp);
     if (w == warmups.end()) continue;
     const std::string meta = warmup_metadata(w->second);
@@ -41,11 +41,56 @@ int commit_offsets(rd_kafka_s* consumer, const std::map<std::pair<std::string, s
     std::memcpy(p->metadata, meta.data(), meta.size());
     p->metadata_size = meta.size();
   }
-  rd_kafka_resp_err_t err = rd_kafka_commit(consumer, list, async ? 1 : 0);
-  // A synchronous commit reports each partition's outcome in the list.
-  for (int i = 0; !async && !err && i < list->cnt; ++i) err = list->elems[i].err;
+  return list;
+}
+}  // namespace
+
+GroupCommitter::GroupCommitter(rd_kafka_s* consumer, Done done)
+    : consumer_(consumer), queue_(rd_kafka_queue_new(consumer)), done_(std::move(done)) {}
+
+GroupCommitter::~GroupCommitter() { rd_kafka_queue_destroy(queue_); }
+
+void GroupCommitter::on_commit(rd_kafka_s*, int err, void* offsets, void* opaque) {
+  auto* self = static_cast<GroupCommitter*>(opaque);
+  if (self->in_flight_) --self->in_flight_;
+  self->report(err, offsets);
+}
+
+void GroupCommitter::report(int err, const void* offsets) {
+  std::vector<Result> results;
+  if (const auto* list = static_cast<const rd_kafka_topic_partition_list_t*>(offsets))
+    for (int i = 0; i < list->cnt; ++i)
+      results.push_back({list->elems[i].topic, list->elems[i].partition, list->elems[i].offset, list->elems[i].err});
+  done_(err, results);
+}
+
+void GroupCommitter::commit(const Offsets& next, const Offsets& warmups, bool async, int wait_ms) {
+  rd_kafka_topic_partition_list_t* list = commit_list(next, warmups);
+  if (async) {
+    const auto err = rd_kafka_commit_queue(
+        consumer_, list, queue_,
+        [](rd_kafka_t* rk, rd_kafka_resp_err_t e, rd_kafka_topic_partition_list_t* o, void* opaque) {
+          on_commit(rk, e, o, opaque);
+        },
+        this);
+    if (err) report(err, list);
+    else ++in_flight_;
+  } else {
+    drain(wait_ms);
+    // The list carries each partition's outcome afterwards.
+    const auto err = rd_kafka_commit(consumer_, list, 0);
+    report(err, list);
+  }
   rd_kafka_topic_partition_list_destroy(list);
-  return err;
+}
+
+void GroupCommitter::drain(int wait_ms) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+  while (in_flight_ && std::chrono::steady_clock::now() < until) serve(100);
+}
+
+void GroupCommitter::serve(int timeout_ms) {
+  while (in_flight_ && rd_kafka_queue_poll_callback(queue_, timeout_ms) > 0) timeout_ms = 0;
 }
 
 bool committed_positions(rd_kafka_s* consumer, const std::vector<std::pair<std::string, std::int32_t>>& partitions,
