@@ -1,5 +1,6 @@
 #include "daemon/kafka_daemon.h"
 
+#include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafkacpp.h>
 
 #include <cerrno>
@@ -927,11 +928,18 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   // wait to be delivered (else the commit waits for the next round) and the offsets go out
   // asynchronously, their outcome served at the next round. While a broker or the group coordinator
   // is unreachable, a blocking commit would stall processing, metrics and the watchdog for as long
-  // as the session timeout. Revocation and shutdown (wait true) wait for the outcome.
-  void commit_processed(const std::vector<RdKafka::TopicPartition*>* only, bool wait = true) {
+  // as the session timeout. Revocation and shutdown (wait true) wait for the outcome, all waits
+  // together within wait_ms (shutdown gives what its time limit leaves).
+  void commit_processed(const std::vector<RdKafka::TopicPartition*>* only, bool wait = true, int wait_ms = 15000) {
+    auto until = Clock::now() + std::chrono::milliseconds(wait_ms);
+    if (stop_deadline_) until = std::min(until, *stop_deadline_);
+    const auto budget = [&](int most) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
+      return static_cast<int>(std::clamp<std::int64_t>(left, 0, most));
+    };
     // Outcomes of earlier asynchronous commits first: a failed one makes its partitions due again.
     // A commit that waits (revocation, shutdown) waits for them too.
-    if (wait) committer_->drain(5000);
+    if (wait) committer_->drain(budget(5000));
     else committer_->serve(0);
     if (!dirty_ && !only) return;
     std::vector<RdKafka::TopicPartition*> offsets;
@@ -958,7 +966,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       again.swap(retries_);
       for (const auto& r : again)
         produce(r.role, r.topic, r.payload.data(), r.payload.size(), r.key, nullptr, r.finding_id);
-      const auto rc = producer_->flush(only ? 10000 : wait ? 2000 : 100);
+      const auto rc = producer_->flush(wait ? budget(only ? 10000 : 2000) : 100);
       if (rc != RdKafka::ERR_NO_ERROR || !retries_.empty()) {
         // Keep the offsets uncommitted until every finding is delivered. A periodic round that
         // only found deliveries in flight is deferred to the next; for long, it is a problem.
@@ -1006,7 +1014,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       const auto w = warmups.find(p->topic() + "/" + std::to_string(p->partition()));
       if (w != warmups.end()) warmup[{p->topic(), p->partition()}] = w->second;
     }
-    committer_->commit(next, warmup, !wait);
+    committer_->commit(next, warmup, !wait, budget(10000));
     delete_partitions(offsets);
   }
 
@@ -1140,10 +1148,11 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       return std::max(std::chrono::milliseconds(0),
                       std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()) - reserve);
     };
+    stop_deadline_ = deadline;
     notifier_.stopping("shutting down: " + service_status());
     stop_control();
     spdlog::info("shutting down (at most {} s): committing processed offsets", config_.shutdown.timeout_ms / 1000);
-    commit_processed(nullptr);
+    commit_processed(nullptr, true, config_.shutdown.timeout_ms / 4);
     if (hooks_) {
       // A quarter of the budget is kept for Kafka: deliveries and leaving the group.
       stop_hooks(left(std::chrono::milliseconds(config_.shutdown.timeout_ms / 4)));
@@ -1155,16 +1164,53 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       // Before leaving the group: what is delivered now is not re-sent from the outbox later.
       const auto flush_ms = left(std::chrono::milliseconds(config_.shutdown.timeout_ms / 8));
       if (producer_->flush(static_cast<int>(flush_ms.count())) != RdKafka::ERR_NO_ERROR)
-        spdlog::warn("{} message(s) to Kafka not delivered at shutdown: findings among them are sent again "
-                     "from the state store at the next start",
-                     producer_->outq_len());
+        spdlog::warn("{} message(s) to Kafka not delivered at shutdown: findings among them are {} at the next start",
+                     producer_->outq_len(),
+                     store_ ? "sent again from the state store"
+                            : "raised again (their events' offsets were not committed)");
     }
-    consumer_->close();
+    close_consumer(std::max(deadline, Clock::now() + std::chrono::seconds(1)));
     metrics_.sync(engine_);
     const auto& s = engine_.stats();
     spdlog::info("stopped after {} events ({} rejected), {} findings ({} repeats suppressed) in {} ms", s.received,
                  s.rejected_total(), published_, suppressed_,
                  std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count());
+  }
+
+  // Leaves the group (revoking the partitions, which commits once more) by `deadline`. The close
+  // runs in librdkafka's background (rd_kafka_consumer_close_queue) with its callbacks served here,
+  // because with the coordinator unreachable a blocking close() waits for as long as that lasts.
+  // Past the deadline the daemon stops without it: the offsets were committed as far as the cluster
+  // allowed, and the group gives the partitions to another member after session.timeout.ms. (The
+  // C++ consumer's destructor does not close again: RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE.)
+  void close_consumer(Clock::time_point deadline) {
+    rd_kafka_t* rk = consumer_->c_ptr();
+    rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
+    if (rd_kafka_error_t* e = rd_kafka_consumer_close_queue(rk, queue)) {
+      spdlog::warn("kafka: leaving the consumer group: {}", rd_kafka_error_string(e));
+      rd_kafka_error_destroy(e);
+    } else {
+      // Polled as events: callbacks (event_cb) are served by the poll; the revocation comes back as
+      // a rebalance event, handled by rebalance_cb as in any rebalance; the end is a terminate op.
+      while (!rd_kafka_consumer_closed(rk) && Clock::now() < deadline) {
+        rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, 100);
+        if (!ev) continue;
+        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
+          std::vector<RdKafka::TopicPartition*> partitions;
+          if (const rd_kafka_topic_partition_list_t* list = rd_kafka_event_topic_partition_list(ev))
+            for (int i = 0; i < list->cnt; ++i)
+              partitions.push_back(RdKafka::TopicPartition::create(list->elems[i].topic, list->elems[i].partition));
+          rebalance_cb(consumer_.get(), static_cast<RdKafka::ErrorCode>(rd_kafka_event_error(ev)), partitions);
+          RdKafka::TopicPartition::destroy(partitions);
+        }
+        rd_kafka_event_destroy(ev);
+      }
+      if (!rd_kafka_consumer_closed(rk))
+        spdlog::warn("kafka: leaving the consumer group did not finish in the shutdown time (coordinator "
+                     "unreachable?); stopping without it: the group reassigns the partitions after "
+                     "session.timeout.ms");
+    }
+    rd_kafka_queue_destroy(queue);
   }
 
   static std::unique_ptr<StateStore> open_store(const StateConfig& sc, const ProfilesConfig& pc, std::string& error) {
@@ -1220,6 +1266,8 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   };
   std::vector<Retry> retries_;  // failed deliveries, produced again before the next commit
   std::unique_ptr<GroupCommitter> committer_;
+  // Set by shutdown(): waits for Kafka (commits in a revocation while leaving the group) end by then.
+  std::optional<Clock::time_point> stop_deadline_;
   std::optional<Clock::time_point> commit_deferred_since_;  // periodic commits waiting for deliveries
   std::map<TopicPartitionKey, std::int64_t> group_behind_;
   // Per partition, the offset after the last event this process ran through the detectors.

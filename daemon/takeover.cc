@@ -4,6 +4,8 @@
 #include <librdkafka/rdkafkacpp.h>
 #include <simdjson.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -66,22 +68,24 @@ void GroupCommitter::report(int err, const void* offsets) {
 
 void GroupCommitter::commit(const Offsets& next, const Offsets& warmups, bool async, int wait_ms) {
   rd_kafka_topic_partition_list_t* list = commit_list(next, warmups);
-  if (async) {
-    const auto err = rd_kafka_commit_queue(
-        consumer_, list, queue_,
-        [](rd_kafka_t* rk, rd_kafka_resp_err_t e, rd_kafka_topic_partition_list_t* o, void* opaque) {
-          on_commit(rk, e, o, opaque);
-        },
-        this);
-    if (err) report(err, list);
-    else ++in_flight_;
-  } else {
-    drain(wait_ms);
-    // The list carries each partition's outcome afterwards.
-    const auto err = rd_kafka_commit(consumer_, list, 0);
-    report(err, list);
-  }
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(wait_ms);
+  // Those in flight first, so that two commits never race and the group's offset never moves back.
+  if (!async) drain(wait_ms);
+  const auto err = rd_kafka_commit_queue(
+      consumer_, list, queue_,
+      [](rd_kafka_t* rk, rd_kafka_resp_err_t e, rd_kafka_topic_partition_list_t* o, void* opaque) {
+        on_commit(rk, e, o, opaque);
+      },
+      this);
+  if (err) report(err, list);
+  else ++in_flight_;
   rd_kafka_topic_partition_list_destroy(list);
+  // Waiting: sent asynchronously all the same, so that an unreachable coordinator costs at most
+  // wait_ms (rd_kafka_commit() waits for as long as the coordinator takes).
+  if (!async) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    drain(static_cast<int>(std::max<std::int64_t>(0, left.count())));
+  }
 }
 
 void GroupCommitter::drain(int wait_ms) {

@@ -49,8 +49,9 @@ class GroupCommitter {
   GroupCommitter& operator=(const GroupCommitter&) = delete;
 
   /// Commits `next` ((topic, partition) -> next offset) with `warmups` as metadata. Asynchronous:
-  /// returns at once, done() is called from serve(). Synchronous: waits (up to wait_ms) for the
-  /// asynchronous commits in flight, then commits and calls done() before returning.
+  /// returns at once, done() is called from serve(). Synchronous: waits for the asynchronous
+  /// commits in flight, then commits and waits for the outcome (done() called before returning),
+  /// all within wait_ms; an outcome later than that is served like an asynchronous one.
   void commit(const Offsets& next, const Offsets& warmups, bool async, int wait_ms = 10000);
   /// Calls done() for the asynchronous commits that have come back, waiting up to timeout_ms
   /// for the first (0: only those already back).

@@ -503,6 +503,49 @@ check "after the restart the lockdown's hook runs again, once" bash -c "
 kill -TERM "$SHUT_PID"; wait "$SHUT_PID"; rc=$?
 check "the restarted daemon stops cleanly" test "$rc" -eq 0
 
+# --- bounded shutdown with the cluster gone: SIGTERM after the only broker was SIGKILLed -----------
+# Committing, delivering the finding and leaving the group all wait for a broker that is not
+# there; the daemon still exits 0 within shutdown.timeout_seconds, and says what it left undone.
+"$PWD_BIN" broker --topic lost-events:2 --topic lost-alerts --bootstrap-file "$WORK/lost-bootstrap" > /dev/null 2>&1 &
+LOST_BROKER_PID=$!
+for _ in $(seq 1 50); do [ -s "$WORK/lost-bootstrap" ] && break; sleep 0.1; done
+LOST_BOOT=$(cat "$WORK/lost-bootstrap" 2>/dev/null)
+cat > "$WORK/lost.yaml" <<YAML
+kafka:
+  bootstrap_servers: "$LOST_BOOT"
+  group_id: e2e-lost
+  topics: [lost-events]
+  alerts_topic: lost-alerts
+  commit_interval_ms: 200
+metrics:
+  enabled: false
+control:
+  socket: "$WORK/lost-ctl.sock"
+shutdown:
+  timeout_seconds: 4
+detectors:
+  - type: brute_force
+YAML
+"$PWD_BIN" run --config "$WORK/lost.yaml" 2> "$WORK/lost.log" &
+LOST_PID=$!
+python3 - <<'PY' | kcat -P -b "$LOST_BOOT" -t lost-events -K $'\t'
+import json, datetime
+now = datetime.datetime.now(datetime.timezone.utc)
+for i in range(12):
+    t = (now + datetime.timedelta(milliseconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    print("e2e-lost-victim\t" + json.dumps({"@timestamp": t, "event": {"action": "login", "outcome": "failure", "reason": "bad_password"},
+          "user": {"name": "e2e-lost-victim"}, "source": {"ip": "203.0.113.81"}}))
+PY
+for _ in $(seq 1 100); do grep -q '"detector":"brute_force"' "$WORK/lost.log" && break; sleep 0.1; done
+check "the daemon found the attack before the broker died" grep -q '"detector":"brute_force"' "$WORK/lost.log"
+kill -KILL "$LOST_BROKER_PID"; wait "$LOST_BROKER_PID" 2>/dev/null
+sleep 1
+T0=$(date +%s%N)
+kill -TERM "$LOST_PID"; wait "$LOST_PID"; rc=$?
+ELAPSED_MS=$(( ($(date +%s%N) - T0) / 1000000 ))
+check "SIGTERM with the broker gone exits 0 within the 4 s bound (took ${ELAPSED_MS} ms)" test "$rc" -eq 0 -a "$ELAPSED_MS" -lt 5500
+check "the shutdown says how it ended" grep -q 'stopped after 12 events' "$WORK/lost.log"
+
 # --- systemd notify protocol: READY, watchdog pings from the event loop, a stall stops them -------
 while IFS= read -r line; do
   echo "$line"
