@@ -393,14 +393,15 @@ write_reload_config 20
 RELOAD_PID=$!
 LCTL=("$CTL_BIN" --socket "$WORK/reload-ctl.sock")
 for _ in $(seq 1 100); do "${LCTL[@]}" status > /dev/null 2>&1 && break; sleep 0.2; done
-failures() {  # failures FROM COUNT: failed sign-ins on e2e-reload-victim, keyed by user name
-  python3 - "$1" "$2" <<'PY'
+failures() {  # failures FROM COUNT [USER IP]: failed sign-ins keyed by user name (default e2e-reload-victim)
+  python3 - "$1" "$2" "${3:-e2e-reload-victim}" "${4:-203.0.113.79}" <<'PY'
 import json, sys, datetime
 now = datetime.datetime.now(datetime.timezone.utc)
+user, ip = sys.argv[3], sys.argv[4]
 for i in range(int(sys.argv[1]), int(sys.argv[1]) + int(sys.argv[2])):
     t = (now + datetime.timedelta(milliseconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    print("e2e-reload-victim\t" + json.dumps({"@timestamp": t, "event": {"action": "login", "outcome": "failure", "reason": "bad_password"},
-          "user": {"name": "e2e-reload-victim"}, "source": {"ip": "203.0.113.79"}}))
+    print(user + "\t" + json.dumps({"@timestamp": t, "event": {"action": "login", "outcome": "failure", "reason": "bad_password"},
+          "user": {"name": user}, "source": {"ip": ip}}))
 PY
 }
 # Steady load: 2,000 sign-ins a second for 8 seconds from 400 employees, keyed by user name.
@@ -479,14 +480,7 @@ YAML
 write_shutdown_config "[/usr/bin/python3, -c, \"import sys, time; open('$WORK/slow-hook.started', 'a').write(sys.stdin.read()); time.sleep(60)\"]"
 "$PWD_BIN" run --config "$WORK/shutdown.yaml" 2> "$WORK/shutdown.log" &
 SHUT_PID=$!
-python3 - <<'PY' | kcat -P -b "$BOOT" -t shutdown-events -K $'\t'
-import json, datetime
-now = datetime.datetime.now(datetime.timezone.utc)
-for i in range(12):
-    t = (now + datetime.timedelta(milliseconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    print("e2e-slow-victim\t" + json.dumps({"@timestamp": t, "event": {"action": "login", "outcome": "failure", "reason": "bad_password"},
-          "user": {"name": "e2e-slow-victim"}, "source": {"ip": "203.0.113.80"}}))
-PY
+failures 0 12 e2e-slow-victim 203.0.113.80 | kcat -P -b "$BOOT" -t shutdown-events -K $'\t'
 for _ in $(seq 1 100); do [ -s "$WORK/slow-hook.started" ] && break; sleep 0.1; done
 check "the slow hook started" test -s "$WORK/slow-hook.started"
 T0=$(date +%s%N)
@@ -528,14 +522,7 @@ detectors:
 YAML
 "$PWD_BIN" run --config "$WORK/lost.yaml" 2> "$WORK/lost.log" &
 LOST_PID=$!
-python3 - <<'PY' | kcat -P -b "$LOST_BOOT" -t lost-events -K $'\t'
-import json, datetime
-now = datetime.datetime.now(datetime.timezone.utc)
-for i in range(12):
-    t = (now + datetime.timedelta(milliseconds=i)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-    print("e2e-lost-victim\t" + json.dumps({"@timestamp": t, "event": {"action": "login", "outcome": "failure", "reason": "bad_password"},
-          "user": {"name": "e2e-lost-victim"}, "source": {"ip": "203.0.113.81"}}))
-PY
+failures 0 12 e2e-lost-victim 203.0.113.81 | kcat -P -b "$LOST_BOOT" -t lost-events -K $'\t'
 for _ in $(seq 1 100); do grep -q '"detector":"brute_force"' "$WORK/lost.log" && break; sleep 0.1; done
 check "the daemon found the attack before the broker died" grep -q '"detector":"brute_force"' "$WORK/lost.log"
 kill -KILL "$LOST_BROKER_PID"; wait "$LOST_BROKER_PID" 2>/dev/null
