@@ -98,7 +98,7 @@ void AutomationDetector::on_event(const Event& ev, FindingSink& out) {
     bump(s.tool[i]);
     if (s.sample_ua == 0) s.sample_ua = static_cast<std::uint16_t>(tool);
   }
-  if (!ev.user_name.empty()) s.accounts[i].add(normalize_user(ev.user_name, user_buf_));
+  if (!ev.user_name.empty()) s.accounts[i].add(ev.folded_user(user_buf_));
   if (s.last >= 0 && ev.time >= s.last) {
     const auto gap = static_cast<std::int32_t>(std::min<TimeMs>(ev.time - s.last, 86'400'000));
     bump(s.gaps[i]);
