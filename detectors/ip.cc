@@ -86,12 +86,16 @@ IpAddress IpAddress::masked(int prefix_len) const noexcept {
   IpAddress out = *this;
   int bits = v4 ? prefix_len + 96 : prefix_len;
   if (bits < 0) bits = 0;
-  if (bits > 128) bits = 128;
-  for (int i = 0; i < 16; ++i) {
-    const int keep = bits - i * 8;
-    if (keep >= 8) continue;
-    out.bytes[i] = keep <= 0 ? 0 : static_cast<std::uint8_t>(out.bytes[i] & (0xff << (8 - keep)));
-  }
+  if (bits >= 128) return out;  // every event's IPv4 source at the default /32
+  // The address as two big-endian halves, each masked with one operation.
+  auto keep = [](int n) -> std::uint64_t { return n <= 0 ? 0 : n >= 64 ? ~std::uint64_t{0} : ~std::uint64_t{0} << (64 - n); };
+  std::uint64_t hi, lo;
+  std::memcpy(&hi, out.bytes.data(), 8);
+  std::memcpy(&lo, out.bytes.data() + 8, 8);
+  hi = __builtin_bswap64(__builtin_bswap64(hi) & keep(bits));
+  lo = __builtin_bswap64(__builtin_bswap64(lo) & keep(bits - 64));
+  std::memcpy(out.bytes.data(), &hi, 8);
+  std::memcpy(out.bytes.data() + 8, &lo, 8);
   return out;
 }
 
