@@ -23,6 +23,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/bench_kafka.h"
 #include "daemon/config.h"
 #include "daemon/embedded_broker.h"
 #include "daemon/kafka_daemon.h"
@@ -33,39 +34,11 @@ namespace {
 
 using namespace portalwatch;
 using Steady = std::chrono::steady_clock;
-
-std::unique_ptr<RdKafka::Producer> producer(const std::string& bootstrap, const char* linger) {
-  std::string err;
-  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  conf->set("bootstrap.servers", bootstrap, err);
-  conf->set("linger.ms", linger, err);
-  return std::unique_ptr<RdKafka::Producer>(RdKafka::Producer::create(conf.get(), err));
-}
-
-void produce(RdKafka::Producer& p, const std::string& topic, const std::string& key, const std::string& value) {
-  while (p.produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-                   const_cast<char*>(value.data()), value.size(), key.data(), key.size(), 0, nullptr,
-                   nullptr) == RdKafka::ERR__QUEUE_FULL)
-    p.poll(1);
-}
-
-std::string failure(TimeMs t, const std::string& user, const std::string& ip) {
-  return "{\"@timestamp\":\"" + format_rfc3339(t) + "\",\"event\":{\"action\":\"login\",\"outcome\":\"failure\","
-         "\"reason\":\"bad_password\"},\"user\":{\"name\":\"" + user + "\"},\"source\":{\"ip\":\"" + ip + "\"}}";
-}
-
-double ms(Steady::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-void report(const char* what, std::vector<double> v) {
-  if (v.empty()) {
-    std::printf("  %-34s no samples\n", what);
-    return;
-  }
-  std::sort(v.begin(), v.end());
-  const auto q = [&](double p) { return v[std::min(v.size() - 1, static_cast<std::size_t>(p * (v.size() - 1) + 0.5))]; };
-  std::printf("  %-34s p50 %7.1f ms   p99 %7.1f ms   max %7.1f ms   (%zu samples)\n", what, q(0.5), q(0.99), v.back(),
-              v.size());
-}
+using bench::failure;
+using bench::ms;
+using bench::produce;
+using bench::producer;
+using bench::report;
 
 }  // namespace
 

@@ -46,4 +46,27 @@ bool EmbeddedBroker::create_topic(const std::string& name, int partitions, std::
   return true;
 }
 
+bool EmbeddedBroker::set_broker_down(int id, bool down) {
+  return (down ? rd_kafka_mock_broker_set_down(cluster_, id) : rd_kafka_mock_broker_set_up(cluster_, id)) ==
+         RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+bool EmbeddedBroker::set_broker_rtt(int id, int rtt_ms) {
+  return rd_kafka_mock_broker_set_rtt(cluster_, id, rtt_ms) == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+void EmbeddedBroker::push_request_errors(Api api, const std::vector<int>& errors) {
+  std::vector<rd_kafka_resp_err_t> codes;
+  for (const int e : errors) codes.push_back(static_cast<rd_kafka_resp_err_t>(e));
+  rd_kafka_mock_push_request_errors_array(cluster_, static_cast<std::int16_t>(api), codes.size(), codes.data());
+}
+
+bool EmbeddedBroker::set_partition_leader(const std::string& topic, int partition, int id) {
+  return rd_kafka_mock_partition_set_leader(cluster_, topic.c_str(), partition, id) == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
+bool EmbeddedBroker::set_group_coordinator(const std::string& group, int id) {
+  return rd_kafka_mock_coordinator_set(cluster_, "group", group.c_str(), id) == RD_KAFKA_RESP_ERR_NO_ERROR;
+}
+
 }  // namespace portalwatch

@@ -96,6 +96,12 @@ std::string FindingLedger::record(const Finding& f) {
 
 void FindingLedger::restore(std::string key, const LedgerEntry& e) { entries_[std::move(key)] = e; }
 
+void FindingLedger::remember(const std::string& key, const LedgerEntry& e) {
+  auto [it, fresh] = entries_.emplace(key, e);
+  if (fresh) return;
+  if (e.severity > it->second.severity || (e.severity == it->second.severity && e.until > it->second.until)) it->second = e;
+}
+
 std::vector<std::string> FindingLedger::prune(TimeMs t) {
   std::vector<std::string> gone;
   for (auto it = entries_.begin(); it != entries_.end();) {

@@ -47,6 +47,9 @@ class FindingLedger {
   std::string record(const Finding& f);
   /// Puts back an entry read from the state store.
   void restore(std::string key, const LedgerEntry& e);
+  /// Adds a finding published elsewhere (read back from the alerts topic), keeping whichever of
+  /// it and a known entry has the higher severity, then the later window.
+  void remember(const std::string& key, const LedgerEntry& e);
 
   /// Forgets entries whose window ended before t (event time); returns their keys.
   std::vector<std::string> prune(TimeMs t);

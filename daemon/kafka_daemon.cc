@@ -4,14 +4,17 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <csignal>
 #include <deque>
 #include <future>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "daemon/control.h"
@@ -19,6 +22,8 @@
 #include "daemon/finding_ledger.h"
 #include "daemon/geoip.h"
 #include "daemon/hooks.h"
+#include "daemon/kafka_stats.h"
+#include "daemon/takeover.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
 #include "daemon/service_notify.h"
@@ -33,6 +38,8 @@ namespace {
 
 constexpr std::size_t kSuppressedReplayed = 0;
 constexpr std::size_t kSuppressedRepeat = 1;
+// Taking over partitions: how many of the newest findings of each alerts partition are read back.
+constexpr std::int64_t kTakeoverFindings = 20'000;
 
 using Clock = std::chrono::steady_clock;
 using TopicPartitionKey = std::pair<std::string, std::int32_t>;
@@ -82,6 +89,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         reject_limiter_(std::chrono::seconds(std::max(0, config_.log.reject_log_interval_seconds))) {}
 
   ~KafkaDaemon() override {
+    committer_.reset();  // its queue before the consumer
     stop_control();
     producer_.reset();
     consumer_.reset();
@@ -132,6 +140,9 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     std::map<std::string, std::string> common = config_.kafka.properties;
     common["bootstrap.servers"] = config_.kafka.bootstrap_servers;
     if (!common.count("client.id")) common["client.id"] = "portalwatch";
+    // Statistics feed the broker health metrics and the broker lost/back log lines.
+    if (!common.count("statistics.interval.ms")) common["statistics.interval.ms"] = "1000";
+    kafka_common_ = common;
 
     auto cconf_props = common;
     cconf_props["group.id"] = config_.kafka.group_id;
@@ -143,6 +154,9 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     if (!cconf_props.count("fetch.wait.max.ms")) cconf_props["fetch.wait.max.ms"] = "10";
     auto cconf = make_conf(cconf_props, error);
     if (!cconf) return false;
+    // A fetch may wait this long on the broker; its round trip is not slowness.
+    const double fetch_wait_seconds = std::atof(cconf_props["fetch.wait.max.ms"].c_str()) / 1000.0;
+    kafka_health_[static_cast<size_t>(KafkaClient::kConsumer)] = KafkaHealth(std::max(1.0, 2 * fetch_wait_seconds));
     std::string err;
     cconf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(this), err);
     cconf->set("event_cb", static_cast<RdKafka::EventCb*>(this), err);
@@ -151,6 +165,8 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       error = "cannot create Kafka consumer: " + err;
       return false;
     }
+    committer_ = std::make_unique<GroupCommitter>(
+        consumer_->c_ptr(), [this](int e, const std::vector<GroupCommitter::Result>& r) { commit_done(e, r); });
 
     if (needs_producer()) {
       auto pconf_props = common;
@@ -244,7 +260,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         next_lag = now + std::chrono::seconds(1);
       }
       if (now >= next_commit) {
-        commit_processed(nullptr);
+        commit_processed(nullptr, /*wait=*/false);
         next_commit = now + std::chrono::milliseconds(config_.kafka.commit_interval_ms);
       }
     }
@@ -280,17 +296,31 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   }
 
   void process(RdKafka::Message& msg) {
+    const TopicPartitionKey key{msg.topic_name(), msg.partition()};
+    if (const auto seen = seen_until_.find(key); seen != seen_until_.end() && msg.offset() < seen->second) {
+      // Read again after this process lost the partition (a session timeout, a rebalance) and got
+      // it back: the detectors' windows hold this event already; a second pass would count it
+      // twice (and take a finding for one already published).
+      next_offsets_[key] = msg.offset() + 1;
+      dirty_ = true;
+      return;
+    }
+    seen_until_[key] = msg.offset() + 1;
     const auto t0 = Clock::now();
     const std::string_view payload(static_cast<const char*>(msg.payload()), msg.len());
     // An event the profile store already includes (processed, then the process died before its
     // Kafka offset was committed) runs through the detectors but does not count twice.
     const bool included = store_ && msg.offset() < store_->position(msg.topic_name() + "/" + std::to_string(msg.partition()));
+    // Taken over from another member, which processed it and published its findings (see
+    // start_warmup()); this member's profiles learn it, its findings are not published again.
+    const auto taken = taken_over_until_.find(key);
+    const bool inherited = taken != taken_over_until_.end() && msg.offset() < taken->second;
     const Engine::Result r = engine_.process(payload, false, *this, !included);
-    if (included) metrics_.events_warmup.Increment();
+    if (included || inherited) metrics_.events_warmup.Increment();
     if (!r.accepted) reject(msg, r);
     for (auto& f : pending_findings_) {
       // An included event's findings were delivered before the store recorded it.
-      if (included) {
+      if (included || inherited) {
         metrics_.findings_suppressed[kSuppressedReplayed]->Increment();
       } else if (ledger_.repeats(f)) {
         metrics_.findings_suppressed[kSuppressedRepeat]->Increment();
@@ -303,7 +333,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     metrics_.processing_latency.Observe(std::chrono::duration<double>(Clock::now() - t0).count());
     // Fully processed: its findings are queued for delivery. The commit waits for that delivery.
     next_offsets_[{msg.topic_name(), msg.partition()}] = msg.offset() + 1;
-    if (store_) mark_warmup({msg.topic_name(), msg.partition()}, msg.offset());
+    mark_warmup(key, msg.offset());
     dirty_ = true;
     if (options_.on_processed) options_.on_processed(msg.topic_name(), msg.partition(), msg.offset());
   }
@@ -810,6 +840,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   void event_cb(RdKafka::Event& event) override {
     switch (event.type()) {
       case RdKafka::Event::EVENT_ERROR: {
+        metrics_.kafka_errors[static_cast<size_t>(classify_kafka_error(event.err()))]->Increment();
         std::uint64_t suppressed = 0;
         if (error_limiter_.allow(1, suppressed))
           spdlog::log(event.fatal() ? spdlog::level::critical : spdlog::level::warn, "kafka: {}{}", event.str(),
@@ -822,9 +853,29 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
                                                                                  : spdlog::level::debug,
                     "kafka {}: {}", event.fac(), event.str());
         break;
+      case RdKafka::Event::EVENT_STATS:
+        on_stats(event.str());
+        break;
       default:
         break;
     }
+  }
+
+  // A client's statistics (every statistics.interval.ms, on the thread that polls it: the event
+  // loop): broker health into metrics, and a warning when a broker is lost or back or a leader
+  // moves, so a broker fault shows in the log while it lasts.
+  void on_stats(const std::string& json) {
+    const auto report = parse_kafka_stats(json);
+    if (!report) return;
+    const auto client = report->client_type == "producer" ? KafkaClient::kProducer : KafkaClient::kConsumer;
+    const auto c = static_cast<size_t>(client);
+    KafkaHealth& health = kafka_health_[c];
+    const std::uint64_t moves_before = health.leader_changes();
+    for (const auto& change : health.update(*report)) spdlog::warn("kafka {}: {}", report->client_type, change);
+    metrics_.kafka_brokers_up[c]->Set(health.brokers_up());
+    metrics_.kafka_broker_rtt[c]->Set(health.max_rtt_seconds());
+    if (health.leader_changes() > moves_before)
+      metrics_.kafka_leader_changes[c]->Increment(static_cast<double>(health.leader_changes() - moves_before));
   }
 
   // RebalanceCb, for both the eager and the cooperative protocol.
@@ -836,7 +887,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     for (auto* p : partitions) list += (list.empty() ? "" : ",") + p->topic() + "/" + std::to_string(p->partition());
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
       spdlog::info("kafka: assigned {} ({})", list.empty() ? "nothing" : list, cooperative ? "cooperative" : "eager");
-      if (store_) start_warmup(*consumer, partitions);
+      start_warmup(*consumer, partitions);
       if (cooperative) {
         if (RdKafka::Error* e = consumer->incremental_assign(partitions)) {
           spdlog::error("kafka: incremental assign failed: {}", e->str());
@@ -860,6 +911,8 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       for (auto* p : partitions) {
         next_offsets_.erase({p->topic(), p->partition()});
         warmup_marks_.erase({p->topic(), p->partition()});
+        group_behind_.erase({p->topic(), p->partition()});
+        taken_over_until_.erase({p->topic(), p->partition()});
       }
     } else {
       spdlog::error("kafka: rebalance error: {}", RdKafka::err2str(err));
@@ -869,7 +922,17 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
 
   // Commits the next offset of every fully processed partition (or only of `only`), after every
   // finding produced so far has been delivered: a crash never commits past an undelivered alert.
-  void commit_processed(const std::vector<RdKafka::TopicPartition*>* only) {
+  //
+  // The periodic commit (wait false) never blocks the event loop for long: findings get a short
+  // wait to be delivered (else the commit waits for the next round) and the offsets go out
+  // asynchronously, their outcome served at the next round. While a broker or the group coordinator
+  // is unreachable, a blocking commit would stall processing, metrics and the watchdog for as long
+  // as the session timeout. Revocation and shutdown (wait true) wait for the outcome.
+  void commit_processed(const std::vector<RdKafka::TopicPartition*>* only, bool wait = true) {
+    // Outcomes of earlier asynchronous commits first: a failed one makes its partitions due again.
+    // A commit that waits (revocation, shutdown) waits for them too.
+    if (wait) committer_->drain(5000);
+    else committer_->serve(0);
     if (!dirty_ && !only) return;
     std::vector<RdKafka::TopicPartition*> offsets;
     for (const auto& [tp, next] : next_offsets_) {
@@ -879,8 +942,14 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         if (!wanted) continue;
       }
       // Still warming up (re-reading what the store already includes): nothing new to commit,
-      // and the stored position and the group's offset must not move back.
-      if (store_ && next <= store_->position(tp.first + "/" + std::to_string(tp.second))) continue;
+      // and the stored position and the group's offset must not move back. Unless the store has
+      // it but the group's commit failed: then the group gets it again.
+      if (store_ && next <= store_->position(tp.first + "/" + std::to_string(tp.second)) &&
+          group_behind_.find(tp) == group_behind_.end())
+        continue;
+      // Re-reading what another member processed: the group's offset must not move back.
+      if (const auto taken = taken_over_until_.find(tp); taken != taken_over_until_.end() && next <= taken->second)
+        continue;
       offsets.push_back(RdKafka::TopicPartition::create(tp.first, tp.second, next));
     }
     if (offsets.empty()) return;
@@ -889,25 +958,39 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       again.swap(retries_);
       for (const auto& r : again)
         produce(r.role, r.topic, r.payload.data(), r.payload.size(), r.key, nullptr, r.finding_id);
-      const auto rc = producer_->flush(only ? 10000 : 2000);
+      const auto rc = producer_->flush(only ? 10000 : wait ? 2000 : 100);
       if (rc != RdKafka::ERR_NO_ERROR || !retries_.empty()) {
-        // Keep the offsets uncommitted until every finding is delivered.
-        spdlog::warn("kafka: findings not yet delivered ({}); offsets not committed this round",
-                     retries_.empty() ? RdKafka::err2str(rc) : "a delivery failed");
-        metrics_.commit_failures.Increment();
+        // Keep the offsets uncommitted until every finding is delivered. A periodic round that
+        // only found deliveries in flight is deferred to the next; for long, it is a problem.
+        const auto now = Clock::now();
+        if (!commit_deferred_since_) commit_deferred_since_ = now;
+        std::uint64_t suppressed = 0;
+        if ((wait || !retries_.empty() || now - *commit_deferred_since_ >= std::chrono::seconds(10)) &&
+            error_limiter_.allow(3, suppressed)) {
+          spdlog::warn("kafka: findings not yet delivered ({}); offsets not committed for {:.1f} s{}",
+                       retries_.empty() ? RdKafka::err2str(rc) : "a delivery failed",
+                       std::chrono::duration<double>(now - *commit_deferred_since_).count(),
+                       suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
+          metrics_.commit_failures.Increment();
+        }
         delete_partitions(offsets);
         return;
       }
+      commit_deferred_since_.reset();
     }
     // Ledger entries whose window ended before the watermark cannot suppress anything any more.
     const std::vector<std::string> forget = ledger_.prune(engine_.watermark());
+    const std::map<std::string, std::int64_t> warmups = warmup_offsets(offsets);
     if (store_) {
       // Profiles first, with the positions they include: a crash between the two replays events
       // the store already has, which process() then does not apply twice.
       std::map<std::string, std::int64_t> positions;
-      for (auto* p : offsets) positions[p->topic() + "/" + std::to_string(p->partition())] = p->offset();
+      for (auto* p : offsets) {
+        const std::string tp = p->topic() + "/" + std::to_string(p->partition());
+        if (p->offset() > store_->position(tp)) positions[tp] = p->offset();
+      }
       std::string error;
-      if (!store_->commit(positions, true, error, forget, warmup_offsets(offsets))) {
+      if (!store_->commit(positions, true, error, forget, warmups)) {
         spdlog::error("{}; offsets not committed this round", error);
         metrics_.commit_failures.Increment();
         delete_partitions(offsets);
@@ -915,16 +998,38 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       }
     }
     consumer_->offsets_store(offsets);
-    const auto rc = consumer_->commitSync(offsets);
-    if (rc == RdKafka::ERR_NO_ERROR) {
-      metrics_.commits.Increment();
-      if (!only) dirty_ = false;
-    } else {
-      metrics_.commit_failures.Increment();
-      std::uint64_t suppressed = 0;
-      if (error_limiter_.allow(2, suppressed)) spdlog::warn("kafka: offset commit failed: {}", RdKafka::err2str(rc));
+    if (!only) dirty_ = false;
+    // Each offset goes with its partition's warm-up offset, for a member that takes it over.
+    std::map<TopicPartitionKey, std::int64_t> next, warmup;
+    for (auto* p : offsets) {
+      next[{p->topic(), p->partition()}] = p->offset();
+      const auto w = warmups.find(p->topic() + "/" + std::to_string(p->partition()));
+      if (w != warmups.end()) warmup[{p->topic(), p->partition()}] = w->second;
     }
+    committer_->commit(next, warmup, !wait);
     delete_partitions(offsets);
+  }
+
+  // A commit's outcome (a synchronous one at once, an asynchronous one when served).
+  void commit_done(int err, const std::vector<GroupCommitter::Result>& results) {
+    for (const auto& r : results)
+      if (!err) err = r.err;
+    if (!err) {
+      metrics_.commits.Increment();
+      for (const auto& r : results) {
+        auto it = group_behind_.find({r.topic, r.partition});
+        if (it != group_behind_.end() && it->second <= r.offset) group_behind_.erase(it);
+      }
+      return;
+    }
+    // The state store has these positions already; the group gets them again at the next round.
+    for (const auto& r : results) group_behind_[{r.topic, r.partition}] = r.offset;
+    dirty_ = true;
+    metrics_.commit_failures.Increment();
+    std::uint64_t suppressed = 0;
+    if (error_limiter_.allow(2, suppressed))
+      spdlog::warn("kafka: offset commit failed: {}{}", RdKafka::err2str(static_cast<RdKafka::ErrorCode>(err)),
+                   suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
   }
 
   // One mark a second of event time per partition: (watermark, offset of the event then).
@@ -950,28 +1055,55 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   }
 
   // On assignment: a partition this daemon's store is current for is read again from its warm-up
-  // offset; the events up to the stored position are "included" (see process()).
+  // offset; the events up to the stored position are "included" (see process()). A partition
+  // another member was reading (this store is behind the group, or has never seen it) is read
+  // again from the warm-up offset that member committed with its offsets: its events up to the
+  // group's offset rebuild the windows and publish nothing, and the findings it published are
+  // read back from the alerts topic into the ledger, so that an attack it reported but whose
+  // offset it had not committed yet is not reported a second time.
   void start_warmup(RdKafka::KafkaConsumer& consumer, std::vector<RdKafka::TopicPartition*>& partitions) {
-    std::vector<RdKafka::TopicPartition*> committed;
-    for (auto* p : partitions) committed.push_back(RdKafka::TopicPartition::create(p->topic(), p->partition()));
-    const bool known = consumer.committed(committed, 10000) == RdKafka::ERR_NO_ERROR;
+    std::vector<std::pair<std::string, std::int32_t>> keys;
+    for (auto* p : partitions) keys.emplace_back(p->topic(), p->partition());
+    std::vector<GroupPosition> group;
+    const bool known = committed_positions(consumer.c_ptr(), keys, group, 10000);
+    bool taking_over = false;
     for (std::size_t i = 0; i < partitions.size(); ++i) {
       auto* p = partitions[i];
       const std::string tp = p->topic() + "/" + std::to_string(p->partition());
-      const std::int64_t position = store_->position(tp), from = store_->warmup(tp);
-      const std::int64_t group_offset = known ? committed[i]->offset() : -1;
-      if (from < 0 || position < 0 || from >= position) continue;
-      if (!known || group_offset > position) {
-        // Another consumer went further since this store was written: its events are not ours
-        // to replay. Start where the group is.
-        spdlog::info("kafka: {}: no warm-up (group at {}, this state store at {})", tp, group_offset, position);
+      const std::int64_t position = store_ ? store_->position(tp) : -1, from = store_ ? store_->warmup(tp) : -1;
+      const std::int64_t group_offset = known ? group[i].offset : -1;
+      if (const auto seen = seen_until_.find(keys[i]); seen != seen_until_.end()) {
+        // Assigned again to this process: its detectors still hold what it read (see process()).
+        spdlog::info("kafka: {}: assigned again; events before offset {} are in the detectors already", tp,
+                     seen->second);
         continue;
       }
-      p->set_offset(from);
-      spdlog::info("kafka: {}: warming up from offset {} ({} events already processed, read again to rebuild windows)",
-                   tp, from, position - from);
+      if (from >= 0 && position >= 0 && from < position && known && group_offset <= position) {
+        p->set_offset(from);
+        spdlog::info("kafka: {}: warming up from offset {} ({} events already processed, read again to rebuild windows)",
+                     tp, from, position - from);
+        continue;
+      }
+      if (known && group[i].warmup >= 0 && group[i].warmup < group_offset) {
+        p->set_offset(group[i].warmup);
+        taken_over_until_[keys[i]] = group_offset;
+        taking_over = true;
+        spdlog::info("kafka: {}: taking over at offset {}; warming up from offset {} (processed by another member)", tp,
+                     group_offset, group[i].warmup);
+        continue;
+      }
+      if (position >= 0 && group_offset > position)
+        spdlog::info("kafka: {}: no warm-up (group at {}, this state store at {})", tp, group_offset, position);
     }
-    RdKafka::TopicPartition::destroy(committed);
+    if (taking_over && !config_.kafka.alerts_topic.empty()) {
+      std::string error;
+      const auto published = read_published_findings(kafka_common_, config_.kafka.alerts_topic, kTakeoverFindings,
+                                                      std::chrono::seconds(5), error);
+      for (const auto& f : published) ledger_.remember(f.ledger_key, f.entry);
+      if (!error.empty()) spdlog::warn("kafka: taking over partitions: {}; a finding may be reported twice", error);
+      spdlog::info("kafka: {} recent finding(s) read back from {} into the ledger", published.size(),
+                   config_.kafka.alerts_topic);
+    }
   }
 
   void update_lag() {
@@ -1087,6 +1219,16 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     std::uint64_t finding_id = 0;
   };
   std::vector<Retry> retries_;  // failed deliveries, produced again before the next commit
+  std::unique_ptr<GroupCommitter> committer_;
+  std::optional<Clock::time_point> commit_deferred_since_;  // periodic commits waiting for deliveries
+  std::map<TopicPartitionKey, std::int64_t> group_behind_;
+  // Per partition, the offset after the last event this process ran through the detectors.
+  std::map<TopicPartitionKey, std::int64_t> seen_until_;
+  // Per partition taken over from another member: the group's offset then. Events before it are
+  // re-read to warm up, publish nothing and must not move the group's offset back.
+  std::map<TopicPartitionKey, std::int64_t> taken_over_until_;
+  std::map<std::string, std::string> kafka_common_;  // librdkafka properties of both clients  // in the state store, the group's commit failed
+  std::array<KafkaHealth, static_cast<size_t>(KafkaClient::kCount)> kafka_health_;
   bool dirty_ = false;
   LogLimiter<4> error_limiter_;
   LogLimiter<kRejectReasonCount> reject_limiter_;

@@ -107,6 +107,31 @@ Metrics::Metrics(const Engine& engine, const GeoIp* geoip)
     produce_failures[r] = &produce_fail_family.Add({{"topic", role}});
   }
 
+  auto& kafka_errors_family = BuildCounter()
+                                  .Name("portalwatch_kafka_errors_total")
+                                  .Help("Errors reported by librdkafka's error callback, by kind")
+                                  .Register(*registry_);
+  for (size_t k = 0; k < kafka_errors.size(); ++k)
+    kafka_errors[k] = &kafka_errors_family.Add({{"kind", std::string(to_string(static_cast<KafkaErrorKind>(k)))}});
+  auto& brokers_up_family = BuildGauge()
+                                .Name("portalwatch_kafka_brokers_up")
+                                .Help("Brokers this client is connected to (state UP in librdkafka's statistics)")
+                                .Register(*registry_);
+  auto& rtt_family = BuildGauge()
+                         .Name("portalwatch_kafka_broker_rtt_seconds")
+                         .Help("Highest average request round-trip time among the connected brokers, last statistics interval")
+                         .Register(*registry_);
+  auto& leader_family = BuildCounter()
+                            .Name("portalwatch_kafka_leader_changes_total")
+                            .Help("Partition leader moves seen in librdkafka's statistics")
+                            .Register(*registry_);
+  for (size_t c = 0; c < kafka_brokers_up.size(); ++c) {
+    const prometheus::Labels labels{{"client", c == static_cast<size_t>(KafkaClient::kConsumer) ? "consumer" : "producer"}};
+    kafka_brokers_up[c] = &brokers_up_family.Add(labels);
+    kafka_broker_rtt[c] = &rtt_family.Add(labels);
+    kafka_leader_changes[c] = &leader_family.Add(labels);
+  }
+
   received_ = &BuildCounter()
                    .Name("portalwatch_events_received_total")
                    .Help("Messages received, accepted or not")

@@ -15,10 +15,14 @@
 #include <vector>
 
 #include "daemon/geoip.h"
+#include "daemon/kafka_stats.h"
 #include "detectors/engine.h"
 #include "detectors/policy.h"
 
 namespace portalwatch {
+
+/// Which of the daemon's two librdkafka clients; a label value.
+enum class KafkaClient : std::uint8_t { kConsumer, kProducer, kCount };
 
 /// Which Kafka topic a produce went to; a label value.
 enum class TopicRole : std::uint8_t { kAlerts, kDecisions, kDeadLetter, kCount };
@@ -67,6 +71,13 @@ class Metrics {
   /// (replayed after a crash), [1] repeating a finding published before (after a restart).
   std::array<prometheus::Counter*, 2> findings_suppressed{};
   std::array<prometheus::Counter*, static_cast<size_t>(TopicRole::kCount)> produced{};
+  /// librdkafka's error callback, by kind (transport, all_brokers_down, timed_out...).
+  std::array<prometheus::Counter*, static_cast<size_t>(KafkaErrorKind::kCount)> kafka_errors{};
+  /// From each client's statistics: brokers connected (state UP), the highest average round-trip
+  /// time among them, partition leader moves seen.
+  std::array<prometheus::Gauge*, static_cast<size_t>(KafkaClient::kCount)> kafka_brokers_up{};
+  std::array<prometheus::Gauge*, static_cast<size_t>(KafkaClient::kCount)> kafka_broker_rtt{};
+  std::array<prometheus::Counter*, static_cast<size_t>(KafkaClient::kCount)> kafka_leader_changes{};
   std::array<prometheus::Counter*, static_cast<size_t>(TopicRole::kCount)> produce_failures{};
 
  private:

@@ -27,14 +27,42 @@ void Diagnostics::error(const YAML::Mark& mark, std::string key_path, std::strin
   errors_.push_back(std::move(d));
 }
 
+namespace {
+
+// Messages quote keys and values from the file, which may hold line breaks (a multi-line scalar)
+// or terminal escapes: escaped, each diagnostic stays one line and prints as text.
+void append_escaped(std::string& out, std::string_view text) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (const char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (c == '\n') {
+      out += "\\n";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (u < 0x20 || u == 0x7f) {
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
+    } else {
+      out += c;
+    }
+  }
+}
+
+}  // namespace
+
 std::string Diagnostics::format() const {
   std::string out;
   for (const auto& d : errors_) {
     out += file_;
     if (d.line > 0) out += ":" + std::to_string(d.line) + ":" + std::to_string(d.column);
     out += ": ";
-    if (!d.key_path.empty()) out += d.key_path + ": ";
-    out += d.message + "\n";
+    if (!d.key_path.empty()) {
+      append_escaped(out, d.key_path);
+      out += ": ";
+    }
+    append_escaped(out, d.message);
+    out += "\n";
     if (d.line > 0 && static_cast<size_t>(d.line) <= lines_.size()) {
       out += "    " + lines_[d.line - 1] + "\n";
       out += "    " + std::string(d.column > 0 ? d.column - 1 : 0, ' ') + "^\n";

@@ -468,11 +468,14 @@ PolicyEngine::ManualResult PolicyEngine::manual(const Scope& scope, DecisionActi
     void decide(Decision&& x) override { d = std::move(x); }
   } capture;
   emit_off(it->second, now, "operator:" + who, reason, capture);
+  // scope may be the lockdown's own (a caller releasing what active() lists): copied before the
+  // erase frees it.
+  const Scope released = scope;
   active_.erase(it);
   // The release wins over every policy until it sees findings newer than now.
   for (std::size_t pi = 0; pi < policies_.size(); ++pi) {
-    if (policies_[pi].scope != scope.type) continue;
-    ScopeState& st = scope_state(pi, scope.key());
+    if (policies_[pi].scope != released.type) continue;
+    ScopeState& st = scope_state(pi, released.key());
     st.released_at = now;
     st.hits.clear();
   }

@@ -212,7 +212,7 @@ check "demo says it places no address with a GeoIP database (its addresses are i
 check "demo serves no GeoIP counters without a database" bash -c "! grep -q '^portalwatch_geoip_lookups_total' '$WORK/metrics.txt'"
 
 # --- run: the daemon against the embedded broker, kcat as an independent client, SIGTERM -------
-"$PWD_BIN" broker --topic portal-events:2 --topic portalwatch-alerts --topic response-events:2 --topic reload-events:2 --topic reload-alerts --topic shutdown-events --bootstrap-file "$WORK/bootstrap" > /dev/null 2>&1 &
+"$PWD_BIN" broker --topic portal-events:2 --topic portalwatch-alerts --topic response-events:2 --topic reload-events:2 --topic reload-alerts --topic shutdown-events --topic notify-events:2 --bootstrap-file "$WORK/bootstrap" > /dev/null 2>&1 &
 BROKER_PID=$!
 for _ in $(seq 1 50); do [ -s "$WORK/bootstrap" ] && break; sleep 0.1; done
 BOOT=$(cat "$WORK/bootstrap" 2>/dev/null)
@@ -502,6 +502,15 @@ check "after the restart the lockdown's hook runs again, once" bash -c "
   grep -q 'asserting again lockdown user:e2e-slow-victim' '$WORK/shutdown2.log' && [ \$(wc -l < '$WORK/slow-hook.rerun') -eq 1 ]"
 kill -TERM "$SHUT_PID"; wait "$SHUT_PID"; rc=$?
 check "the restarted daemon stops cleanly" test "$rc" -eq 0
+
+# --- systemd notify protocol: READY, watchdog pings from the event loop, a stall stops them -------
+while IFS= read -r line; do
+  echo "$line"
+  case "$line" in
+    "ok   - "*) passed=$((passed + 1)) ;;
+    "FAIL - "*) failed=$((failed + 1)) ;;
+  esac
+done < <(python3 "$SRC/tests/e2e/notify_test.py" "$PWD_BIN" "$BOOT" "$WORK" 2>&1 || echo "FAIL - notify_test.py exited non-zero")
 kill -TERM "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null
 
 echo

@@ -26,99 +26,11 @@
 #include "daemon/embedded_broker.h"
 #include "daemon/state_store.h"
 #include "daemon/system_clock.h"
+#include "tests/integration/daemon_process.h"
 #include "tests/integration/kafka_harness.h"
-
-extern char** environ;
+#include "tests/integration/traffic.h"
 
 namespace portalwatch::test {
-
-namespace {
-
-int free_port() {
-  const int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  close(s);
-  return ntohs(a.sin_port);
-}
-
-// GET /metrics; empty when the daemon is not (yet) listening.
-std::string scrape(int port) {
-  const int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval tv{2, 0};
-  setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  std::string out;
-  if (connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
-    const std::string req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if (send(s, req.data(), req.size(), 0) == static_cast<ssize_t>(req.size())) {
-      char buf[65536];
-      for (ssize_t n; (n = recv(s, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
-    }
-  }
-  close(s);
-  return out;
-}
-
-double metric(const std::string& text, const std::string& name) {
-  const auto at = text.find("\n" + name + " ");
-  return at == std::string::npos ? -1 : std::atof(text.c_str() + at + name.size() + 2);
-}
-
-pid_t spawn_daemon(const std::string& config, const std::string& log) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  std::vector<std::string> args = {PORTALWATCHD_PATH, "run", "--config", config};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  const int rc = posix_spawn(&pid, PORTALWATCHD_PATH, &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  REQUIRE(rc == 0);
-  return pid;
-}
-
-struct Timed {
-  TimeMs at;  // offset from the start of the stream
-  std::string json;
-};
-
-std::string event(TimeMs t, const std::string& user, const std::string& action, const std::string& outcome,
-                  const std::string& ip, int asn, const std::string& org, const std::string& device,
-                  const std::string& session, const std::string& app = "") {
-  std::string j = "{\"@timestamp\":\"" + format_rfc3339(t) + "\",\"event\":{\"action\":\"" + action +
-                  "\",\"outcome\":\"" + outcome + "\"" + (outcome == "failure" ? ",\"reason\":\"bad_password\"" : "") +
-                  "},\"user\":{\"name\":\"" + user + "\"},\"source\":{\"ip\":\"" + ip + "\",\"as\":{\"number\":" +
-                  std::to_string(asn) + ",\"organization\":{\"name\":\"" + org + "\"}}},\"device\":{\"id\":\"" + device +
-                  "\"},\"session\":{\"id\":\"" + session + "\"}";
-  if (!app.empty()) j += ",\"portal\":{\"app\":\"" + app + "\",\"record\":{\"id\":\"" + user + "\"}}";
-  return j + "}";
-}
-
-std::string field(const std::string& json, const std::string& key) {
-  const std::string marker = "\"" + key + "\":";
-  auto at = json.find(marker);
-  if (at == std::string::npos) return {};
-  at += marker.size();
-  if (json[at] == '"') {
-    const auto end = json.find('"', at + 1);
-    return json.substr(at + 1, end - at - 1);
-  }
-  const auto end = json.find_first_of(",}", at);
-  return json.substr(at, end - at);
-}
-
-}  // namespace
 
 TEST_CASE("integration: portalwatchd killed with SIGKILL at random points and restarted loses nothing and fires nothing twice") {
   std::string error;
@@ -183,34 +95,13 @@ TEST_CASE("integration: portalwatchd killed with SIGKILL at random points and re
                                      "direct_deposit")});
     ++sign_ins[user];
   }
-  std::stable_sort(plan.begin(), plan.end(), [](const Timed& a, const Timed& b) { return a.at < b.at; });
+  sort_plan(plan);
   const std::size_t total = plan.size();
 
   // The producer streams the plan in real time, each event stamped with its wall-clock time.
   std::atomic<bool> produced{false};
-  std::thread producer([&] {
-    std::string err;
-    std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-    conf->set("bootstrap.servers", broker->bootstrap(), err);
-    conf->set("linger.ms", "5", err);
-    std::unique_ptr<RdKafka::Producer> p(RdKafka::Producer::create(conf.get(), err));
-    const TimeMs t0 = SystemClock().now();
-    for (auto& e : plan) {
-      while (SystemClock().now() < t0 + e.at) {
-        p->poll(0);
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      }
-      // Stamp: replace the placeholder time (the epoch) with the real one.
-      const std::string stamp = format_rfc3339(t0 + e.at);
-      e.json.replace(e.json.find(format_rfc3339(0)), stamp.size(), stamp);
-      const std::string key = user_key(e.json);
-      while (p->produce("events", RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY, e.json.data(),
-                        e.json.size(), key.data(), key.size(), 0, nullptr, nullptr) == RdKafka::ERR__QUEUE_FULL)
-        p->poll(10);
-    }
-    p->flush(10000);
-    produced = true;
-  });
+  std::atomic<std::size_t> sent{0};
+  std::thread producer([&] { produced = stream_plan(broker->bootstrap(), "events", plan, sent); });
 
   // Kill the daemon four times, each at a random moment after it has processed some events.
   const std::string log = dir + "/daemon.log";
