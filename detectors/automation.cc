@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <cstdio>
 
-#include <absl/hash/hash.h>
-
 namespace portalwatch {
 
 AutomationConfig read_automation_config(MapReader& cfg) {
@@ -48,9 +46,10 @@ AutomationDetector::AutomationDetector(AutomationConfig config, std::string name
 
 int AutomationDetector::tool_index(std::string_view ua) {
   if (ua.empty()) return config_.missing_user_agent_is_tool ? kMissingUserAgent : 0;
-  // Abseil's string hash (a few instructions per 16 bytes; user agents are 100-200 bytes): the
-  // cache needs a hash stable within the process, not the sketches' cross-run one.
-  const std::uint64_t h = static_cast<std::uint64_t>(absl::Hash<std::string_view>{}(ua)) | 1;  // never 0: an empty slot never matches
+  // Abseil's string hash (user agents are 100-200 bytes): the cache needs a hash stable within the
+  // process, not the sketches' cross-run one. StringHash, because absl::Hash<std::string_view>
+  // falls back to std::hash in Debian's Abseil.
+  const std::uint64_t h = static_cast<std::uint64_t>(StringHash{}(ua)) | 1;  // never 0: an empty slot never matches
   CacheSlot& slot = cache_[h % kCacheSize];
   if (slot.hash == h && slot.tool >= 0) return slot.tool;
   std::string lower(ua.substr(0, 512));
