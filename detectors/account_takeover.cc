@@ -50,7 +50,7 @@ bool AccountTakeoverDetector::in(const std::vector<std::string>& apps, std::stri
 void AccountTakeoverDetector::on_event(const Event& ev, FindingSink& out) {
   if (ev.user_name.empty()) return;
   if (ev.action == Action::kLogin) {
-    const std::string_view user = normalize_user(ev.user_name, user_buf_);
+    const std::string_view user = ev.folded_user(user_buf_);
     if (ev.outcome == Outcome::kFailure && ev.reason != portalwatch::Reason::kUnknownUser) {
       failures_.upsert(user, ev.time).count.add(ev.time, failure_span_);
       return;
@@ -85,7 +85,7 @@ void AccountTakeoverDetector::on_event(const Event& ev, FindingSink& out) {
                     in(config_.savings_apps, ev.app);
   if (!change && !read) return;
   if (ev.outcome == Outcome::kFailure) return;
-  const std::string_view user = normalize_user(ev.user_name, user_buf_);
+  const std::string_view user = ev.folded_user(user_buf_);
   Suspect* s = suspects_.find(user);
   if (!s || ev.time - s->at > config_.window_ms || ev.time < s->at) return;
   // The owner may be signed in too: only the suspicious sign-in's own session counts.

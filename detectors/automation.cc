@@ -46,7 +46,10 @@ AutomationDetector::AutomationDetector(AutomationConfig config, std::string name
 
 int AutomationDetector::tool_index(std::string_view ua) {
   if (ua.empty()) return config_.missing_user_agent_is_tool ? kMissingUserAgent : 0;
-  const std::uint64_t h = hash_bytes(ua) | 1;  // never 0, so an empty slot never matches
+  // Abseil's string hash (user agents are 100-200 bytes): the cache needs a hash stable within the
+  // process, not the sketches' cross-run one. StringHash, because absl::Hash<std::string_view>
+  // falls back to std::hash in Debian's Abseil.
+  const std::uint64_t h = static_cast<std::uint64_t>(StringHash{}(ua)) | 1;  // never 0: an empty slot never matches
   CacheSlot& slot = cache_[h % kCacheSize];
   if (slot.hash == h && slot.tool >= 0) return slot.tool;
   std::string lower(ua.substr(0, 512));
@@ -98,7 +101,7 @@ void AutomationDetector::on_event(const Event& ev, FindingSink& out) {
     bump(s.tool[i]);
     if (s.sample_ua == 0) s.sample_ua = static_cast<std::uint16_t>(tool);
   }
-  if (!ev.user_name.empty()) s.accounts[i].add(normalize_user(ev.user_name, user_buf_));
+  if (!ev.user_name.empty()) s.accounts[i].add(ev.folded_user(user_buf_));
   if (s.last >= 0 && ev.time >= s.last) {
     const auto gap = static_cast<std::int32_t>(std::min<TimeMs>(ev.time - s.last, 86'400'000));
     bump(s.gaps[i]);

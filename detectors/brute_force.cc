@@ -27,7 +27,7 @@ void BruteForceDetector::on_event(const Event& ev, FindingSink& out) {
   if (ev.action != Action::kLogin || ev.user_name.empty()) return;
   // An unknown account is not an account being brute-forced (that is credential stuffing).
   if (ev.reason == Reason::kUnknownUser) return;
-  const std::string_view user = normalize_user(ev.user_name, user_buf_);
+  const std::string_view user = ev.folded_user(user_buf_);
   if (ev.outcome == Outcome::kFailure) {
     Account& a = accounts_.upsert(user, ev.time);
     a.failures.add(ev.time, span_);

@@ -78,7 +78,7 @@ void CredentialStuffingDetector::on_event(const Event& ev, FindingSink& out) {
   if (ev.action != Action::kLogin || ev.outcome == Outcome::kUnknown) return;
   if (first_time_ < 0) first_time_ = ev.time;
   const bool failure = ev.outcome == Outcome::kFailure;
-  const std::string_view user = normalize_user(ev.user_name, user_buf_);
+  const std::string_view user = ev.folded_user(user_buf_);
 
   // Successes only matter for sources already failing; they never create state.
   Source* sp = failure ? &sources_.upsert(ev.source_key, ev.time) : sources_.find(ev.source_key);

@@ -53,8 +53,9 @@ bool cpu_runs_haswell_kernel() {
 
 }  // namespace
 
-EventDecoder::EventDecoder(const FieldMap& fields, std::size_t max_message_bytes, FieldSet decoded)
-    : impl_(std::make_unique<Impl>()) {
+EventDecoder::EventDecoder(const FieldMap& fields, std::size_t max_message_bytes, FieldSet decoded,
+                           JsonReader reader)
+    : impl_(std::make_unique<Impl>()), reader_(reader) {
   reconfigure(fields, max_message_bytes, decoded);
 }
 
@@ -62,8 +63,8 @@ void EventDecoder::reconfigure(const FieldMap& fields, std::size_t max_message_b
   max_message_bytes_ = max_message_bytes;
   decoded |= kAlwaysDecodedFields;
   impl_->backend = cpu_runs_haswell_kernel()
-                       ? decoder_haswell::make_backend(fields, max_message_bytes, decoded, &stats_)
-                       : decoder_generic::make_backend(fields, max_message_bytes, decoded, &stats_);
+                       ? decoder_haswell::make_backend(fields, max_message_bytes, decoded, &stats_, reader_)
+                       : decoder_generic::make_backend(fields, max_message_bytes, decoded, &stats_, reader_);
 }
 
 EventDecoder::~EventDecoder() = default;

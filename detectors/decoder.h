@@ -53,7 +53,16 @@ struct DecodeResult {
 /// value); the event is still accepted without them.
 struct DecoderStats {
   std::array<std::uint64_t, kFieldCount> ignored_fields{};
+  /// Messages the fast path read (the others went to simdjson); for tests and profiling.
+  std::uint64_t fast_path_decoded = 0;
 };
+
+/// How decode() reads JSON. kFastPathFirst: the documents producers write (plain, valid JSON) in
+/// one hand-written pass, everything else (escapes, non-ASCII, true/false/null, invalid JSON, a
+/// value to reject or ignore) by simdjson. kSimdjsonOnly: every message by simdjson. Both give the
+/// same events, rejections and counts; kSimdjsonOnly exists so the tests can show it
+/// (tests/unit/decoder_paths_test.cc, tests/fuzz/fuzz_decoder.cc).
+enum class JsonReader : std::uint8_t { kFastPathFirst, kSimdjsonOnly };
 
 /// Decodes one JSON object into an Event. Not thread-safe: one per thread. The strings of the
 /// returned Event stay valid until the next decode() call.
@@ -62,7 +71,7 @@ class EventDecoder {
   /// Only the fields in `decoded` (plus kAlwaysDecodedFields) are read; the rest of each message is
   /// skipped, which roughly halves decoding time when detectors need few fields.
   explicit EventDecoder(const FieldMap& fields = FieldMap(), std::size_t max_message_bytes = 65536,
-                        FieldSet decoded = kAllFields);
+                        FieldSet decoded = kAllFields, JsonReader reader = JsonReader::kFastPathFirst);
   ~EventDecoder();
   EventDecoder(const EventDecoder&) = delete;
   EventDecoder& operator=(const EventDecoder&) = delete;
@@ -84,6 +93,7 @@ class EventDecoder {
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::size_t max_message_bytes_;
+  JsonReader reader_;
   DecoderStats stats_;
 };
 

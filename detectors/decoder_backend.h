@@ -14,10 +14,12 @@ class DecoderBackend {
 };
 
 namespace decoder_haswell {
-std::unique_ptr<DecoderBackend> make_backend(const FieldMap&, std::size_t, FieldSet, DecoderStats*);
+std::unique_ptr<DecoderBackend> make_backend(const FieldMap&, std::size_t, FieldSet, DecoderStats*,
+                                             JsonReader = JsonReader::kFastPathFirst);
 }
 namespace decoder_generic {
-std::unique_ptr<DecoderBackend> make_backend(const FieldMap&, std::size_t, FieldSet, DecoderStats*);
+std::unique_ptr<DecoderBackend> make_backend(const FieldMap&, std::size_t, FieldSet, DecoderStats*,
+                                             JsonReader = JsonReader::kFastPathFirst);
 }
 
 }  // namespace portalwatch

@@ -112,7 +112,7 @@ std::uint8_t EnumerationDetector::role_of(const Event& ev, std::string_view user
 }
 
 void EnumerationDetector::on_event(const Event& ev, FindingSink& out) {
-  const std::string_view user = normalize_user(ev.user_name, user_buf_);
+  const std::string_view user = ev.folded_user(user_buf_);
   // Roles are learned wherever they appear (most portals log them at sign-in).
   const bool has_roles = ev.role_count > 0 && !config_.role_limits.empty();
   std::uint8_t role = has_roles ? role_of(ev, user) : 0;

@@ -103,6 +103,10 @@ struct Event {
   std::string_view reason_text;
 
   std::string_view user_name;
+  /// user_name case-folded (normalize_user), set by the engine once for all detectors; events
+  /// built without the engine leave it unset and folded_user() folds on demand.
+  std::string_view user_folded;
+  bool user_folded_set = false;
   std::string_view user_id;
   std::array<std::string_view, kMaxRoles> roles{};
   std::uint8_t role_count = 0;
@@ -151,6 +155,10 @@ struct Event {
   std::string source_key_text() const {
     const bool host = source_key_prefix == (source_key.v4 ? 32 : 128);
     return host ? source_key.to_string() : source_key.to_string() + "/" + std::to_string(source_key_prefix);
+  }
+  /// The account name case-folded: the engine's copy, or folded into buf.
+  std::string_view folded_user(std::string& buf) const {
+    return user_folded_set ? user_folded : normalize_user(user_name, buf);
   }
   bool is_auth() const noexcept { return action == Action::kLogin || action == Action::kMfa; }
 };

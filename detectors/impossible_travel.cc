@@ -67,7 +67,7 @@ void ImpossibleTravelDetector::on_event(const Event& ev, FindingSink& out) {
   // Shared egress (a configured trusted network, or learned from many accounts signing in through
   // it) is where the organisation's network leaves, not where the person is.
   if (!ev.source_class.empty()) return;
-  const std::string_view user = normalize_user(ev.user_name, user_buf_);
+  const std::string_view user = ev.folded_user(user_buf_);
   Account& a = accounts_.upsert(user, ev.time);
   // A position its source calls coarse (a GeoIP record of a whole country) counts as that coarse.
   const double accuracy = std::max<double>(org_names_any(ev.as_org, config_.mobile_networks)

@@ -7,7 +7,45 @@
 
 namespace portalwatch {
 
+namespace {
+
+// The common case, a dotted quad such as "198.51.100.23", without inet_pton's copy and NUL
+// terminator: four decimal octets of one to three digits, no leading zeros, each at most 255.
+// Exactly what inet_pton(AF_INET) accepts of such text; anything else (IPv6, a malformed quad)
+// returns false and goes through inet_pton, which decides.
+bool parse_dotted_quad(std::string_view s, std::uint8_t out[4]) noexcept {
+  const char* p = s.data();
+  const char* const end = p + s.size();
+  for (int octet = 0; octet < 4; ++octet) {
+    if (octet > 0) {
+      if (p == end || *p != '.') return false;
+      ++p;
+    }
+    unsigned v = 0;
+    int n = 0;
+    while (p != end && *p >= '0' && *p <= '9' && n < 4) {
+      v = v * 10 + static_cast<unsigned>(*p - '0');
+      ++p;
+      ++n;
+    }
+    if (n == 0 || n > 3 || v > 255 || (n > 1 && p[-n] == '0')) return false;
+    out[octet] = static_cast<std::uint8_t>(v);
+  }
+  return p == end;
+}
+
+}  // namespace
+
 std::optional<IpAddress> IpAddress::parse(std::string_view text) noexcept {
+  if (text.size() >= 7 && text.size() <= 15) {
+    IpAddress a;
+    if (parse_dotted_quad(text, a.bytes.data() + 12)) {
+      a.v4 = true;
+      a.bytes[10] = 0xff;
+      a.bytes[11] = 0xff;
+      return a;
+    }
+  }
   char buf[INET6_ADDRSTRLEN + 1];
   if (text.empty() || text.size() >= sizeof buf) return std::nullopt;
   // inet_pton stops at a NUL: "1.2.3.4\0junk" is not an address.
@@ -48,12 +86,16 @@ IpAddress IpAddress::masked(int prefix_len) const noexcept {
   IpAddress out = *this;
   int bits = v4 ? prefix_len + 96 : prefix_len;
   if (bits < 0) bits = 0;
-  if (bits > 128) bits = 128;
-  for (int i = 0; i < 16; ++i) {
-    const int keep = bits - i * 8;
-    if (keep >= 8) continue;
-    out.bytes[i] = keep <= 0 ? 0 : static_cast<std::uint8_t>(out.bytes[i] & (0xff << (8 - keep)));
-  }
+  if (bits >= 128) return out;  // every event's IPv4 source at the default /32
+  // The address as two big-endian halves, each masked with one operation.
+  auto keep = [](int n) -> std::uint64_t { return n <= 0 ? 0 : n >= 64 ? ~std::uint64_t{0} : ~std::uint64_t{0} << (64 - n); };
+  std::uint64_t hi, lo;
+  std::memcpy(&hi, out.bytes.data(), 8);
+  std::memcpy(&lo, out.bytes.data() + 8, 8);
+  hi = __builtin_bswap64(__builtin_bswap64(hi) & keep(bits));
+  lo = __builtin_bswap64(__builtin_bswap64(lo) & keep(bits - 64));
+  std::memcpy(out.bytes.data(), &hi, 8);
+  std::memcpy(out.bytes.data() + 8, &lo, 8);
   return out;
 }
 

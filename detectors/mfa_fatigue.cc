@@ -25,7 +25,7 @@ MfaFatigueDetector::MfaFatigueDetector(MfaFatigueConfig config, std::string name
 
 void MfaFatigueDetector::on_event(const Event& ev, FindingSink& out) {
   if (ev.action != Action::kMfa || ev.user_name.empty()) return;
-  const std::string_view user = normalize_user(ev.user_name, user_buf_);
+  const std::string_view user = ev.folded_user(user_buf_);
   const bool denied = ev.reason == Reason::kMfaDenied;
   const bool timed_out = ev.reason == Reason::kMfaTimeout;
   if (ev.outcome == Outcome::kFailure && (denied || timed_out)) {

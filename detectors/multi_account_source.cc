@@ -55,7 +55,7 @@ FieldSet MultiAccountSourceDetector::fields_used() const {
 void MultiAccountSourceDetector::on_event(const Event& ev, FindingSink& out) {
   if (ev.action != Action::kLogin || ev.outcome != Outcome::kSuccess || ev.user_name.empty())
     return;
-  const std::string_view user = normalize_user(ev.user_name, user_buf_);
+  const std::string_view user = ev.folded_user(user_buf_);
   if (config_.by_ip)
     sign_in(sources_.upsert(ev.source_key, ev.time), EntityType::kIp, {}, config_.ip_severity,
             ev.source_threshold_multiplier, user, ev, out);

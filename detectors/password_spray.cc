@@ -63,7 +63,7 @@ void PasswordSprayDetector::record(Source& s, const Event& ev, std::string_view 
 
 void PasswordSprayDetector::on_event(const Event& ev, FindingSink& out) {
   if (ev.action != Action::kLogin || ev.outcome == Outcome::kUnknown) return;
-  const std::string_view user = normalize_user(ev.user_name, user_buf_);
+  const std::string_view user = ev.folded_user(user_buf_);
   const bool failure = ev.outcome == Outcome::kFailure;
 
   // Successes only matter for sources already failing; they never create state.

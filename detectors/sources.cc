@@ -73,7 +73,7 @@ void SourceClassifier::observe(Event& ev, bool classify) {
       l.accounts.clear();
       l.period = period;
     }
-    l.accounts.add(normalize_user(ev.user_name, user_buf_));
+    l.accounts.add(ev.folded_user(user_buf_));
     // Enough distinct accounts this period: shared egress for the next one.
     if (l.marked_for != period + 1 && l.accounts.count() >= config_.shared_min_accounts) {
       l.marked_for = period + 1;

@@ -1,6 +1,7 @@
 #include "detectors/time.h"
 
 #include <cstdio>
+#include <cstring>
 
 namespace portalwatch {
 namespace {
@@ -49,7 +50,43 @@ void civil_from_days(std::int64_t z, int& y, unsigned& m, unsigned& d) noexcept 
   y = static_cast<int>(yy + (m <= 2));
 }
 
+namespace {
+
+// The shape producers write, "2026-12-23T14:03:11.123Z", at fixed positions. Returns false for
+// anything else (the general parser then decides). Events come in time order, so the date is
+// nearly always the previous call's: its day number is remembered per thread.
+bool parse_fixed_utc_millis(std::string_view s, TimeMs& out) noexcept {
+  if (s.size() != 24 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' ||
+      s[16] != ':' || s[19] != '.' || s[23] != 'Z')
+    return false;
+  static constexpr int kDigitPositions[] = {0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18, 20, 21, 22};
+  for (int i : kDigitPositions)
+    if (s[static_cast<size_t>(i)] < '0' || s[static_cast<size_t>(i)] > '9') return false;
+  auto two = [&s](size_t i) { return (s[i] - '0') * 10 + (s[i + 1] - '0'); };
+  const int hour = two(11), minute = two(14);
+  int second = two(17);
+  if (hour > 23 || minute > 59 || second > 60) return false;
+  struct DateCache {
+    char text[10] = {};
+    std::int64_t days = 0;
+  };
+  thread_local DateCache cache;
+  if (std::memcmp(cache.text, s.data(), 10) != 0) {
+    const int year = two(0) * 100 + two(2), month = two(5), day = two(8);
+    if (month < 1 || month > 12 || day < 1 || day > days_in_month(year, month)) return false;
+    cache.days = days_from_civil(year, static_cast<unsigned>(month), static_cast<unsigned>(day));
+    std::memcpy(cache.text, s.data(), 10);
+  }
+  if (second == 60) second = 59;  // a leap second is folded into the second before it
+  const int millis = (s[20] - '0') * 100 + (s[21] - '0') * 10 + (s[22] - '0');
+  out = (cache.days * 86400 + hour * 3600 + minute * 60 + second) * 1000 + millis;
+  return true;
+}
+
+}  // namespace
+
 std::optional<TimeMs> parse_rfc3339(std::string_view s) noexcept {
+  if (TimeMs fast; parse_fixed_utc_millis(s, fast)) return fast;
   // YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)
   int year, month, day, hour, minute, second;
   if (s.size() < 20) return std::nullopt;

@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 #include <absl/container/node_hash_map.h>
+#include <absl/hash/hash.h>
+#include <absl/strings/string_view.h>
 #include <vector>
 
 #include "detectors/ip.h"
@@ -86,9 +88,14 @@ struct TableStats {
   std::size_t bytes_per_key = 0;  ///< documented estimate, including hash-table overhead
 };
 
+/// Abseil's string hash, a few instructions per 16 bytes (std::hash is MurmurHash, byte by byte at
+/// the end). Abseil has no hash for std::string_view when, as in Debian's build, its own
+/// string_view is a separate type: hence the conversion.
 struct StringHash {
   using is_transparent = void;
-  std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  std::size_t operator()(std::string_view s) const noexcept {
+    return absl::Hash<absl::string_view>{}(absl::string_view(s.data(), s.size()));
+  }
 };
 
 /// Per-key state with a hard cap, in an Abseil node hash map (stable addresses, SIMD-probed control
