@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Growth: replay throughput and peak RSS as the distinct keys grow and as the attack share grows.
 
-    bench/growth.py PORTALWATCHD [--runs R] [--events N] [--share-events N] [--keys K,K,...]
-                                 [--shares F,F,...] [--share-keys K] [--summary FILE]
+    bench/growth.py PORTALWATCHD [--runs R] [--key-runs R] [--events N] [--share-events N]
+                                 [--keys K,K,...] [--shares F,F,...] [--share-keys K] [--summary FILE]
 
 Traffic: `portalwatchd simulate --seed 1 --flat --rate 5000` (the default 54,000-employee portal
 with its scheduled attacks, 5,000 events/s of event time) plus a credential-stuffing flood
@@ -14,7 +14,8 @@ evict (the worst case for memory and for the hash tables).
 keys: K = 10^3 ... 10^7 flood keys at a 50% flood share, N events each (default 10,000,000: at
 least K/2 flood events, so every flood key appears). share: 0%, 10%, 25%, 50% flood at K = 10^6,
 --share-events each. Each configuration's events are written to a file once, then replayed R
-times on one core (taskset -c 0) with the default configuration; the medians are printed.
+times (--key-runs for the keys, default R) on one core (taskset -c 0) with the default
+configuration; the medians are printed.
 
 Bytes per tracked key: the growth of peak RSS over the smallest level's, divided by the growth of
 the keys held in all detector tables at the end (`state.keys` of replay's JSON summary).
@@ -84,6 +85,7 @@ def main():
     ap = argparse.ArgumentParser(description="growth benchmark (see bench/README.md)")
     ap.add_argument("portalwatchd")
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--key-runs", type=int, help="runs of each keys level (default: --runs)")
     ap.add_argument("--events", type=int, default=10_000_000)
     ap.add_argument("--share-events", type=int, default=2_000_000)
     ap.add_argument("--keys", default="1000,10000,100000,1000000,10000000")
@@ -94,14 +96,15 @@ def main():
     os.makedirs(BENCH_DIR, exist_ok=True)
     keys_levels = [int(k) for k in a.keys.split(",")]
     shares = [float(s) for s in a.shares.split(",")]
+    key_runs = a.key_runs or a.runs
 
     print(f"growth by keys: {a.events:,} events each, 50% of them a credential-stuffing flood over K/2 sources "
-          f"and K/2 accounts, default configuration, one core, median of {a.runs} runs")
+          f"and K/2 accounts, default configuration, one core, median of {key_runs} run{'s' if key_runs > 1 else ''}")
     print(f"{'flood keys':>12} {'events/s':>12} {'vs first':>9} {'peak RSS MiB':>13} {'keys held':>11} "
           f"{'evicted':>11} {'B/key held':>11}")
     rows = []
     for k in keys_levels:
-        m = measure(a.portalwatchd, f"keys-{k}", a.events, 0.5, k, a.runs)
+        m = measure(a.portalwatchd, f"keys-{k}", a.events, 0.5, k, key_runs)
         base = rows[0] if rows else m
         per_key = ((m["rss"] - base["rss"]) * 1024 * 1024 / (m["keys"] - base["keys"])
                    if m["keys"] > base["keys"] else float("nan"))
