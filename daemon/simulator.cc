@@ -2227,8 +2227,11 @@ void PortalSimulator::Impl::write(std::string& out, const Step& s, const std::ve
 
 void PortalSimulator::Impl::write_flood(std::string& out) {
   const std::uint64_t n = flood_events_++;
-  // Source n mod flood_sources: an odd multiplier permutes the 2^23 addresses of the blocks.
-  const auto slot = static_cast<std::uint32_t>(((n % opt_.flood_sources) * 0x9e3779b1ull) & (kMaxFloodSources - 1));
+  // Every source once a round, each round shifted by one, so that (with as many names as
+  // sources) a source tries the next name each round, not the same one again. An odd multiplier
+  // permutes the 2^23 addresses of the blocks.
+  const std::uint64_t source = (n % opt_.flood_sources + n / opt_.flood_sources) % opt_.flood_sources;
+  const auto slot = static_cast<std::uint32_t>((source * 0x9e3779b1ull) & (kMaxFloodSources - 1));
   const FloodBlock& block = kFloodBlocks[slot >> 20];
   const std::uint32_t h = mix32(slot);
   flood_endpoint_[0] = endpoint_v4(block.base + (slot & 0xfffff), static_cast<std::int16_t>(kFirstUsCity + h % kUsCities),

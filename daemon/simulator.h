@@ -117,7 +117,8 @@ struct SimulatorOptions {
   /// instead of the next benign or scheduled event, stamped with the stream's current time. The
   /// flood cycles through `flood_sources` distinct IPv4 addresses and, independently,
   /// `flood_accounts` distinct combo-list names ("james.smith12@gmail.com"; never an employee's
-  /// name), so after max(flood_sources, flood_accounts) flood events every one has appeared. Of
+  /// name), so after max(flood_sources, flood_accounts) flood events every one has appeared; each
+  /// round of the sources is shifted by one, so a source does not meet the same name again. Of
   /// its attempts 65% fail as unknown_user, 34% as bad_password and 1% succeed; each has a fresh
   /// session id, half a fresh device id. It draws from its own random stream: the rest of the
   /// traffic is the same events in the same order, with flood events between them. Its ground

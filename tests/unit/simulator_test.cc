@@ -502,6 +502,28 @@ TEST_CASE("simulator: a flood takes its share of events, cycles through its keys
   CHECK(labelled);
 }
 
+TEST_CASE("simulator: a flood source tries another name each time round") {
+  SimulatorOptions o = weekday_morning();
+  o.employees = 100;
+  o.flood_share = 0.5;
+  o.flood_sources = 100;
+  o.flood_accounts = 100;
+  o.label_events = true;
+  PortalSimulator sim(o);
+  std::string line;
+  std::map<std::string, std::set<std::string>> names_by_source;
+  for (int i = 0; i < 4000; ++i) {
+    sim.next(line);
+    const auto p = parse_event(line);
+    REQUIRE(p.has_value());
+    if (p->attack_id == "flood") names_by_source[p->source_ip].insert(p->user_name);
+  }
+  REQUIRE(names_by_source.size() == 100);
+  std::size_t fewest = SIZE_MAX;
+  for (const auto& [source, names] : names_by_source) fewest = std::min(fewest, names.size());
+  CHECK(fewest >= 15);  // about 20 rounds: a name each
+}
+
 TEST_CASE("simulator: a flood of millions of keys names each source and account once per cycle") {
   SimulatorOptions o = weekday_morning();
   o.employees = 100;
