@@ -2246,17 +2246,19 @@ void PortalSimulator::Impl::write_flood(std::string& out) {
   name += '@';
   name += kMailDomains[mix32(static_cast<std::uint32_t>(a)) % kMailDomains.size()];
 
+  // Each bot (source) keeps its client: a session cookie, a user agent, and for half of them a
+  // device fingerprint, so the flood's keys of every kind grow with its sources, not its events.
   Step step;
   step.t = last_t_;
   step.user = -2;  // flood_name_[0]
-  step.session = mix32(static_cast<std::uint32_t>(n) ^ session_salt_ ^ 0x5bd1e995u);
+  step.session = mix32(static_cast<std::uint32_t>(source) ^ session_salt_ ^ 0x5bd1e995u);
   step.flags = kHasSession;
-  if (flood_.chance(0.5)) {  // tools fake a fresh fingerprint per try
-    step.device = mix32(static_cast<std::uint32_t>(n) ^ device_salt_ ^ 0x5bd1e995u);
+  if (h & 0x100) {
+    step.device = mix32(static_cast<std::uint32_t>(source) ^ device_salt_ ^ 0x5bd1e995u);
     step.flags |= kHasDevice;
   }
-  step.ua = static_cast<std::uint8_t>(flood_.chance(0.8) ? pick_weighted(flood_, kHomeDesktopWeights)
-                                                         : kPhoneUas[flood_.below(kPhoneUas.size())]);
+  step.ua = (h >> 12) % 10 < 8 ? static_cast<std::uint8_t>((h >> 16) % kHomeDesktopWeights.size())
+                               : kPhoneUas[(h >> 16) % kPhoneUas.size()];
   const double u = flood_.uniform();
   step.op = u < 0.01 ? Op::kLoginOk : Op::kLoginFail;
   step.reason = u < 0.01 ? Reason::kNone : u < 0.35 ? Reason::kBadPassword : Reason::kUnknownUser;

@@ -119,8 +119,8 @@ struct SimulatorOptions {
   /// `flood_accounts` distinct combo-list names ("james.smith12@gmail.com"; never an employee's
   /// name), so after max(flood_sources, flood_accounts) flood events every one has appeared; each
   /// round of the sources is shifted by one, so a source does not meet the same name again. Of
-  /// its attempts 65% fail as unknown_user, 34% as bad_password and 1% succeed; each has a fresh
-  /// session id, half a fresh device id. It draws from its own random stream: the rest of the
+  /// its attempts 65% fail as unknown_user, 34% as bad_password and 1% succeed. Each source keeps
+  /// one session id and user agent, half of them one device id. It draws from its own random stream: the rest of the
   /// traffic is the same events in the same order, with flood events between them. Its ground
   /// truth is one label, id "flood", kind credential_stuffing, entity global, spec_index
   /// attacks.size(). Needs events_per_second > 0 (the flood rides on the benign stream's time).
