@@ -2,7 +2,8 @@
 """Growth: replay throughput and peak RSS as the distinct keys grow and as the attack share grows.
 
     bench/growth.py PORTALWATCHD [--runs R] [--key-runs R] [--events N] [--share-events N]
-                                 [--keys K,K,...] [--shares F,F,...] [--share-keys K] [--summary FILE]
+                                 [--keys K,K,...] [--shares F,F,...] [--share-keys K] [--cpu C]
+                                 [--summary FILE]
 
 Traffic: `portalwatchd simulate --seed 1 --flat --rate 5000` (the default 54,000-employee portal
 with its scheduled attacks, 5,000 events/s of event time) plus a credential-stuffing flood
@@ -14,8 +15,10 @@ evict (the worst case for memory and for the hash tables).
 keys: K = 10^3 ... 10^7 flood keys at a 50% flood share, N events each (default 10,000,000: at
 least K/2 flood events, so every flood key appears). share: 0%, 10%, 25%, 50% flood at K = 10^6,
 --share-events each. Each configuration's events are written to a file once, then replayed R
-times (--key-runs for the keys, default R) on one core (taskset -c 0) with the default
-configuration; the medians are printed.
+times (--key-runs for the keys, default R) on one core (taskset -c C, default 0) with the default
+configuration; the medians are printed: events/s by the wall clock and events per second of the
+replay process's own CPU time (user + system), which a machine shared with other jobs still
+measures fairly. The 10^7-versus-10^3 ratio is judged on the latter.
 
 Bytes per tracked key: the growth of peak RSS over the smallest level's, divided by the growth of
 the keys held in all detector tables at the end (`state.keys` of replay's JSON summary).
