@@ -1,25 +1,53 @@
 // Shared by the benchmarks that drive the embedded broker: a producer, a produce that waits on a
-// full queue, a failed sign-in event, and a percentile summary.
+// full queue, a failed sign-in event, a percentile summary, and the real daemon as a process (its
+// configuration from the shipped one, its start, its memory).
 #pragma once
 
+#include <fcntl.h>
 #include <librdkafka/rdkafkacpp.h>
+#include <spawn.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
 #include <memory>
+#include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "daemon/embedded_broker.h"
 #include "detectors/time.h"
+
+extern char** environ;
 
 namespace portalwatch::bench {
 
-inline std::unique_ptr<RdKafka::Producer> producer(const std::string& bootstrap, const char* linger) {
+/// The embedded broker (one broker) with the topics the benchmarks use: "events" with this many
+/// partitions, "alerts" and "decisions" with one; nullptr (the error printed) on failure.
+inline std::unique_ptr<EmbeddedBroker> start_broker(int event_partitions) {
+  std::string error;
+  auto broker = EmbeddedBroker::start(1, error);
+  if (broker)
+    for (const auto& [topic, parts] : {std::pair<std::string, int>{"events", event_partitions}, {"alerts", 1}, {"decisions", 1}})
+      if (!broker->create_topic(topic, parts, error)) broker.reset();
+  if (!broker) std::fprintf(stderr, "%s\n", error.c_str());
+  return broker;
+}
+
+/// A producer with this linger.ms; `delivered`, when given, hears of each message's delivery.
+inline std::unique_ptr<RdKafka::Producer> producer(const std::string& bootstrap, const char* linger,
+                                                   RdKafka::DeliveryReportCb* delivered = nullptr) {
   std::string err;
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   conf->set("bootstrap.servers", bootstrap, err);
   conf->set("linger.ms", linger, err);
+  if (delivered) conf->set("dr_cb", delivered, err);
   return std::unique_ptr<RdKafka::Producer>(RdKafka::Producer::create(conf.get(), err));
 }
 
@@ -44,6 +72,14 @@ inline double quantile(std::vector<double> v, double p) {
   return v[std::min(v.size() - 1, static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5))];
 }
 
+/// The median of v: the middle value, or the mean of the middle two; 0 when empty.
+inline double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 inline void report(const char* what, const std::vector<double>& v) {
   if (v.empty()) {
     std::printf("  %-34s no samples\n", what);
@@ -51,6 +87,57 @@ inline void report(const char* what, const std::vector<double>& v) {
   }
   std::printf("  %-34s p50 %7.1f ms   p99 %7.1f ms   max %7.1f ms   (%zu samples)\n", what, quantile(v, 0.5),
               quantile(v, 0.99), *std::max_element(v.begin(), v.end()), v.size());
+}
+
+/// A field of /proc/PID/status in MiB ("VmRSS:" now, "VmHWM:" the peak); -1 when unreadable.
+inline double proc_status_mib(pid_t pid, const char* field = "VmRSS:") {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(field, 0) == 0) return std::atof(line.c_str() + std::char_traits<char>::length(field)) / 1024.0;
+  return -1;
+}
+
+inline std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+/// The shipped configuration with top-level sections replaced (by name; bodies indented by two).
+inline std::string config_with(const std::string& shipped, const std::map<std::string, std::string>& replace) {
+  std::istringstream in(shipped);
+  std::string out;
+  bool skipping = false;
+  for (std::string line; std::getline(in, line);) {
+    if (!line.empty() && line[0] != ' ' && line[0] != '#' && line.find(':') != std::string::npos)
+      skipping = replace.count(line.substr(0, line.find(':'))) > 0;
+    if (!skipping) out += line + "\n";
+  }
+  for (const auto& [key, body] : replace) out += key + ":\n" + body;
+  return out;
+}
+
+/// Starts `portalwatchd run --config CONFIG` with stdout to /dev/null and stderr appended to LOG;
+/// its pid, or -1 (perror'd).
+inline pid_t spawn_daemon(const std::string& portalwatchd, const std::string& config, const std::string& log) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+  std::vector<std::string> args = {portalwatchd, "run", "--config", config};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, portalwatchd.c_str(), &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) {
+    errno = rc;
+    std::perror("posix_spawn");
+    return -1;
+  }
+  return pid;
 }
 
 }  // namespace portalwatch::bench

@@ -49,17 +49,8 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--rate")) rate = std::atof(argv[i + 1]);
     if (!std::strcmp(argv[i], "--attacks")) attacks = std::atoi(argv[i + 1]);
   }
-  std::string error;
-  auto broker = EmbeddedBroker::start(1, error);
-  if (!broker) {
-    std::fprintf(stderr, "%s\n", error.c_str());
-    return 1;
-  }
-  for (const auto& [topic, parts] : {std::pair<const char*, int>{"events", 16}, {"alerts", 1}, {"decisions", 1}})
-    if (!broker->create_topic(topic, parts, error)) {
-      std::fprintf(stderr, "%s\n", error.c_str());
-      return 1;
-    }
+  const auto broker = bench::start_broker(16);
+  if (!broker) return 1;
 
   ConfigResult loaded = load_config(std::nullopt);
   Config config = std::move(*loaded.config);

@@ -12,11 +12,7 @@
 // of traffic, so nothing is dropped unread; pauses are reported (the daemon did not keep up).
 #include <librdkafka/rdkafkacpp.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
-#include <unistd.h>
-
-#include <fcntl.h>
 
 #include <atomic>
 #include <chrono>
@@ -24,11 +20,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <mutex>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -39,11 +33,10 @@
 #include "daemon/system_clock.h"
 #include "tests/integration/scrape.h"
 
-extern char** environ;
-
 namespace {
 
 using namespace portalwatch;
+using bench::config_with;
 using bench::failure;
 using bench::ms;
 using bench::produce;
@@ -54,28 +47,7 @@ using test::free_port;
 using test::metric;
 using test::scrape;
 
-double rss_mib(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("VmRSS:", 0) == 0) return std::atof(line.c_str() + 6) / 1024.0;
-  return -1;
-}
-
-// The shipped configuration with its deployment sections replaced (top-level blocks by name).
-std::string soak_config(const std::string& shipped, const std::map<std::string, std::string>& replace) {
-  std::istringstream in(shipped);
-  std::string out, block;
-  bool skipping = false;
-  for (std::string line; std::getline(in, line);) {
-    if (!line.empty() && line[0] != ' ' && line[0] != '#' && line.find(':') != std::string::npos) {
-      const std::string key = line.substr(0, line.find(':'));
-      skipping = replace.count(key) > 0;
-    }
-    if (!skipping) out += line + "\n";
-  }
-  for (const auto& [key, body] : replace) out += key + ":\n" + body;
-  return out;
-}
+double rss_mib(pid_t pid) { return bench::proc_status_mib(pid, "VmRSS:"); }
 
 // Least-squares slope of y over x.
 double slope(const std::vector<double>& x, const std::vector<double>& y) {
@@ -106,27 +78,15 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--rate")) rate = std::atof(argv[i + 1]);
     if (!std::strcmp(argv[i], "--partitions")) partitions = std::atoi(argv[i + 1]);
   }
-  std::string error;
-  auto broker = EmbeddedBroker::start(1, error);
-  if (!broker) {
-    std::fprintf(stderr, "%s\n", error.c_str());
-    return 1;
-  }
-  for (const auto& [topic, parts] : {std::pair<std::string, int>{"events", partitions}, {"alerts", 1}, {"decisions", 1}})
-    if (!broker->create_topic(topic, parts, error)) {
-      std::fprintf(stderr, "%s\n", error.c_str());
-      return 1;
-    }
+  const auto broker = bench::start_broker(partitions);
+  if (!broker) return 1;
 
   char tmpl[] = "/tmp/portalwatch-soak-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
   const int port = free_port();
   const std::string hook_file = dir + "/hook-starts", config = dir + "/portalwatch.yaml", log = dir + "/daemon.log";
-  std::ifstream shipped_in(PORTALWATCH_SOURCE_DIR "/config/portalwatch.yaml");
-  std::stringstream shipped;
-  shipped << shipped_in.rdbuf();
-  std::ofstream(config) << soak_config(
-      shipped.str(),
+  std::ofstream(config) << config_with(
+      bench::read_text(PORTALWATCH_SOURCE_DIR "/config/portalwatch.yaml"),
       {{"kafka", "  bootstrap_servers: \"" + broker->bootstrap() +
                      "\"\n  group_id: soak\n  topics: [events]\n  alerts_topic: alerts\n  decisions_topic: decisions\n"},
        {"state", "  path: \"" + dir + "/state\"\n"},
@@ -141,20 +101,8 @@ int main(int argc, char** argv) {
                  "'echo \"$PORTALWATCH_SCOPE_VALUE $(date +%s%N)\" >> " +
                      hook_file + "']\n"}});
 
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  std::vector<std::string> args = {daemon_path, "run", "--config", config};
-  std::vector<char*> cargv;
-  for (auto& a : args) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  pid_t pid = 0;
-  if (posix_spawn(&pid, daemon_path.c_str(), &fa, nullptr, cargv.data(), environ) != 0) {
-    std::perror("posix_spawn");
-    return 1;
-  }
-  posix_spawn_file_actions_destroy(&fa);
+  const pid_t pid = bench::spawn_daemon(daemon_path, config, log);
+  if (pid < 0) return 1;
 
   // Background: the simulated portal at `rate` events/s, keyed by account; paused while the
   // daemon is more than two seconds of traffic behind.

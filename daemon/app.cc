@@ -8,6 +8,7 @@
 #include "daemon/demo.h"
 #include "daemon/kafka_daemon.h"
 #include "daemon/replay.h"
+#include "daemon/simulator.h"
 #include "portalwatch_version.h"
 
 namespace portalwatch {
@@ -72,6 +73,18 @@ int portalwatchd_main(int argc, char** argv) {
   simulate->add_flag("--labels", sim_opts.labels, "Mark attack events with a \"labels\" object");
   simulate->add_option("--output,-o", sim_opts.output, "Output file (.gz compresses); - for stdout");
   simulate->add_option("--truth", sim_opts.truth, "Write the attacks' ground truth here as JSON lines");
+  simulate->add_option("--employees", sim_opts.employees, "Size of the simulated workforce: accounts that sign in (default 54000)")
+      ->check(CLI::Range(std::size_t{1}, sim::kMaxEmployees));
+  simulate->add_option("--flood-share", sim_opts.flood_share,
+                       "Share of events (0 to 0.95) that are a credential-stuffing flood from many sources, "
+                       "through the whole stream (default 0: none)")
+      ->check(CLI::Range(0.0, 0.95));
+  simulate->add_option("--flood-sources", sim_opts.flood_sources,
+                       "Distinct source addresses the flood cycles through (default 100000)")
+      ->check(CLI::Range(std::size_t{1}, sim::kMaxFloodSources));
+  simulate->add_option("--flood-accounts", sim_opts.flood_accounts,
+                       "Distinct account names (a combo list, none an employee's) the flood cycles through (default 100000)")
+      ->check(CLI::Range(std::size_t{1}, sim::kMaxFloodAccounts));
 
   BrokerOptions broker_opts;
   auto* broker = app.add_subcommand("broker", "Run only the embedded Kafka broker on 127.0.0.1 (for tests and kcat); "

@@ -4,6 +4,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cerrno>
@@ -274,25 +275,37 @@ int run_broker(const BrokerOptions& options) {
   return 0;
 }
 
-int run_simulate(const SimulateOptions& options) {
+std::optional<sim::SimulatorOptions> simulator_options(const SimulateOptions& options) {
   const auto start = parse_rfc3339(options.start);
-  if (!start) {
-    std::fprintf(stderr, "--start: \"%s\" is not an RFC 3339 time\n", options.start.c_str());
-    return 2;
-  }
+  if (!start) return std::nullopt;
   sim::SimulatorOptions so;
   so.seed = options.seed;
   so.start = *start;
   so.events_per_second = options.events_per_second;
   so.diurnal = options.diurnal;
   so.label_events = options.labels;
+  so.employees = options.employees;
+  so.flood_share = options.flood_share;
+  so.flood_sources = options.flood_sources;
+  so.flood_accounts = options.flood_accounts;
   if (options.attacks) {
-    // Spread one of each attack kind evenly over the stream's expected span.
-    const double span_ms = static_cast<double>(options.events) / options.events_per_second * 1000.0;
+    // Spread one of each attack kind evenly over the stream's expected span (a flood's events
+    // take no event time of their own).
+    const double span_ms = static_cast<double>(options.events) * (1.0 - std::clamp(options.flood_share, 0.0, 0.95)) /
+                           options.events_per_second * 1000.0;
     const TimeMs spacing = std::max<TimeMs>(kMinuteMs, static_cast<TimeMs>(span_ms / 12));
     so.attacks = sim::default_attack_schedule(*start + spacing / 2, spacing);
   }
-  sim::PortalSimulator simulator(std::move(so));
+  return so;
+}
+
+int run_simulate(const SimulateOptions& options) {
+  auto so = simulator_options(options);
+  if (!so) {
+    std::fprintf(stderr, "--start: \"%s\" is not an RFC 3339 time\n", options.start.c_str());
+    return 2;
+  }
+  sim::PortalSimulator simulator(std::move(*so));
 
   const bool gz = options.output.size() > 3 && options.output.compare(options.output.size() - 3, 3, ".gz") == 0;
   FILE* out = options.output == "-" ? stdout : nullptr;

@@ -2,10 +2,13 @@
 // `portalwatchd broker` (only the embedded broker) and `portalwatchd simulate` (JSONL traffic).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
+
+#include "daemon/simulator.h"
 
 namespace portalwatch {
 
@@ -36,7 +39,14 @@ struct SimulateOptions {
   bool diurnal = true;
   std::string output = "-";  ///< "-" stdout; a name ending in .gz is compressed
   std::string truth;         ///< when set, attack labels are written here as JSON lines
+  std::size_t employees = 54000;
+  double flood_share = 0;  ///< see sim::SimulatorOptions::flood_share
+  std::size_t flood_sources = 100000;
+  std::size_t flood_accounts = 100000;
 };
 int run_simulate(const SimulateOptions& options);
+/// The simulator's options for `simulate` with these options (one attack of each kind spread over
+/// the stream's expected span); nullopt when options.start is not RFC 3339.
+std::optional<sim::SimulatorOptions> simulator_options(const SimulateOptions& options);
 
 }  // namespace portalwatch

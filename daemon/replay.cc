@@ -111,9 +111,28 @@ std::string geoip_summary(const GeoIp& geoip, bool json) {
   return out;
 }
 
+// Keyed state at the end: every table of the engine (shared sources, profiles) and its detectors.
+struct StateTotals {
+  std::uint64_t keys = 0, capacity = 0, evictions = 0;
+};
+StateTotals state_totals(const Engine& engine) {
+  StateTotals t;
+  auto add = [&](const std::vector<TableStats>& tables) {
+    for (const auto& s : tables) {
+      t.keys += s.keys;
+      t.capacity += s.capacity;
+      t.evictions += s.evictions;
+    }
+  };
+  add(engine.tables());
+  for (const auto& d : engine.detectors()) add(d.detector->tables());
+  return t;
+}
+
 void print_summary(const Engine& engine, const PolicyEngine& policies, const GeoIp* geoip, std::size_t files,
                    double seconds, const std::string& format) {
   const EngineStats& s = engine.stats();
+  const StateTotals state = state_totals(engine);
   const double rate = seconds > 0 ? static_cast<double>(s.received) / seconds : 0.0;
   if (format == "json") {
     std::string out = "{\"events_read\":";
@@ -148,6 +167,13 @@ void print_summary(const Engine& engine, const PolicyEngine& policies, const Geo
     append_json_double(out, rate);
     out += ",\"peak_rss_mib\":";
     append_json_double(out, peak_rss_mib());
+    out += ",\"state\":{\"keys\":";
+    append_json_int(out, static_cast<std::int64_t>(state.keys));
+    out += ",\"capacity\":";
+    append_json_int(out, static_cast<std::int64_t>(state.capacity));
+    out += ",\"evictions\":";
+    append_json_int(out, static_cast<std::int64_t>(state.evictions));
+    out += '}';
     if (geoip) out += ",\"geoip_lookups\":" + geoip_summary(*geoip, true);
     out += "}\n";
     std::fputs(out.c_str(), stderr);
@@ -167,6 +193,9 @@ void print_summary(const Engine& engine, const PolicyEngine& policies, const Geo
   std::fprintf(stderr, "  event time: %llu late events placed at the watermark, %llu future timestamps clamped\n",
                static_cast<unsigned long long>(s.late_clamped), static_cast<unsigned long long>(s.future_clamped));
   if (geoip) std::fprintf(stderr, "  geoip lookups: %s\n", geoip_summary(*geoip, false).c_str());
+  std::fprintf(stderr, "  keyed state: %llu keys in tables of %llu, %llu evicted\n",
+               static_cast<unsigned long long>(state.keys), static_cast<unsigned long long>(state.capacity),
+               static_cast<unsigned long long>(state.evictions));
   std::fprintf(stderr, "  findings %llu\n", static_cast<unsigned long long>(s.findings));
   for (size_t i = 0; i < engine.detectors().size(); ++i) {
     const auto& counts = engine.detector_counts()[i].findings;

@@ -294,6 +294,19 @@ constexpr std::array<std::uint32_t, 4> kCorpVpnIps{ip4(203, 0, 113, 20), ip4(203
                                                    ip4(203, 0, 113, 22), ip4(203, 0, 113, 23)};
 constexpr int kConsumerVpnExits = 24;
 
+// The flood's botnet: eight /12 blocks inside the residential ISPs' prefixes above, 2^23
+// addresses, each flood source index mapped to one of them by a bijection.
+struct FloodBlock {
+  std::uint32_t base;
+  std::uint16_t asn;
+};
+constexpr std::array<FloodBlock, 8> kFloodBlocks{{
+    {ip4(73, 0, 0, 0), 2},   {ip4(73, 16, 0, 0), 2},   {ip4(73, 32, 0, 0), 2}, {ip4(73, 48, 0, 0), 2},
+    {ip4(99, 96, 0, 0), 1},  {ip4(99, 112, 0, 0), 1},  {ip4(107, 192, 0, 0), 1},
+    {ip4(24, 176, 0, 0), 3},
+}};
+static_assert(kFloodBlocks.size() << 20 == kMaxFloodSources);
+
 // ---------------------------------------------------------------------------------------------
 // Clients.
 
@@ -941,6 +954,7 @@ struct PortalSimulator::Impl {
 
   // Attacks.
   void plan_attack(AttackRun& run);
+  void write_flood(std::string& out);
 
   // Output.
   void write(std::string& out, const Step& s, const std::vector<Endpoint>& eps,
@@ -976,6 +990,14 @@ struct PortalSimulator::Impl {
   std::priority_queue<QueueItem, std::vector<QueueItem>, std::greater<>> queue_;
   std::uint64_t seq_ = 0;
   std::uint64_t events_ = 0;
+  TimeMs last_t_ = 0;  // event time of the event written last
+
+  // The flood (opt_.flood_share > 0).
+  Rng flood_;
+  std::uint64_t flood_events_ = 0;
+  std::vector<Endpoint> flood_endpoint_{1};
+  std::vector<std::string> flood_name_{1};
+  std::int64_t flood_label_ = -1;  // index in labels_ once the first flood event is out
   mutable std::string last_user_;  // of the event write() rendered last
 };
 
@@ -983,8 +1005,13 @@ PortalSimulator::Impl::Impl(SimulatorOptions o)
     : opt_(std::move(o)),
       device_salt_(static_cast<std::uint32_t>(hash3(opt_.seed, 11))),
       session_salt_(static_cast<std::uint32_t>(hash3(opt_.seed, 12))),
-      benign_(hash3(opt_.seed, 2)) {
-  if (opt_.employees == 0) opt_.employees = 1;
+      benign_(hash3(opt_.seed, 2)),
+      last_t_(opt_.start),
+      flood_(hash3(opt_.seed, 13)) {
+  opt_.employees = std::clamp<std::size_t>(opt_.employees, 1, kMaxEmployees);
+  opt_.flood_share = opt_.events_per_second > 0 ? std::clamp(opt_.flood_share, 0.0, 0.95) : 0.0;
+  opt_.flood_sources = std::clamp<std::size_t>(opt_.flood_sources, 1, kMaxFloodSources);
+  opt_.flood_accounts = std::clamp<std::size_t>(opt_.flood_accounts, 1, kMaxFloodAccounts);
   for (const City& c : kCities) {
     std::string g = "\"geo\":{\"country_iso_code\":";
     append_json_string(g, c.country);
@@ -2198,7 +2225,68 @@ void PortalSimulator::Impl::write(std::string& out, const Step& s, const std::ve
   out += '}';
 }
 
+void PortalSimulator::Impl::write_flood(std::string& out) {
+  const std::uint64_t n = flood_events_++;
+  // Every source once a round, each round shifted by one, so that (with as many names as
+  // sources) a source tries the next name each round, not the same one again. An odd multiplier
+  // permutes the 2^23 addresses of the blocks.
+  const std::uint64_t source = (n % opt_.flood_sources + n / opt_.flood_sources) % opt_.flood_sources;
+  const auto slot = static_cast<std::uint32_t>((source * 0x9e3779b1ull) & (kMaxFloodSources - 1));
+  const FloodBlock& block = kFloodBlocks[slot >> 20];
+  const std::uint32_t h = mix32(slot);
+  flood_endpoint_[0] = endpoint_v4(block.base + (slot & 0xfffff), static_cast<std::int16_t>(kFirstUsCity + h % kUsCities),
+                                   block.asn);
+  // Name n mod flood_accounts: first, last and number are a bijection of the index.
+  const std::uint64_t a = n % opt_.flood_accounts;
+  std::string& name = flood_name_[0];
+  name = kFirstNames[a % kFirstNames.size()];
+  name += '.';
+  name += kSurnames[a / kFirstNames.size() % kSurnames.size()];
+  name += std::to_string(a / (kFirstNames.size() * kSurnames.size()));
+  name += '@';
+  name += kMailDomains[mix32(static_cast<std::uint32_t>(a)) % kMailDomains.size()];
+
+  // Each bot (source) keeps its client: a session cookie, a user agent, and for half of them a
+  // device fingerprint, so the flood's keys of every kind grow with its sources, not its events.
+  Step step;
+  step.t = last_t_;
+  step.user = -2;  // flood_name_[0]
+  step.session = mix32(static_cast<std::uint32_t>(source) ^ session_salt_ ^ 0x5bd1e995u);
+  step.flags = kHasSession;
+  if (h & 0x100) {
+    step.device = mix32(static_cast<std::uint32_t>(source) ^ device_salt_ ^ 0x5bd1e995u);
+    step.flags |= kHasDevice;
+  }
+  step.ua = (h >> 12) % 10 < 8 ? static_cast<std::uint8_t>((h >> 16) % kHomeDesktopWeights.size())
+                               : kPhoneUas[(h >> 16) % kPhoneUas.size()];
+  const double u = flood_.uniform();
+  step.op = u < 0.01 ? Op::kLoginOk : Op::kLoginFail;
+  step.reason = u < 0.01 ? Reason::kNone : u < 0.35 ? Reason::kBadPassword : Reason::kUnknownUser;
+
+  if (flood_label_ < 0) {
+    AttackLabel l;
+    l.id = "flood";
+    l.kind = AttackKind::kCredentialStuffing;
+    l.start = step.t;
+    l.entity_type = "global";
+    l.entity = "global";
+    l.spec_index = opt_.attacks.size();
+    flood_label_ = static_cast<std::int64_t>(labels_.size());
+    labels_.push_back(std::move(l));
+  }
+  AttackLabel& label = labels_[static_cast<std::size_t>(flood_label_)];
+  label.end = step.t;
+  ++label.events;
+  if (step.op == Op::kLoginOk) ++label.successful_logins;
+  write(out, step, flood_endpoint_, flood_name_, &label);
+}
+
 TimeMs PortalSimulator::Impl::next(std::string& line) {
+  if (opt_.flood_share > 0 && flood_.uniform() < opt_.flood_share) {
+    write_flood(line);
+    ++events_;
+    return last_t_;
+  }
   while (!queue_.empty()) {
     const QueueItem item = queue_.top();
     queue_.pop();
@@ -2214,13 +2302,14 @@ TimeMs PortalSimulator::Impl::next(std::string& line) {
       Session& s = sessions_[slot];
       const Step& step = s.steps[s.next++];
       write(line, step, s.endpoints, s.names, nullptr);
+      last_t_ = step.t;
       if (s.next < s.steps.size()) {
         push(s.steps[s.next].t, item.actor);
       } else {
         free_sessions_.push_back(slot);
       }
       ++events_;
-      return step.t;
+      return last_t_;
     }
     // An attack.
     const std::uint32_t index = item.actor;
@@ -2264,6 +2353,7 @@ TimeMs PortalSimulator::Impl::next(std::string& line) {
       label = &l;
     }
     write(line, step, run.endpoints, run.names, label);
+    last_t_ = step.t;
     if (run.next < run.steps.size()) {
       push(run.steps[run.next].t, index);
     } else {
@@ -2273,7 +2363,7 @@ TimeMs PortalSimulator::Impl::next(std::string& line) {
       run.names = {};
     }
     ++events_;
-    return step.t;
+    return last_t_;
   }
   line.clear();
   return -1;

@@ -89,7 +89,7 @@ std::string label_to_json(const AttackLabel& label);
 struct SimulatorOptions {
   std::uint64_t seed = 42;
   TimeMs start = 0;  ///< event time of the first event
-  std::size_t employees = 54000;
+  std::size_t employees = 54000;  ///< the workforce: 1 to kMaxEmployees
   /// Mean benign event rate in event time; with diurnal=true, the rate at the weekday 8 a.m. peak
   /// (a whole weekday then averages about 40% of it, a weekend day about 12%).
   double events_per_second = 200;
@@ -111,7 +111,29 @@ struct SimulatorOptions {
   /// Start with the sessions already in progress at `start` (30 minutes of history whose earlier
   /// events are not emitted), so the rate is steady from the first event.
   bool prefill_sessions = true;
+
+  /// A credential-stuffing flood through the whole stream, for growth benchmarks: each event is,
+  /// with this probability (0 to 0.95), a login attempt from a botnet of residential addresses
+  /// instead of the next benign or scheduled event, stamped with the stream's current time. The
+  /// flood cycles through `flood_sources` distinct IPv4 addresses and, independently,
+  /// `flood_accounts` distinct combo-list names ("james.smith12@gmail.com"; never an employee's
+  /// name), so after max(flood_sources, flood_accounts) flood events every one has appeared; each
+  /// round of the sources is shifted by one, so a source does not meet the same name again. Of
+  /// its attempts 65% fail as unknown_user, 34% as bad_password and 1% succeed. Each source keeps
+  /// one session id and user agent, half of them one device id. It draws from its own random stream: the rest of the
+  /// traffic is the same events in the same order, with flood events between them. Its ground
+  /// truth is one label, id "flood", kind credential_stuffing, entity global, spec_index
+  /// attacks.size(). Needs events_per_second > 0 (the flood rides on the benign stream's time).
+  double flood_share = 0;
+  std::size_t flood_sources = 100000;   ///< 1 to kMaxFloodSources
+  std::size_t flood_accounts = 100000;  ///< 1 to kMaxFloodAccounts
 };
+/// Distinct flood source addresses available (eight /12 blocks of US residential ISPs).
+inline constexpr std::size_t kMaxFloodSources = std::size_t{1} << 23;
+/// Distinct flood account names available.
+inline constexpr std::size_t kMaxFloodAccounts = std::size_t{1} << 24;
+/// The largest workforce whose employee numbers ("E1234567") stay seven digits.
+inline constexpr std::size_t kMaxEmployees = 4'000'000;
 
 /// A default schedule: every AttackKind once, spaced `spacing` apart starting at `first`, each with
 /// its default duration and intensity 1.

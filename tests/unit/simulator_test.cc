@@ -439,6 +439,118 @@ TEST_CASE("simulator: benign traffic is the same with or without attacks") {
   CHECK(skipped > 20000 + 300);  // the attacks were there, interleaved
 }
 
+TEST_CASE("simulator: a flood takes its share of events, cycles through its keys and leaves the rest unchanged") {
+  SimulatorOptions plain = weekday_morning();
+  plain.employees = 2000;
+  plain.attacks = {{AttackKind::kBruteForce, plain.start + kMinuteMs, 5 * kMinuteMs, 1.0, 0}};
+  plain.label_events = true;
+  SimulatorOptions flooded = plain;
+  flooded.flood_share = 0.25;
+  flooded.flood_sources = 3000;
+  flooded.flood_accounts = 5000;
+  PortalSimulator a(plain), b(flooded);
+  std::string la, lb;
+  std::set<std::string> sources, names, employees;
+  std::size_t flood = 0, total = 0, successes = 0, unknown = 0, bad_json = 0, differences = 0;
+  TimeMs last = flooded.start;
+  int back_in_time = 0, not_login = 0, wrong_time = 0;
+  for (int i = 0; i < 30000; ++i) {
+    a.next(la);
+    if (const auto p = parse_event(la)) employees.insert(p->user_name);
+    for (;;) {
+      const TimeMs t = b.next(lb);
+      ++total;
+      back_in_time += t < last;
+      last = t;
+      const auto p = parse_event(lb);
+      if (!p) {
+        ++bad_json;
+        break;
+      }
+      if (p->attack_id != "flood") break;
+      ++flood;
+      sources.insert(p->source_ip);
+      names.insert(p->user_name);
+      not_login += p->action != "login";
+      wrong_time += p->time != t;
+      successes += p->outcome == "success";
+      unknown += p->reason == "unknown_user";
+    }
+    differences += la != lb;
+  }
+  CHECK(bad_json == 0);
+  CHECK(differences == 0);  // the benign and scheduled events, in the same order
+  CHECK(back_in_time == 0);
+  CHECK(not_login == 0);
+  CHECK(wrong_time == 0);
+  CHECK(static_cast<double>(flood) / static_cast<double>(total) == doctest::Approx(0.25).epsilon(0.05));
+  CHECK(sources.size() == 3000);  // every source and every name came round (flood > 5000)
+  CHECK(names.size() == 5000);
+  CHECK(employees.size() <= 2000);
+  CHECK(std::none_of(names.begin(), names.end(), [&](const std::string& n) { return employees.count(n) > 0; }));
+  CHECK(unknown > flood / 2);
+  CHECK(successes > 0);
+  CHECK(successes < flood / 50);
+  bool labelled = false;
+  for (const auto& l : b.attacks())
+    if (l.id == "flood") {
+      labelled = true;
+      CHECK(l.events == flood);
+      CHECK(l.entity_type == "global");
+      CHECK(l.spec_index == flooded.attacks.size());
+    }
+  CHECK(labelled);
+}
+
+TEST_CASE("simulator: a flood source tries another name each time round") {
+  SimulatorOptions o = weekday_morning();
+  o.employees = 100;
+  o.flood_share = 0.5;
+  o.flood_sources = 100;
+  o.flood_accounts = 100;
+  o.label_events = true;
+  PortalSimulator sim(o);
+  std::string line;
+  std::map<std::string, std::set<std::string>> names_by_source;
+  for (int i = 0; i < 4000; ++i) {
+    sim.next(line);
+    const auto p = parse_event(line);
+    REQUIRE(p.has_value());
+    if (p->attack_id == "flood") names_by_source[p->source_ip].insert(p->user_name);
+  }
+  REQUIRE(names_by_source.size() == 100);
+  std::size_t fewest = SIZE_MAX;
+  for (const auto& [source, names] : names_by_source) fewest = std::min(fewest, names.size());
+  CHECK(fewest >= 15);  // about 20 rounds: a name each
+}
+
+TEST_CASE("simulator: a flood of millions of keys names each source and account once per cycle") {
+  SimulatorOptions o = weekday_morning();
+  o.employees = 100;
+  o.flood_share = 0.95;
+  o.flood_sources = kMaxFloodSources;
+  o.flood_accounts = kMaxFloodAccounts;
+  o.label_events = true;
+  PortalSimulator sim(o);
+  std::string line;
+  std::unordered_set<std::string> sources, names;
+  std::size_t flood = 0, bad_ip = 0;
+  for (int i = 0; i < 200000; ++i) {
+    sim.next(line);
+    const auto p = parse_event(line);
+    REQUIRE(p.has_value());
+    if (p->attack_id != "flood") continue;
+    ++flood;
+    sources.insert(p->source_ip);
+    names.insert(p->user_name);
+    bad_ip += !IpAddress::parse(p->source_ip).has_value();
+  }
+  CHECK(bad_ip == 0);
+  CHECK(flood > 180000);
+  CHECK(sources.size() == flood);  // no address or name repeats within a cycle
+  CHECK(names.size() == flood);
+}
+
 TEST_CASE("simulator: office NAT addresses carry many distinct employees") {
   SimulatorOptions o = weekday_morning();
   PortalSimulator sim(o);
