@@ -77,6 +77,24 @@ inline std::vector<std::string> consume_some(const std::string& bootstrap, const
   return out;
 }
 
+/// High watermarks of a topic (what the cluster holds, from offset 0), summed over its partitions.
+inline std::int64_t high_watermark_total(const std::string& bootstrap, const std::string& topic, int partitions) {
+  std::string err;
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  conf->set("bootstrap.servers", bootstrap, err);
+  conf->set("group.id", "test-watermarks", err);  // never joins
+  std::unique_ptr<RdKafka::KafkaConsumer> c(RdKafka::KafkaConsumer::create(conf.get(), err));
+  REQUIRE(c);
+  std::int64_t total = 0;
+  for (int p = 0; p < partitions; ++p) {
+    std::int64_t low = 0, high = 0;
+    REQUIRE(c->query_watermark_offsets(topic, p, &low, &high, 10000) == RdKafka::ERR_NO_ERROR);
+    total += high;
+  }
+  c->close();
+  return total;
+}
+
 /// Committed offsets of a group, summed over the topic's partitions.
 inline std::int64_t committed_total(const std::string& bootstrap, const std::string& group, const std::string& topic,
                                     int partitions) {
