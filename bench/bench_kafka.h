@@ -3,9 +3,7 @@
 // configuration from the shipped one, its start, its memory).
 #pragma once
 
-#include <fcntl.h>
 #include <librdkafka/rdkafkacpp.h>
-#include <spawn.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,8 +21,7 @@
 
 #include "daemon/embedded_broker.h"
 #include "detectors/time.h"
-
-extern char** environ;
+#include "tests/integration/spawn_daemon.h"
 
 namespace portalwatch::bench {
 
@@ -116,28 +113,6 @@ inline std::string config_with(const std::string& shipped, const std::map<std::s
   }
   for (const auto& [key, body] : replace) out += key + ":\n" + body;
   return out;
-}
-
-/// Starts `portalwatchd run --config CONFIG` with stdout to /dev/null and stderr appended to LOG;
-/// its pid, or -1 (perror'd).
-inline pid_t spawn_daemon(const std::string& portalwatchd, const std::string& config, const std::string& log) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  std::vector<std::string> args = {portalwatchd, "run", "--config", config};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = -1;
-  const int rc = posix_spawn(&pid, portalwatchd.c_str(), &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) {
-    errno = rc;
-    std::perror("posix_spawn");
-    return -1;
-  }
-  return pid;
 }
 
 }  // namespace portalwatch::bench

@@ -110,7 +110,7 @@ Result daemon_run(const std::string& portalwatchd, const std::string& shipped, c
        {"logging", "  level: warn\n"},
        {"control", "  socket: \"\"\n"}});
   Result r;
-  const pid_t pid = bench::spawn_daemon(portalwatchd, config, log);
+  const pid_t pid = test::spawn_daemon_at(portalwatchd, config, log);
   if (pid < 0) return r;
   double seen_first = -1;
   Steady::time_point first{};

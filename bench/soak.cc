@@ -101,7 +101,7 @@ int main(int argc, char** argv) {
                  "'echo \"$PORTALWATCH_SCOPE_VALUE $(date +%s%N)\" >> " +
                      hook_file + "']\n"}});
 
-  const pid_t pid = bench::spawn_daemon(daemon_path, config, log);
+  const pid_t pid = test::spawn_daemon_at(daemon_path, config, log);
   if (pid < 0) return 1;
 
   // Background: the simulated portal at `rate` events/s, keyed by account; paused while the

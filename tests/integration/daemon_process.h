@@ -5,8 +5,6 @@
 #include <doctest/doctest.h>
 #include <librdkafka/rdkafkacpp.h>
 
-#include <fcntl.h>
-#include <spawn.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -16,25 +14,14 @@
 #include <vector>
 
 #include "tests/integration/scrape.h"
-
-extern char** environ;
+#include "tests/integration/spawn_daemon.h"
 
 namespace portalwatch::test {
 
 /// Starts `portalwatchd run --config config`, its stderr appended to `log`.
 inline pid_t spawn_daemon(const std::string& config, const std::string& log) {
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  std::vector<std::string> args = {PORTALWATCHD_PATH, "run", "--config", config};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  const int rc = posix_spawn(&pid, PORTALWATCHD_PATH, &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  REQUIRE(rc == 0);
+  const pid_t pid = spawn_daemon_at(PORTALWATCHD_PATH, config, log);
+  REQUIRE(pid > 0);
   return pid;
 }
 
