@@ -50,15 +50,22 @@ int AutomationDetector::tool_index(std::string_view ua) {
   // process, not the sketches' cross-run one. StringHash, because absl::Hash<std::string_view>
   // falls back to std::hash in Debian's Abseil.
   const std::uint64_t h = static_cast<std::uint64_t>(StringHash{}(ua)) | 1;  // never 0: an empty slot never matches
-  CacheSlot& slot = cache_[h % kCacheSize];
-  if (slot.hash == h && slot.tool >= 0) return slot.tool;
+  // Two slots per set, the more recently used first. With one slot, two busy user agents that
+  // shared it (likely among a few dozen; which ones changes with the per-process seed) evicted
+  // each other on every event, each time a lower-casing and a pattern search.
+  CacheSlot* set = &cache_[((h >> 32) % (kCacheSize / 2)) * 2];
+  if (set[0].hash == h && set[0].tool >= 0) return set[0].tool;
+  if (set[1].hash == h && set[1].tool >= 0) {
+    std::swap(set[0], set[1]);
+    return set[0].tool;
+  }
   std::string lower(ua.substr(0, 512));
   for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   int found = 0;
   for (size_t i = 0; i < patterns_.size() && !found; ++i)
     if (lower.find(patterns_[i]) != std::string::npos) found = static_cast<int>(i) + 1;
-  slot.hash = h;
-  slot.tool = static_cast<std::int16_t>(found);
+  set[1] = set[0];
+  set[0] = CacheSlot{h, static_cast<std::int16_t>(found)};
   return found;
 }
 

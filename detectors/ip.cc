@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <array>
 #include <charconv>
 #include <cstring>
 
@@ -11,8 +12,7 @@ namespace {
 
 // The common case, a dotted quad such as "198.51.100.23", without inet_pton's copy and NUL
 // terminator: four decimal octets of one to three digits, no leading zeros, each at most 255.
-// Exactly what inet_pton(AF_INET) accepts of such text; anything else (IPv6, a malformed quad)
-// returns false and goes through inet_pton, which decides.
+// Exactly what inet_pton(AF_INET) accepts (tests/unit/ip_parse_test.cc compares them).
 bool parse_dotted_quad(std::string_view s, std::uint8_t out[4]) noexcept {
   const char* p = s.data();
   const char* const end = p + s.size();
@@ -34,6 +34,112 @@ bool parse_dotted_quad(std::string_view s, std::uint8_t out[4]) noexcept {
   return p == end;
 }
 
+// A hex digit's value, or -1: one load per character.
+constexpr std::array<std::int8_t, 256> kHexDigit = [] {
+  std::array<std::int8_t, 256> t{};
+  t.fill(-1);
+  for (int c = '0'; c <= '9'; ++c) t[static_cast<size_t>(c)] = static_cast<std::int8_t>(c - '0');
+  for (int c = 'a'; c <= 'f'; ++c) t[static_cast<size_t>(c)] = static_cast<std::int8_t>(c - 'a' + 10);
+  for (int c = 'A'; c <= 'F'; ++c) t[static_cast<size_t>(c)] = static_cast<std::int8_t>(c - 'A' + 10);
+  return t;
+}();
+
+// glibc's inet_pton4 on [p, end), step for step: the dotted quad an IPv6 address may end with.
+bool parse_ipv4_tail(const char* p, const char* end, std::uint8_t out[4]) noexcept {
+  std::uint8_t tmp[4] = {};
+  int tp = 0;  // the octet being read
+  int octets = 0;
+  bool saw_digit = false;
+  while (p < end) {
+    const char c = *p++;
+    if (c >= '0' && c <= '9') {
+      const unsigned next = tmp[tp] * 10u + static_cast<unsigned>(c - '0');
+      if (saw_digit && tmp[tp] == 0) return false;
+      if (next > 255) return false;
+      tmp[tp] = static_cast<std::uint8_t>(next);
+      if (!saw_digit) {
+        if (++octets > 4) return false;
+        saw_digit = true;
+      }
+    } else if (c == '.' && saw_digit) {
+      if (octets == 4) return false;
+      tmp[++tp] = 0;
+      saw_digit = false;
+    } else {
+      return false;
+    }
+  }
+  if (octets < 4) return false;
+  std::memcpy(out, tmp, 4);
+  return true;
+}
+
+// glibc's inet_pton6, step for step, on a string_view instead of a NUL-terminated copy: hex
+// groups of one to four digits, at most one "::" standing for at least one zero group, and
+// possibly a dotted quad in the last 32 bits. (A NUL or a zone id "%eth0" is rejected like any
+// other character.) tests/unit/ip_parse_test.cc compares it with inet_pton.
+bool parse_ipv6(std::string_view s, std::uint8_t out[16]) noexcept {
+  std::uint8_t tmp[16] = {};
+  int tp = 0;
+  int colonp = -1;
+  const char* src = s.data();
+  const char* const end = src + s.size();
+  if (src == end) return false;
+  if (*src == ':') {
+    ++src;
+    if (src == end || *src != ':') return false;
+  }
+  const char* curtok = src;
+  int xdigits_seen = 0;
+  unsigned val = 0;
+  while (src < end) {
+    const char c = *src++;
+    const int digit = kHexDigit[static_cast<unsigned char>(c)];
+    if (digit >= 0) {
+      if (xdigits_seen == 4) return false;
+      val = (val << 4) | static_cast<unsigned>(digit);
+      ++xdigits_seen;
+      continue;
+    }
+    if (c == ':') {
+      curtok = src;
+      if (xdigits_seen == 0) {
+        if (colonp >= 0) return false;
+        colonp = tp;
+        continue;
+      }
+      if (src == end) return false;
+      if (tp + 2 > 16) return false;
+      tmp[tp++] = static_cast<std::uint8_t>(val >> 8);
+      tmp[tp++] = static_cast<std::uint8_t>(val);
+      xdigits_seen = 0;
+      val = 0;
+      continue;
+    }
+    if (c == '.' && tp + 4 <= 16 && parse_ipv4_tail(curtok, end, tmp + tp)) {
+      tp += 4;
+      xdigits_seen = 0;
+      break;
+    }
+    return false;
+  }
+  if (xdigits_seen > 0) {
+    if (tp + 2 > 16) return false;
+    tmp[tp++] = static_cast<std::uint8_t>(val >> 8);
+    tmp[tp++] = static_cast<std::uint8_t>(val);
+  }
+  if (colonp >= 0) {
+    if (tp == 16) return false;  // "::" would stand for no group at all
+    const int n = tp - colonp;
+    std::memmove(tmp + 16 - n, tmp + colonp, static_cast<size_t>(n));
+    std::memset(tmp + colonp, 0, static_cast<size_t>(16 - n - colonp));
+    tp = 16;
+  }
+  if (tp != 16) return false;
+  std::memcpy(out, tmp, 16);
+  return true;
+}
+
 }  // namespace
 
 std::optional<IpAddress> IpAddress::parse(std::string_view text) noexcept {
@@ -46,30 +152,13 @@ std::optional<IpAddress> IpAddress::parse(std::string_view text) noexcept {
       return a;
     }
   }
-  char buf[INET6_ADDRSTRLEN + 1];
-  if (text.empty() || text.size() >= sizeof buf) return std::nullopt;
-  // inet_pton stops at a NUL: "1.2.3.4\0junk" is not an address.
-  if (text.find('\0') != std::string_view::npos) return std::nullopt;
-  std::memcpy(buf, text.data(), text.size());
-  buf[text.size()] = '\0';
+  // Nothing else is a dotted quad (what inet_pton(AF_INET) accepts is exactly that).
   IpAddress a;
-  in_addr v4{};
-  if (inet_pton(AF_INET, buf, &v4) == 1) {
-    a.v4 = true;
-    a.bytes[10] = 0xff;
-    a.bytes[11] = 0xff;
-    std::memcpy(a.bytes.data() + 12, &v4, 4);
-    return a;
-  }
-  in6_addr v6{};
-  if (inet_pton(AF_INET6, buf, &v6) == 1) {
-    std::memcpy(a.bytes.data(), &v6, 16);
-    static constexpr std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    // ::ffff:a.b.c.d is the same host as a.b.c.d: aggregate them together.
-    a.v4 = std::memcmp(a.bytes.data(), kMapped, 12) == 0;
-    return a;
-  }
-  return std::nullopt;
+  if (!parse_ipv6(text, a.bytes.data())) return std::nullopt;
+  static constexpr std::uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  // ::ffff:a.b.c.d is the same host as a.b.c.d: aggregate them together.
+  a.v4 = std::memcmp(a.bytes.data(), kMapped, 12) == 0;
+  return a;
 }
 
 std::string IpAddress::to_string() const {

@@ -70,20 +70,23 @@ void PasswordSprayDetector::on_event(const Event& ev, FindingSink& out) {
   Source* s = failure ? &sources_.upsert(ev.source_key, ev.time) : sources_.find(ev.source_key);
   if (s) {
     record(*s, ev, user);
-    if (failure) maybe_fire(*s, EntityType::kIp, ev.source_key_text(),
-                            config_.severity, ev.source_threshold_multiplier, config_.max_success_share, ev, user, out);
+    if (failure)
+      maybe_fire(*s, EntityType::kIp, config_.severity, ev.source_threshold_multiplier,
+                 config_.max_success_share, ev, user, out);
   }
   if (config_.by_asn && ev.as_number != 0) {
     Source* a = failure ? &asns_.upsert(ev.as_number, ev.time) : asns_.find(ev.as_number);
     if (a) {
       record(*a, ev, user);
-      if (failure) maybe_fire(*a, EntityType::kAsn, std::to_string(ev.as_number), config_.asn_severity, 1.0, config_.asn_max_success_share, ev, user, out);
+      if (failure)
+        maybe_fire(*a, EntityType::kAsn, config_.asn_severity, 1.0, config_.asn_max_success_share,
+                   ev, user, out);
     }
   }
 }
 
-void PasswordSprayDetector::maybe_fire(Source& s, EntityType type, const std::string& entity,
-                                       const SeverityLadder& ladder, double multiplier, double max_success_share,
+void PasswordSprayDetector::maybe_fire(Source& s, EntityType type, const SeverityLadder& ladder,
+                                       double multiplier, double max_success_share,
                                        const Event& ev, std::string_view user, FindingSink& out) {
   // Cheap pre-check before merging the sketches: enough failures to possibly reach the threshold.
   const std::int64_t failures = s.failures[0] + s.failures[1];
@@ -101,6 +104,9 @@ void PasswordSprayDetector::maybe_fire(Source& s, EntityType type, const std::st
   if (attempts_per_account > config_.max_attempts_per_account || success_share > max_success_share) return;
   if (!s.episode.report(*severity, ev.time, config_.window_ms)) return;
 
+  // The entity as text only now: failures are many, findings few.
+  const std::string entity =
+      type == EntityType::kIp ? ev.source_key_text() : std::to_string(ev.as_number);
   Finding f = make_finding(detector(), name_, *severity, type, entity, ev.time, config_.window_ms);
   char ratio[32];
   std::snprintf(ratio, sizeof ratio, "%.1f", attempts_per_account);

@@ -60,8 +60,9 @@ class PasswordSprayDetector final : public Detector {
 
  private:
   void record(Source& s, const Event& ev, std::string_view user) const;
-  void maybe_fire(Source& s, EntityType type, const std::string& entity, const SeverityLadder& ladder,
-                  double multiplier, double max_success_share, const Event& ev, std::string_view user,
+  /// Judges the source (type kIp: the event's source_key; kAsn: its AS) after a failure.
+  void maybe_fire(Source& s, EntityType type, const SeverityLadder& ladder, double multiplier,
+                  double max_success_share, const Event& ev, std::string_view user,
                   FindingSink& out);
 
   PasswordSprayConfig config_;
