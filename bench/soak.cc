@@ -5,7 +5,12 @@
 // on the alerts topic and to its hook's start. At the end a verdict on memory: the RSS slope after
 // warm-up, in MiB per minute.
 //
-//   portalwatch_bench_soak PORTALWATCHD [--minutes M] [--rate EVENTS_PER_S] [--partitions N]
+//   portalwatch_bench_soak PORTALWATCHD [--minutes M] [--rate EVENTS_PER_S] [--partitions N] [--caps-scale F]
+//
+// Each minute also prints the keys the daemon's detector tables hold (all of them, summed) against
+// their configured caps: bounded tables fill towards their caps, so RSS can only be judged flat
+// once they have. --caps-scale multiplies every detector table cap of the shipped configuration (0.1: a
+// tenth), so that a run of tens of minutes reaches the caps that take hours at the defaults.
 //
 // The embedded broker keeps about 5 MiB per partition (see kafka-mock-notes): the traffic is
 // spread over many partitions and the producer pauses while the daemon's lag is above two seconds
@@ -23,6 +28,8 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -49,6 +56,33 @@ using test::scrape;
 
 double rss_mib(pid_t pid) { return bench::proc_status_mib(pid, "VmRSS:"); }
 
+// The sum of every series of a metric (all label sets), 0 if none.
+double metric_sum(const std::string& text, const std::string& name) {
+  double sum = 0;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);)
+    if (line.size() > name.size() && line.compare(0, name.size(), name) == 0 &&
+        (line[name.size()] == '{' || line[name.size()] == ' '))
+      sum += std::atof(line.c_str() + line.rfind(' ') + 1);
+  return sum;
+}
+
+// The shipped configuration's table caps (max_sources: 500000, max_accounts: 200000, ...; not the
+// profile cache: a cache, the state store holds every profile)
+// multiplied by scale.
+std::string scale_caps(const std::string& config, double scale) {
+  static const std::regex cap(R"(^(\s+(?:max_[a-z_]+|asn_max_[a-z_]+)):\s+(\d{4,})\s*$)");
+  std::istringstream in(config);
+  std::string out;
+  for (std::string line; std::getline(in, line);) {
+    std::smatch m;
+    if (scale != 1 && std::regex_match(line, m, cap) && m[1].str().find("bytes") == std::string::npos)
+      line = m[1].str() + ": " + std::to_string(std::max<long long>(1, std::llround(std::stod(m[2].str()) * scale)));
+    out += line + "\n";
+  }
+  return out;
+}
+
 // Least-squares slope of y over x.
 double slope(const std::vector<double>& x, const std::vector<double>& y) {
   const double n = static_cast<double>(x.size());
@@ -67,16 +101,17 @@ double slope(const std::vector<double>& x, const std::vector<double>& y) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: portalwatch_bench_soak PORTALWATCHD [--minutes M] [--rate EPS] [--partitions N]\n");
+    std::fprintf(stderr, "usage: portalwatch_bench_soak PORTALWATCHD [--minutes M] [--rate EPS] [--partitions N] [--caps-scale F]\n");
     return 2;
   }
   const std::string daemon_path = argv[1];
-  double minutes = 30, rate = 50'000;
+  double minutes = 30, rate = 50'000, caps_scale = 1;
   int partitions = 64;
   for (int i = 2; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--minutes")) minutes = std::atof(argv[i + 1]);
     if (!std::strcmp(argv[i], "--rate")) rate = std::atof(argv[i + 1]);
     if (!std::strcmp(argv[i], "--partitions")) partitions = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--caps-scale")) caps_scale = std::atof(argv[i + 1]);
   }
   const auto broker = bench::start_broker(partitions);
   if (!broker) return 1;
@@ -86,7 +121,7 @@ int main(int argc, char** argv) {
   const int port = free_port();
   const std::string hook_file = dir + "/hook-starts", config = dir + "/portalwatch.yaml", log = dir + "/daemon.log";
   std::ofstream(config) << config_with(
-      bench::read_text(PORTALWATCH_SOURCE_DIR "/config/portalwatch.yaml"),
+      scale_caps(bench::read_text(PORTALWATCH_SOURCE_DIR "/config/portalwatch.yaml"), caps_scale),
       {{"kafka", "  bootstrap_servers: \"" + broker->bootstrap() +
                      "\"\n  group_id: soak\n  topics: [events]\n  alerts_topic: alerts\n  decisions_topic: decisions\n"},
        {"state", "  path: \"" + dir + "/state\"\n"},
@@ -182,8 +217,8 @@ int main(int argc, char** argv) {
 
   std::printf("soak: %.0f min, %.0f events/s asked, %d partitions, daemon pid %d, work dir %s\n", minutes, rate,
               partitions, static_cast<int>(pid), dir.c_str());
-  std::printf("%6s %10s %10s %10s %9s %8s %22s %22s\n", "minute", "RSS MiB", "events/s", "received", "lag", "paused",
-              "to finding p50/p99 ms", "to hook p50/p99 ms");
+  std::printf("%6s %10s %10s %10s %9s %8s %22s %22s %20s\n", "minute", "RSS MiB", "events/s", "received", "lag", "paused",
+              "to finding p50/p99 ms", "to hook p50/p99 ms", "table keys / caps");
   std::fflush(stdout);
 
   auto attack_producer = producer(broker->bootstrap(), "0");
@@ -194,7 +229,8 @@ int main(int argc, char** argv) {
   int attack = 0;
   std::map<int, Steady::time_point> completed;
   std::map<int, std::int64_t> completed_wall_ns;
-  std::vector<double> minute_x, minute_rss;
+  std::vector<double> minute_x, minute_rss, minute_keys;
+  double caps = 0;
   std::vector<double> all_finding, all_hook;
   double last_received = 0, last_paused = 0;
   std::size_t hooks_seen = 0;
@@ -256,13 +292,17 @@ int main(int argc, char** argv) {
       std::snprintf(f, sizeof f, "%.1f / %.1f (%zu)", quantile(to_finding, 0.5), quantile(to_finding, 0.99), to_finding.size());
       std::snprintf(h, sizeof h, "%.1f / %.1f (%zu)", quantile(to_hook, 0.5), quantile(to_hook, 0.99), to_hook.size());
       const double paused_now = paused_seconds.load();
-      std::printf("%6d %10.1f %10.0f %10.0f %9.0f %7.1fs %22s %22s\n", minute, rss, (received - last_received) / 60.0,
-                  received, metric(m, "portalwatch_consumer_lag_messages"), paused_now - last_paused, f, h);
+      const double keys = metric_sum(m, "portalwatch_detector_state_keys");
+      caps = metric_sum(m, "portalwatch_detector_state_capacity_keys");
+      std::printf("%6d %10.1f %10.0f %10.0f %9.0f %7.1fs %22s %22s %8.0fk / %6.0fk\n", minute, rss,
+                  (received - last_received) / 60.0, received, metric(m, "portalwatch_consumer_lag_messages"),
+                  paused_now - last_paused, f, h, keys / 1e3, caps / 1e3);
       std::fflush(stdout);
       last_received = received;
       last_paused = paused_now;
       minute_x.push_back(minute);
       minute_rss.push_back(rss);
+      minute_keys.push_back(keys);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -275,23 +315,35 @@ int main(int argc, char** argv) {
   int status = 0;
   waitpid(pid, &status, 0);
 
-  // Verdict: RSS slope after warm-up (from minute 5, or a third of a short run).
-  const int warm = static_cast<int>(std::min(5.0, std::max(1.0, minutes / 3)));
-  std::vector<double> x, y;
+  // Verdict: the RSS slope after warm-up. Warm-up lasts at least 5 minutes (a third of a short
+  // run) and until the detector tables have settled: bounded tables fill towards their caps (or
+  // towards the balance of new keys and expired ones), and memory that follows them is not a leak.
+  // Settled: holding 97% of the keys they hold at the end.
+  int warm = static_cast<int>(std::min(5.0, std::max(1.0, minutes / 3)));
+  const double final_keys = minute_keys.empty() ? 0 : minute_keys.back();
+  for (std::size_t i = 0; i < minute_x.size(); ++i)
+    if (minute_keys[i] >= 0.97 * final_keys) {
+      warm = std::max(warm, static_cast<int>(minute_x[i]));
+      break;
+    }
+  std::vector<double> x, y, k;
   for (std::size_t i = 0; i < minute_x.size(); ++i)
     if (minute_x[i] >= warm) {
       x.push_back(minute_x[i]);
       y.push_back(minute_rss[i]);
+      k.push_back(minute_keys[i]);
     }
   const double s = slope(x, y);
   std::printf("\nsoak: %d attacks, %zu findings, %zu hook starts; producer paused %.1f s in all (daemon behind)\n", attack,
               all_finding.size(), hooks_seen, paused_seconds.load());
   bench::report("completing event -> finding on topic", all_finding);
   bench::report("completing event -> hook started", all_hook);
+  std::printf("tables: %.0fk keys at the end, %.0f%% of their caps (%.0fk); settled from minute %d; %+.0f keys/min after\n",
+              final_keys / 1e3, caps > 0 ? 100 * final_keys / caps : 0, caps / 1e3, warm, slope(x, k));
   std::printf("RSS: %.1f MiB at minute %d, %.1f MiB at the end; slope from minute %d: %+.2f MiB/min -> %s\n",
               y.empty() ? 0 : y.front(), warm, final_rss, warm, s,
               !alive                 ? "DAEMON DIED (see log)"
-              : x.size() < 2         ? "too short to judge"
+              : x.size() < 5         ? "too short to judge (tables still filling: a longer run, or --caps-scale)"
               : std::abs(s) < 0.5    ? "flat"
                                      : "GROWING");
   std::printf("daemon log: %s (exit status %d)\n", log.c_str(), WIFEXITED(status) ? WEXITSTATUS(status) : -1);

@@ -155,17 +155,26 @@ AccountProfile& StateStore::profile(std::string_view account, TimeMs) {
 
 void StateStore::changed(std::string_view account) {
   auto it = cache_.find(std::string(account));
-  if (it != cache_.end()) it->second.dirty = true;
+  if (it != cache_.end() && !it->second.dirty) {
+    it->second.dirty = true;
+    dirty_.push_back(&*it);
+  }
 }
 
 void StateStore::make_room() {
-  // Drop the least recently used eighth of the clean entries; changed ones wait for commit().
+  // Drop the least recently used clean entries, down to seven eighths of the cap: one scan of the
+  // cache pays for an eighth of it in misses. Changed entries wait for commit(); while fewer than
+  // an eighth are clean the cache grows past its cap until then, rather than scanning on every
+  // miss for a handful of entries (accounts changing faster than commits come: a busy portal
+  // with a small cache).
+  const std::size_t cap = options_.cache_accounts, keep = cap - cap / 8;
+  const std::size_t clean = cache_.size() - dirty_.size();
+  if (clean < std::max<std::size_t>(1, cap / 8)) return;
   std::vector<std::uint64_t> used;
-  used.reserve(cache_.size());
+  used.reserve(clean);
   for (const auto& [k, c] : cache_)
     if (!c.dirty) used.push_back(c.used);
-  if (used.empty()) return;  // everything is waiting to be written: grow until the next commit
-  const size_t n = std::max<size_t>(1, std::min(used.size(), options_.cache_accounts / 8));
+  const size_t n = std::min(used.size(), std::max<std::size_t>(1, cache_.size() - std::min(keep, cache_.size())));
   std::nth_element(used.begin(), used.begin() + static_cast<std::ptrdiff_t>(n - 1), used.end());
   const std::uint64_t cutoff = used[n - 1];
   for (auto it = cache_.begin(); it != cache_.end();) {
@@ -183,12 +192,7 @@ bool StateStore::commit(const std::map<std::string, std::int64_t>& positions, bo
   rocksdb::WriteBatch batch;
   for (const auto& [tp, offset] : warmups) batch.Put(std::string(kWarmupPrefix) + tp, u64_bytes(static_cast<std::uint64_t>(offset)));
   for (const auto& key : forget) batch.Delete(std::string(kLedgerPrefix) + key);
-  std::size_t written = 0;
-  for (auto& [account, c] : cache_) {
-    if (!c.dirty) continue;
-    batch.Put(profile_key(account), c.profile.encode());
-    ++written;
-  }
+  for (const CacheEntry* e : dirty_) batch.Put(profile_key(e->first), e->second.profile.encode());
   for (const auto& [tp, offset] : positions) {
     std::string value(sizeof offset, '\0');
     std::memcpy(value.data(), &offset, sizeof offset);
@@ -201,7 +205,9 @@ bool StateStore::commit(const std::map<std::string, std::int64_t>& positions, bo
     error = "state store write failed: " + st.ToString();
     return false;
   }
-  for (auto& [account, c] : cache_) c.dirty = false;
+  for (CacheEntry* e : dirty_) e->second.dirty = false;
+  const std::size_t written = dirty_.size();
+  dirty_.clear();
   for (const auto& [tp, offset] : positions) positions_[tp] = offset;
   for (const auto& [tp, offset] : warmups) warmups_[tp] = offset;
   ++stats_.commits;

@@ -123,10 +123,14 @@ class StateStore final : public ProfileBook {
   };
   explicit StateStore(StateStoreOptions options);
   void make_room();
+  using CacheEntry = std::pair<const std::string, Cached>;
 
   StateStoreOptions options_;
   std::unique_ptr<rocksdb::DB> db_;
   std::unordered_map<std::string, Cached> cache_;
+  // The entries changed since the last commit (each once); make_room() never drops them, so the
+  // pointers stay valid (unordered_map nodes do not move).
+  std::vector<CacheEntry*> dirty_;
   std::map<std::string, std::int64_t> positions_;
   std::map<std::string, std::int64_t> warmups_;
   std::vector<std::pair<std::string, LedgerEntry>> ledger_;  // as read at open

@@ -163,6 +163,33 @@ TEST_CASE("profile store: a bounded cache reads evicted profiles back") {
 namespace portalwatch {
 namespace {
 
+TEST_CASE("profile store: accounts changing faster than commits grow the cache until the commit, then it shrinks") {
+  TempDir dir;
+  std::string error, keep;
+  StateStoreOptions o{dir.path};
+  o.cache_accounts = 16;
+  auto store = StateStore::open(o, error);
+  REQUIRE_MESSAGE(store, error);
+  // 200 accounts changed and none written yet: none can be dropped, so the cache holds them all.
+  for (int i = 0; i < 200; ++i) {
+    const std::string account = "emp" + std::to_string(i);
+    store->profile(account).observe_sign_in(decoded(home(kT0 + i), keep));
+    store->changed(account);
+    store->changed(account);  // twice: written once
+  }
+  CHECK(store->stats().cached == 200);
+  REQUIRE(store->commit({}, false, error));
+  CHECK(store->stats().profiles_written == 200);
+  // Written, so clean: the next miss brings the cache back under its cap.
+  store->profile("someone-else");
+  CHECK(store->stats().cached <= 16);
+  for (int i = 0; i < 200; ++i) CHECK(store->profile("emp" + std::to_string(i)).sign_ins == 1);
+  CHECK(store->stats().cached <= 32);
+  // Nothing changed since: a commit writes no profile.
+  REQUIRE(store->commit({}, false, error));
+  CHECK(store->stats().profiles_written == 200);
+}
+
 TEST_CASE("state store: published findings, the outbox, the next id and warm-up offsets survive a reopen") {
   TempDir dir;
   std::string error;
