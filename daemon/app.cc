@@ -101,7 +101,9 @@ int portalwatchd_main(int argc, char** argv) {
       std::fputs(r.errors.c_str(), stderr);
       return 2;
     }
-    return run_daemon(std::move(*r.config), {}, install_stop_signals());
+    DaemonOptions options;
+    options.exit_if_kafka_does_not_stop = true;
+    return run_daemon(std::move(*r.config), options, install_stop_signals());
   }
   if (*replay) return run_replay(replay_opts);
   if (*demo) return run_demo(demo_opts);

@@ -89,15 +89,37 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         error_limiter_(std::chrono::seconds(10)),
         reject_limiter_(std::chrono::seconds(std::max(0, config_.log.reject_log_interval_seconds))) {}
 
-  ~KafkaDaemon() override {
+  ~KafkaDaemon() override { release_kafka(false); }
+
+  /// Destroys the Kafka clients (librdkafka's threads end). With may_abandon, waits no longer than
+  /// what is left of the shutdown time (at least 250 ms) and returns false if they have not
+  /// ended by then: the clients are then still being destroyed on another thread and the caller
+  /// must end the process without returning (std::_Exit). Found by the soak: with the cluster gone
+  /// and a large backlog fetched, destroying the consumer took 31 s after a bounded close.
+  bool release_kafka(bool may_abandon) {
+    if (!consumer_ && !producer_) return true;
     const auto started = Clock::now();
     committer_.reset();  // its queue before the consumer
     stop_control();
-    producer_.reset();
-    consumer_.reset();
+    auto released = std::make_shared<std::promise<void>>();
+    auto done = released->get_future();
+    std::thread releaser([this, released] {
+      producer_.reset();
+      consumer_.reset();
+      released->set_value();
+    });
+    const auto until = std::max(shutdown_deadline_.value_or(started), started + std::chrono::milliseconds(250));
+    if (may_abandon && done.wait_until(until) != std::future_status::ready) {
+      releaser.detach();
+      spdlog::warn("kafka: the clients' threads did not end within the shutdown time (cluster unreachable?); "
+                   "exiting without waiting for them");
+      return false;
+    }
+    releaser.join();
     // Part of the shutdown time that shutdown() does not bound (librdkafka's threads ending).
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count();
     if (ms >= 1000) spdlog::warn("kafka: releasing the clients took {} ms", ms);
+    return true;
   }
 
   bool start(std::string& error) {
@@ -1153,6 +1175,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
                       std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()) - reserve);
     };
     stop_deadline_ = deadline;
+    shutdown_deadline_ = deadline;
     notifier_.stopping("shutting down: " + service_status());
     stop_control();
     spdlog::info("shutting down (at most {} s): committing processed offsets", config_.shutdown.timeout_ms / 1000);
@@ -1280,6 +1303,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   std::unique_ptr<GroupCommitter> committer_;
   // Set by shutdown(): waits for Kafka (commits in a revocation while leaving the group) end by then.
   std::optional<Clock::time_point> stop_deadline_;
+  std::optional<Clock::time_point> shutdown_deadline_;  // when SIGTERM's shutdown.timeout_seconds end
   std::optional<Clock::time_point> commit_deferred_since_;  // periodic commits waiting for deliveries
   std::map<TopicPartitionKey, std::int64_t> group_behind_;
   // Per partition, the offset after the last event this process ran through the detectors.
@@ -1319,6 +1343,12 @@ int run_daemon(Config config, const DaemonOptions& options, const std::atomic<bo
     return 1;
   }
   daemon.run(stop);
+  if (!daemon.release_kafka(options.exit_if_kafka_does_not_stop)) {
+    // Everything that matters is done: offsets committed as far as the cluster allowed, the state
+    // store written (its log is in the kernel's hands), hooks given their time.
+    spdlog::default_logger()->flush();
+    std::_Exit(0);
+  }
   return 0;
 }
 

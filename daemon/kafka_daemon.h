@@ -36,10 +36,16 @@ struct DaemonOptions {
   HookRunnerOptions hooks;
   /// Called once the metrics endpoint is up, with its port (tests bind port 0).
   std::function<void(int metrics_port)> on_ready;
+  /// After the shutdown, when librdkafka's threads have not ended within what is left of
+  /// shutdown.timeout_seconds (at least 250 ms; a cluster that stopped answering can hold them
+  /// for minutes), end the process without waiting for them: run_daemon() then does not return
+  /// (`portalwatchd run`). Otherwise it waits (tests and benchmarks running the daemon in-process).
+  bool exit_if_kafka_does_not_stop = false;
 };
 
 /// Runs until stop becomes true (or the duration passes). Returns the process exit code:
-/// 0 after a clean shutdown, 1 when start-up failed (the reason is logged).
+/// 0 after a clean shutdown, 1 when start-up failed (the reason is logged). See
+/// DaemonOptions::exit_if_kafka_does_not_stop.
 int run_daemon(Config config, const DaemonOptions& options, const std::atomic<bool>& stop);
 
 /// Installs SIGINT/SIGTERM handlers that set the returned flag (once per process).
