@@ -340,10 +340,19 @@ int main(int argc, char** argv) {
   bench::report("completing event -> hook started", all_hook);
   std::printf("tables: %.0fk keys at the end, %.0f%% of their caps (%.0fk); settled from minute %d; %+.0f keys/min after\n",
               final_keys / 1e3, caps > 0 ? 100 * final_keys / caps : 0, caps / 1e3, warm, slope(x, k));
+  // What the tables added since minute 5 (or a third of a short run) against what RSS added: while
+  // they still fill, RSS follows them at about their bytes per key (bench/README, growth).
+  for (std::size_t i = 0; i < minute_x.size(); ++i)
+    if (minute_x[i] >= std::min(5.0, std::max(1.0, minutes / 3))) {
+      const double added_keys = final_keys - minute_keys[i], added_mib = minute_rss.back() - minute_rss[i];
+      std::printf("since minute %.0f: tables %+.0fk keys, RSS %+.1f MiB (%.0f bytes per key added)\n", minute_x[i],
+                  added_keys / 1e3, added_mib, added_keys > 0 ? added_mib * 1048576 / added_keys : 0);
+      break;
+    }
   std::printf("RSS: %.1f MiB at minute %d, %.1f MiB at the end; slope from minute %d: %+.2f MiB/min -> %s\n",
               y.empty() ? 0 : y.front(), warm, final_rss, warm, s,
               !alive                 ? "DAEMON DIED (see log)"
-              : x.size() < 5         ? "too short to judge (tables still filling: a longer run, or --caps-scale)"
+              : x.size() < 5         ? "too short to judge (under 5 minutes after warm-up: a longer run, or --caps-scale while tables fill)"
               : std::abs(s) < 0.5    ? "flat"
                                      : "GROWING");
   std::printf("daemon log: %s (exit status %d)\n", log.c_str(), WIFEXITED(status) ? WEXITSTATUS(status) : -1);
