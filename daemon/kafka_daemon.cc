@@ -1347,6 +1347,7 @@ int run_daemon(Config config, const DaemonOptions& options, const std::atomic<bo
     // Everything that matters is done: offsets committed as far as the cluster allowed, the state
     // store written (its log is in the kernel's hands), hooks given their time.
     spdlog::default_logger()->flush();
+    std::fflush(nullptr);
     std::_Exit(0);
   }
   return 0;
