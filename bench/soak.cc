@@ -319,7 +319,8 @@ int main(int argc, char** argv) {
   // run) and until the detector tables have settled: bounded tables fill towards their caps (or
   // towards the balance of new keys and expired ones), and memory that follows them is not a leak.
   // Settled: holding 97% of the keys they hold at the end.
-  int warm = static_cast<int>(std::min(5.0, std::max(1.0, minutes / 3)));
+  const double min_warm = std::min(5.0, std::max(1.0, minutes / 3));
+  int warm = static_cast<int>(min_warm);
   const double final_keys = minute_keys.empty() ? 0 : minute_keys.back();
   for (std::size_t i = 0; i < minute_x.size(); ++i)
     if (minute_keys[i] >= 0.97 * final_keys) {
@@ -343,7 +344,7 @@ int main(int argc, char** argv) {
   // What the tables added since minute 5 (or a third of a short run) against what RSS added: while
   // they still fill, RSS follows them at about their bytes per key (bench/README, growth).
   for (std::size_t i = 0; i < minute_x.size(); ++i)
-    if (minute_x[i] >= std::min(5.0, std::max(1.0, minutes / 3))) {
+    if (minute_x[i] >= min_warm) {
       const double added_keys = final_keys - minute_keys[i], added_mib = minute_rss.back() - minute_rss[i];
       std::printf("since minute %.0f: tables %+.0fk keys, RSS %+.1f MiB (%.0f bytes per key added)\n", minute_x[i],
                   added_keys / 1e3, added_mib, added_keys > 0 ? added_mib * 1048576 / added_keys : 0);

@@ -41,6 +41,22 @@ struct TempDir {
   ~TempDir() { std::filesystem::remove_all(path); }
 };
 
+// A state store in dir holding at most cache_accounts profiles in memory.
+std::unique_ptr<StateStore> open_store_caching(const TempDir& dir, std::size_t cache_accounts) {
+  std::string error;
+  StateStoreOptions o{dir.path};
+  o.cache_accounts = cache_accounts;
+  auto store = StateStore::open(o, error);
+  REQUIRE_MESSAGE(store, error);
+  return store;
+}
+
+// One sign-in of account from its home network at t, marked changed.
+void sign_in_at_home(StateStore& store, const std::string& account, TimeMs t, std::string& keep) {
+  store.profile(account).observe_sign_in(decoded(home(t), keep));
+  store.changed(account);
+}
+
 }  // namespace
 
 TEST_CASE("profile: the first sign-in is new in everything, the second in nothing") {
@@ -142,14 +158,10 @@ TEST_CASE("profile store: a known device survives a reopen, with the positions i
 TEST_CASE("profile store: a bounded cache reads evicted profiles back") {
   TempDir dir;
   std::string error, keep;
-  StateStoreOptions o{dir.path};
-  o.cache_accounts = 16;
-  auto store = StateStore::open(o, error);
-  REQUIRE_MESSAGE(store, error);
+  auto store = open_store_caching(dir, 16);
   for (int i = 0; i < 100; ++i) {
     const std::string account = "emp" + std::to_string(i);
-    store->profile(account).observe_sign_in(decoded(home(kT0 + i), keep));
-    store->changed(account);
+    sign_in_at_home(*store, account, kT0 + i, keep);
     if (i % 10 == 9) REQUIRE(store->commit({}, false, error));
   }
   CHECK(store->stats().cached <= 32);
@@ -166,16 +178,12 @@ namespace {
 TEST_CASE("profile store: accounts changing faster than commits grow the cache until the commit, then it shrinks") {
   TempDir dir;
   std::string error, keep;
-  StateStoreOptions o{dir.path};
-  o.cache_accounts = 16;
-  auto store = StateStore::open(o, error);
-  REQUIRE_MESSAGE(store, error);
+  auto store = open_store_caching(dir, 16);
   // 200 accounts changed and none written yet: none can be dropped, so the cache holds them all.
   for (int i = 0; i < 200; ++i) {
     const std::string account = "emp" + std::to_string(i);
-    store->profile(account).observe_sign_in(decoded(home(kT0 + i), keep));
-    store->changed(account);
-    store->changed(account);  // twice: written once
+    sign_in_at_home(*store, account, kT0 + i, keep);
+    store->changed(account);  // a second time: written once
   }
   CHECK(store->stats().cached == 200);
   REQUIRE(store->commit({}, false, error));
