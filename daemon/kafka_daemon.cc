@@ -97,10 +97,10 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   /// must end the process without returning (std::_Exit). Found by the soak: with the cluster gone
   /// and a large backlog fetched, destroying the consumer took 31 s after a bounded close.
   bool release_kafka(bool may_abandon) {
-    if (!consumer_ && !producer_) return true;
     const auto started = Clock::now();
     committer_.reset();  // its queue before the consumer
     stop_control();
+    if (!consumer_ && !producer_) return true;  // released already, or never started
     auto released = std::make_shared<std::promise<void>>();
     auto done = released->get_future();
     std::thread releaser([this, released] {
