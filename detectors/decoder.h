@@ -55,6 +55,8 @@ struct DecoderStats {
   std::array<std::uint64_t, kFieldCount> ignored_fields{};
   /// Messages the fast path read (the others went to simdjson); for tests and profiling.
   std::uint64_t fast_path_decoded = 0;
+  /// Of those, the messages read by the shapes of earlier ones (decoder_impl.inc, "Shapes").
+  std::uint64_t shape_decoded = 0;
 };
 
 /// How decode() reads JSON. kFastPathFirst: the documents producers write (plain, valid JSON) in

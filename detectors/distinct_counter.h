@@ -66,27 +66,26 @@ class DistinctCounter {
 
   /// Estimated number of distinct items added.
   double estimate() const noexcept {
-    // Per packed byte: 2^-lo + 2^-hi (the same sum, in the same order, as register by register)
-    // and how many of its two registers are zero.
-    static constexpr std::array<double, 256> kByteSums = [] {
-      std::array<double, 16> inverse_powers{};
-      double v = 1;
-      for (auto& x : inverse_powers) x = v, v /= 2;
-      std::array<double, 256> a{};
-      for (size_t b = 0; b < 256; ++b) a[b] = inverse_powers[b & 0xF] + inverse_powers[b >> 4];
+    // Per packed byte, one table entry: 2^(15-lo) + 2^(15-hi) (the two registers' 2^-rank scaled
+    // by 2^15) in the low 32 bits, and how many of the two are zero in the high 32. The sum of
+    // 2^-rank over the registers is a multiple of 2^-15 below 2^(kBits+1): exact in integers, and
+    // exactly the value a floating-point sum register by register gives.
+    static_assert(kBits >= 2 && kBits <= 16);
+    static constexpr std::array<std::uint64_t, 256> kByte = [] {
+      std::array<std::uint64_t, 256> a{};
+      for (std::uint64_t b = 0; b < 256; ++b)
+        a[b] = (std::uint64_t{1} << (15 - (b & 0xF))) + (std::uint64_t{1} << (15 - (b >> 4))) +
+               ((std::uint64_t{(b & 0xF) == 0} + std::uint64_t{(b >> 4) == 0}) << 32);
       return a;
     }();
-    static constexpr std::array<std::uint8_t, 256> kByteZeros = [] {
-      std::array<std::uint8_t, 256> a{};
-      for (size_t b = 0; b < 256; ++b) a[b] = static_cast<std::uint8_t>(((b & 0xF) == 0) + ((b >> 4) == 0));
-      return a;
-    }();
-    double sum = 0;
-    int zeros = 0;
-    for (size_t i = 0; i < kRegisters / 2; ++i) {
-      sum += kByteSums[packed_[i]];
-      zeros += kByteZeros[packed_[i]];
+    std::uint64_t even = 0, odd = 0;  // two chains of additions, for the pipeline
+    for (size_t i = 0; i < kRegisters / 2; i += 2) {
+      even += kByte[packed_[i]];
+      odd += kByte[packed_[i + 1]];
     }
+    const std::uint64_t both = even + odd;
+    const double sum = static_cast<double>(both & 0xFFFFFFFFu) / 32768.0;
+    const auto zeros = static_cast<int>(both >> 32);
     constexpr double m = kRegisters;
     const double alpha = kBits == 4 ? 0.673 : kBits == 5 ? 0.697 : kBits == 6 ? 0.709 : 0.7213 / (1 + 1.079 / m);
     const double raw = alpha * m * m / sum;

@@ -1,8 +1,12 @@
 // JSON output escaping (attacker-typed strings reach findings) and the distinct counter's accuracy.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <array>
+#include <bit>
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "detectors/distinct_counter.h"
 #include "detectors/json_writer.h"
@@ -62,6 +66,51 @@ TEST_CASE("distinct counter: near exact when small, within a few standard errors
   a.clear();
   CHECK(a.empty());
   CHECK(a.count() == 0);
+}
+
+// The textbook estimate, register by register in floating point, from the same registers
+// (recomputed here from the items' hashes as add_hash() sets them).
+template <int kBits>
+double reference_estimate(const std::vector<std::string>& items) {
+  constexpr int m = 1 << kBits;
+  std::array<int, m> reg{};
+  for (const std::string& item : items) {
+    const std::uint64_t h = hash_bytes(item);
+    const auto idx = static_cast<size_t>(h >> (64 - kBits));
+    const std::uint64_t rest = (h << kBits) | (std::uint64_t{1} << (kBits - 1));
+    reg[idx] = std::max(reg[idx], std::min(std::countl_zero(rest) + 1, 15));
+  }
+  double sum = 0;
+  int zeros = 0;
+  for (const int r : reg) {
+    sum += std::ldexp(1.0, -r);
+    zeros += r == 0;
+  }
+  const double alpha = kBits == 4 ? 0.673 : kBits == 5 ? 0.697 : kBits == 6 ? 0.709 : 0.7213 / (1 + 1.079 / m);
+  const double raw = alpha * m * m / sum;
+  if (raw <= 2.5 * m && zeros > 0) return m * std::log(static_cast<double>(m) / zeros);
+  return raw;
+}
+
+template <int kBits>
+void check_estimate_is_textbook() {
+  for (const int n : {0, 1, 7, 40, 300, 2000, 30000}) {
+    std::vector<std::string> items;
+    DistinctCounter<kBits> c;
+    for (int i = 0; i < n; ++i) {
+      items.push_back("user-" + std::to_string(i * 7919));
+      c.add(items.back());
+    }
+    CAPTURE(kBits);
+    CAPTURE(n);
+    CHECK(c.estimate() == reference_estimate<kBits>(items));  // to the last bit
+  }
+}
+
+TEST_CASE("distinct counter: the estimate is the textbook one to the last bit (table sum in integers)") {
+  check_estimate_is_textbook<4>();
+  check_estimate_is_textbook<6>();
+  check_estimate_is_textbook<10>();
 }
 
 }  // namespace portalwatch
