@@ -66,6 +66,7 @@ bool slide_halves(State& s, std::int64_t half, ClearHalf clear) {
 
 CredentialStuffingDetector::Bucket& CredentialStuffingDetector::bucket(TimeMs t) {
   const std::int64_t index = t / span_;
+  if (index != older_.newest) older_.newest = -1;  // a bucket merged there changes
   Bucket& b = buckets_[static_cast<size_t>(index % kBuckets)];
   if (b.index != index && index > b.index) {
     b = Bucket{};
@@ -236,13 +237,30 @@ std::vector<std::string> CredentialStuffingDetector::recent(const std::vector<Sa
 }
 
 CredentialStuffingDetector::Totals CredentialStuffingDetector::totals(TimeMs now) const {
-  Totals t;
-  DistinctCounter<10> sources, accounts, recent;
   const std::int64_t newest = now / span_;
-  for (const Bucket& b : buckets_) {
-    if (b.index < 0 || b.index <= newest - kBuckets || b.index > newest) continue;
+  if (older_.newest != newest) {
+    older_ = Older{};
+    for (const Bucket& b : buckets_) {
+      if (b.index < 0 || b.index <= newest - kBuckets || b.index >= newest) continue;
+      older_.sources.merge(b.sources);
+      if (b.index > newest - kBuckets / 4) older_.recent_sources.merge(b.sources);
+      older_.accounts.merge(b.accounts);
+      older_.failures += b.failures;
+      older_.unknown_user += b.unknown_user;
+      older_.successes += b.successes;
+    }
+    older_.newest = newest;
+  }
+  Totals t;
+  DistinctCounter<10> sources = older_.sources, accounts = older_.accounts,
+                      recent = older_.recent_sources;
+  t.failures = older_.failures;
+  t.unknown_user = older_.unknown_user;
+  t.successes = older_.successes;
+  const Bucket& b = buckets_[static_cast<size_t>(newest % kBuckets)];
+  if (b.index == newest) {
     sources.merge(b.sources);
-    if (b.index > newest - kBuckets / 4) recent.merge(b.sources);
+    recent.merge(b.sources);
     accounts.merge(b.accounts);
     t.failures += b.failures;
     t.unknown_user += b.unknown_user;

@@ -224,4 +224,59 @@ TEST_CASE("credential_stuffing: configuration") {
   CHECK(text.find("bogus") != std::string::npos);
 }
 
+TEST_CASE("credential_stuffing: portal-wide totals asked for often equal those made from scratch") {
+  // totals() keeps the window's older buckets merged and adds the newest. Detector A is asked
+  // after every event, with late events landing in buckets it has already merged and buckets
+  // moving on; B, fed the same events, makes its totals from scratch each time (asked first for
+  // a time far ahead, its merged buckets are for another newest bucket and are made again).
+  auto a_detector = std::make_unique<CredentialStuffingDetector>(CredentialStuffingConfig{}, "credential_stuffing");
+  auto b_detector = std::make_unique<CredentialStuffingDetector>(CredentialStuffingConfig{}, "credential_stuffing");
+  CredentialStuffingDetector& a = *a_detector;
+  CredentialStuffingDetector& b = *b_detector;
+  Engine ea = test::engine_with(std::move(a_detector));
+  Engine eb = test::engine_with(std::move(b_detector));
+  Collect out_a, out_b;
+  test::TestRng r(11);
+  const auto from_scratch = [&b](TimeMs now) {
+    (void)b.totals(now + 24 * kHourMs);
+    return b.totals(now);
+  };
+  const auto check_same = [&](TimeMs now) {
+    const auto ta = a.totals(now);
+    const auto tb = from_scratch(now);
+    CHECK(ta.sources == tb.sources);
+    CHECK(ta.accounts == tb.accounts);
+    CHECK(ta.recent_sources == tb.recent_sources);
+    CHECK(ta.failures == tb.failures);
+    CHECK(ta.unknown_user == tb.unknown_user);
+    CHECK(ta.successes == tb.successes);
+    return ta.sources > 0;
+  };
+  TimeMs t = kT0;
+  size_t busy = 0;
+  for (int i = 0; i < 6000; ++i) {
+    t += 1 + static_cast<TimeMs>(r.below(1700));  // about 85 minutes in all: every bucket moves on
+    const TimeMs at = i % 7 == 3 ? t - 50 * kSecondMs : t;  // late, sometimes into the bucket before
+    const auto proxy = static_cast<int>(r.below(300));  // 20 tries each: stuffing-shaped
+    const std::string ip = test::ipv4(24 + proxy % 60, proxy % 97, (proxy * 7) % 250, 1 + proxy % 200);
+    Ev ev = Ev{}.at(at).from(ip);
+    if (r.chance(0.6)) {
+      ev.as("leaked" + std::to_string(r.below(4000))).fail("unknown_user");
+    } else if (r.chance(0.05)) {
+      ev.as("emp" + std::to_string(r.below(50000))).ok();
+    } else {
+      ev.as("emp" + std::to_string(r.below(50000))).fail();
+    }
+    test::feed(ea, ev, out_a);
+    test::feed(eb, ev, out_b);
+    CAPTURE(i);
+    busy += check_same(t);
+  }
+  CHECK(busy > 3000);  // the totals were not empty while compared
+  for (const TimeMs now : {t - 7 * kMinuteMs, t - 31 * kMinuteMs, t + 20 * kMinuteMs, t}) {
+    CAPTURE(now - kT0);
+    check_same(now);
+  }
+}
+
 }  // namespace portalwatch
