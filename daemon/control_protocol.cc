@@ -314,6 +314,8 @@ void parse_into(std::string_view line, ControlParseResult& out) {
     // The token first: a TCP server needs it to decide whether to answer at all.
     if (const auto token = fields.string("token")) {
       if (token->size() > kMaxControlTokenBytes) throw Invalid{"\"token\" is too long"};
+      // Written out, an empty token is no token: a request either carries one or does not.
+      if (token->empty()) throw Invalid{"\"token\" is empty"};
       out.token = std::string(*token);
     }
     const auto name = fields.string("command");
