@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 
 namespace portalwatch {
 
@@ -46,26 +47,31 @@ AutomationDetector::AutomationDetector(AutomationConfig config, std::string name
 
 int AutomationDetector::tool_index(std::string_view ua) {
   if (ua.empty()) return config_.missing_user_agent_is_tool ? kMissingUserAgent : 0;
-  // Abseil's string hash (user agents are 100-200 bytes): the cache needs a hash stable within the
-  // process, not the sketches' cross-run one. StringHash, because absl::Hash<std::string_view>
-  // falls back to std::hash in Debian's Abseil.
-  const std::uint64_t h = static_cast<std::uint64_t>(StringHash{}(ua)) | 1;  // never 0: an empty slot never matches
+  // Only the first kCachedBytes are searched for tools: they are the key.
+  ua = ua.substr(0, kCachedBytes);
+  // The set is picked by a few bytes of the user agent (its length, eight from the middle,
+  // eight from the end) and the slot is compared whole: a quarter of the cost of hashing 100-200
+  // bytes, and a user agent made to share the sampled bytes with a browser's is only a miss.
+  std::uint64_t mid = 0, tail = 0;
+  std::memcpy(&mid, ua.data() + ua.size() / 2, std::min<size_t>(8, ua.size() - ua.size() / 2));
+  std::memcpy(&tail, ua.data() + (ua.size() >= 8 ? ua.size() - 8 : 0), std::min<size_t>(8, ua.size()));
+  const std::uint64_t pick = (mid * 0x9E3779B97F4A7C15ull) ^ (tail * 0xC2B2AE3D27D4EB4Full) ^ ua.size();
   // Two slots per set, the more recently used first. With one slot, two busy user agents that
-  // shared it (likely among a few dozen; which ones changes with the per-process seed) evicted
-  // each other on every event, each time a lower-casing and a pattern search.
-  CacheSlot* set = &cache_[((h >> 32) % (kCacheSize / 2)) * 2];
-  if (set[0].hash == h && set[0].tool >= 0) return set[0].tool;
-  if (set[1].hash == h && set[1].tool >= 0) {
+  // shared it evicted each other on every event, each time a lower-casing and a pattern search.
+  CacheSlot* set = &cache_[((pick >> 40) % (kCacheSize / 2)) * 2];
+  if (set[0].tool >= 0 && set[0].user_agent == ua) return set[0].tool;
+  if (set[1].tool >= 0 && set[1].user_agent == ua) {
     std::swap(set[0], set[1]);
     return set[0].tool;
   }
-  std::string lower(ua.substr(0, 512));
+  std::string lower(ua);
   for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   int found = 0;
   for (size_t i = 0; i < patterns_.size() && !found; ++i)
     if (lower.find(patterns_[i]) != std::string::npos) found = static_cast<int>(i) + 1;
-  set[1] = set[0];
-  set[0] = CacheSlot{h, static_cast<std::int16_t>(found)};
+  std::swap(set[0], set[1]);
+  set[0].user_agent.assign(ua);
+  set[0].tool = static_cast<std::int16_t>(found);
   return found;
 }
 

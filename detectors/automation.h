@@ -83,9 +83,10 @@ class AutomationDetector final : public Detector {
   static constexpr size_t kCacheSize = 1024;
   static constexpr int kMissingUserAgent = 0x7FFF;
   struct CacheSlot {
-    std::uint64_t hash = 0;
+    std::string user_agent;  // as sent, its first kCachedBytes
     std::int16_t tool = -1;  // -1 empty, else what tool_index returned
   };
+  static constexpr size_t kCachedBytes = 512;  // what is searched for tools
   /// 0: not a tool; i + 1: tool_user_agents[i] matched; kMissingUserAgent: none sent (and that
   /// counts as a tool).
   int tool_index(std::string_view user_agent);

@@ -7,7 +7,8 @@
 //   - the contract's paths with every field, unpadded and padded (the padding filled with '"', to
 //     check that its content really does not matter), which must decode identically;
 //   - both compiled kernels (simdjson's portable one and, on a CPU with AVX2, the haswell one),
-//     simdjson alone, which must decode identically;
+//     simdjson alone, which must decode identically, and so must their fast paths (which learn
+//     the shapes of the inputs before, as in the daemon);
 //   - field masks (a hash of the input picks one, as a configuration's detectors would) with
 //     remapped paths (`input.fields:`), including a path that is also the parent of other paths
 //     and one deeper than the decoder walks;
@@ -79,17 +80,22 @@ struct Decoders {
   // One per mask family, so a decoder (and its parser's buffers) is reused from input to input
   // as in the daemon; each with its twin that reads by simdjson alone.
   std::vector<std::unique_ptr<EventDecoder>> masked, masked_simdjson;
-  // The kernels compared without the fast path, which is the same code in both.
-  DecoderStats generic_stats, haswell_stats;
+  // The kernels compared without the fast path, and with it (each compiled for its CPU: the
+  // shapes' literals are compared 16 bytes at a time in one, 32 in the other).
+  DecoderStats generic_stats, haswell_stats, generic_fast_stats, haswell_fast_stats;
   std::unique_ptr<DecoderBackend> generic = decoder_generic::make_backend(
       FieldMap(), 65536, kAllFields, &generic_stats, JsonReader::kSimdjsonOnly);
-  std::unique_ptr<DecoderBackend> haswell;
+  std::unique_ptr<DecoderBackend> generic_fast =
+      decoder_generic::make_backend(FieldMap(), 65536, kAllFields, &generic_fast_stats);
+  std::unique_ptr<DecoderBackend> haswell, haswell_fast;
 
   Decoders() {
     const std::string kernel = simdjson::get_active_implementation()->name();
-    if (kernel == "haswell" || kernel == "icelake")
+    if (kernel == "haswell" || kernel == "icelake") {
       haswell = decoder_haswell::make_backend(FieldMap(), 65536, kAllFields, &haswell_stats,
                                               JsonReader::kSimdjsonOnly);
+      haswell_fast = decoder_haswell::make_backend(FieldMap(), 65536, kAllFields, &haswell_fast_stats);
+    }
     const FieldMap remapped = remapped_fields();
     for (unsigned i = 0; i < 8; ++i) {
       // Masks as detectors ask for them: the required fields plus a varying few.
@@ -135,6 +141,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (d.haswell) {
       const DecodeResult h = d.haswell->decode(msg, false, ev);
       check_same(generic_text, describe_decode(h, ev), "the generic and haswell kernels");
+    }
+    const DecodeResult gf = d.generic_fast->decode(msg, false, ev);
+    const std::string generic_fast_text = describe_decode(gf, ev);
+    if (d.haswell_fast) {
+      const DecodeResult hf = d.haswell_fast->decode(msg, false, ev);
+      check_same(generic_fast_text, describe_decode(hf, ev), "the generic and haswell fast paths");
     }
   }
 
