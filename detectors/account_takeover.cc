@@ -29,6 +29,7 @@ std::unique_ptr<Detector> make_account_takeover(MapReader& cfg, const DetectorCo
 
 AccountTakeoverDetector::AccountTakeoverDetector(AccountTakeoverConfig config, std::string name)
     : config_(std::move(config)),
+      orgs_({config_.hosting_networks, config_.vpn_providers}),
       name_(std::move(name)),
       failure_span_(std::max<TimeMs>(1, config_.failure_window_ms / kBuckets)),
       suspects_("suspects", config_.max_accounts, config_.window_ms),
@@ -60,9 +61,10 @@ void AccountTakeoverDetector::on_event(const Event& ev, FindingSink& out) {
     const bool history = ev.profiled && ev.prior_sign_ins >= config_.min_history;
     if (history && ev.novelty.device && ev.novelty.network) reasons |= kNewDeviceAndNetwork;
     if (history && ev.novelty.country) reasons |= kNewCountry;
-    if (org_names_any(ev.as_org, config_.hosting_networks))
+    const unsigned org_kinds = orgs_.kinds(ev.as_org);
+    if (org_kinds & kHosting)
       reasons |= kHostingNetwork;
-    else if (history && ev.novelty.network && org_names_any(ev.as_org, config_.vpn_providers))
+    else if (history && ev.novelty.network && (org_kinds & kVpn))
       reasons |= kVpnProvider;
     std::int64_t failed = 0;
     if (const Failures* f = failures_.find(user)) failed = f->count.total(ev.time, failure_span_);
@@ -143,6 +145,7 @@ bool AccountTakeoverDetector::adopt_settings(Detector& next) {
   auto* n = dynamic_cast<AccountTakeoverDetector*>(&next);
   if (!n || !(config_.window_ms == n->config_.window_ms && config_.failure_window_ms == n->config_.failure_window_ms)) return false;
   config_ = n->config_;
+  orgs_ = OrgClassifier({config_.hosting_networks, config_.vpn_providers});
   suspects_.set_capacity(config_.max_accounts);
   failures_.set_capacity(config_.max_accounts);
   return true;

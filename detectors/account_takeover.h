@@ -88,6 +88,8 @@ class AccountTakeoverDetector final : public Detector {
   bool in(const std::vector<std::string>& apps, std::string_view app) const;
 
   AccountTakeoverConfig config_;
+  OrgClassifier orgs_;  ///< bit 0: hosting network, bit 1: VPN provider
+  static constexpr unsigned kHosting = 1, kVpn = 2;
   std::string name_;
   TimeMs failure_span_;
   KeyedTable<Suspect> suspects_;

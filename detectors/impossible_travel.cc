@@ -49,6 +49,7 @@ double great_circle_km(double lat1, double lon1, double lat2, double lon2) {
 
 ImpossibleTravelDetector::ImpossibleTravelDetector(ImpossibleTravelConfig config, std::string name)
     : config_(std::move(config)),
+      orgs_({config_.anonymizing_networks, config_.mobile_networks}),
       name_(std::move(name)),
       accounts_("accounts", config_.max_accounts, config_.memory_ms) {}
 
@@ -63,14 +64,15 @@ void ImpossibleTravelDetector::on_event(const Event& ev, FindingSink& out) {
     return;
   for (const auto& n : config_.vpn_networks)
     if (n.contains(ev.source_ip)) return;  // says nothing about where the person is
-  if (org_names_any(ev.as_org, config_.anonymizing_networks)) return;
+  const unsigned org_kinds = orgs_.kinds(ev.as_org);
+  if (org_kinds & kAnonymizing) return;
   // Shared egress (a configured trusted network, or learned from many accounts signing in through
   // it) is where the organisation's network leaves, not where the person is.
   if (!ev.source_class.empty()) return;
   const std::string_view user = ev.folded_user(user_buf_);
   Account& a = accounts_.upsert(user, ev.time);
   // A position its source calls coarse (a GeoIP record of a whole country) counts as that coarse.
-  const double accuracy = std::max<double>(org_names_any(ev.as_org, config_.mobile_networks)
+  const double accuracy = std::max<double>((org_kinds & kMobile) != 0
                                                ? config_.mobile_accuracy_km
                                                : config_.accuracy_km,
                                            ev.geo_accuracy_km);
@@ -132,6 +134,7 @@ bool ImpossibleTravelDetector::adopt_settings(Detector& next) {
   auto* n = dynamic_cast<ImpossibleTravelDetector*>(&next);
   if (!n || !(config_.memory_ms == n->config_.memory_ms)) return false;
   config_ = n->config_;
+  orgs_ = OrgClassifier({config_.anonymizing_networks, config_.mobile_networks});
   accounts_.set_capacity(config_.max_accounts);
   return true;
 }

@@ -76,6 +76,8 @@ class ImpossibleTravelDetector final : public Detector {
  private:
 
   ImpossibleTravelConfig config_;
+  OrgClassifier orgs_;  ///< bit 0: anonymizing network, bit 1: mobile network
+  static constexpr unsigned kAnonymizing = 1, kMobile = 2;
   std::string name_;
   KeyedTable<Account> accounts_;
   std::string user_buf_;

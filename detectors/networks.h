@@ -36,4 +36,25 @@ bool org_names_any(std::string_view as_org, const std::vector<std::string>& lowe
 /// Lower-cases each pattern in place (configuration reading).
 void lower_patterns(std::vector<std::string>& patterns);
 
+/// org_names_any against several pattern lists at once, remembered: a portal sees a few dozen AS
+/// organisations over and over, and lower-casing a name and searching it for some twenty
+/// patterns costs a few thousand instructions each time.
+class OrgClassifier {
+ public:
+  explicit OrgClassifier(std::vector<std::vector<std::string>> lower_pattern_lists = {});
+  /// Bit i set: org_names_any(as_org, list i).
+  unsigned kinds(std::string_view as_org);
+
+ private:
+  static constexpr std::size_t kSets = 128;
+  static constexpr std::size_t kKeyBytes = 128;  // org_names_any reads no further
+  struct Slot {
+    std::string org;  // its first kKeyBytes
+    unsigned kinds = 0;
+    bool used = false;
+  };
+  std::vector<std::vector<std::string>> lists_;
+  std::vector<Slot> slots_;  // kSets sets of two, the more recently used first
+};
+
 }  // namespace portalwatch
