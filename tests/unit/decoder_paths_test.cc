@@ -863,4 +863,42 @@ TEST_CASE("decoder: documents read by their shape decode exactly as simdjson alo
   CHECK(generic_stats.shape_decoded == haswell_stats.shape_decoded);
 }
 
+TEST_CASE("decoder: coordinates and other numbers read by the fast path are simdjson's to the last bit") {
+  // Decimals of 1 to 17 digits, signs, leading zeros after the point, integers: the fast path's
+  // own conversion (up to 15 digits) and from_chars (beyond) against simdjson's.
+  Rng rng(20261124);
+  EventDecoder fast(FieldMap(), 65536, kAllFields, JsonReader::kFastPathFirst);
+  EventDecoder simd(FieldMap(), 65536, kAllFields, JsonReader::kSimdjsonOnly);
+  // A number whose integer part is below `below`, with frac_digits after the point.
+  const auto number = [&rng](std::uint64_t below, int frac_digits) {
+    std::string n = (chance(rng, 50) ? "-" : "") + std::to_string(rng() % below);
+    if (frac_digits > 0) {
+      n += '.';
+      for (int i = 0; i < frac_digits; ++i) n += static_cast<char>('0' + pick(rng, 10));
+    }
+    return n;
+  };
+  size_t differences = 0, accepted = 0;
+  for (int i = 0; i < 20000; ++i) {
+    const std::string msg =
+        R"({"@timestamp":"2026-12-21T00:00:00Z","event":{"action":"login","outcome":"success"},"user":{"name":"a"},)"
+        R"("source":{"ip":"10.0.0.1","geo":{"location":{"lat":)" + number(90, static_cast<int>(pick(rng, 17))) +
+        R"(,"lon":)" + number(180, static_cast<int>(pick(rng, 17))) + R"(}},"as":{"number":)" +
+        std::to_string(1 + rng() % 4294967295ull) + R"(}},"http":{"response":{"status_code":)" +
+        std::to_string(100 + pick(rng, 900)) + "}}}";
+    const std::string a = testing::decode_as_text(fast, msg, false);
+    const std::string b = testing::decode_as_text(simd, msg, false);
+    accepted += b.find("has_geo=1:1") != std::string::npos;
+    if (a != b && ++differences <= 5) {
+      INFO(msg);
+      INFO("fast path:     " << a);
+      INFO("simdjson only: " << b);
+      FAIL_CHECK("the fast path and simdjson read a number differently");
+    }
+  }
+  CHECK(differences == 0);
+  CHECK(fast.stats().fast_path_decoded > 15000);
+  CHECK(accepted > 10000);
+}
+
 }  // namespace portalwatch
