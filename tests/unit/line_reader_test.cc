@@ -94,4 +94,36 @@ TEST_CASE("line reader: a missing file is an error with its reason") {
   CHECK(err == "/nonexistent/x.jsonl: No such file or directory");
 }
 
+TEST_CASE("line reader: a plain file that shrinks while it is read stops with an error, not SIGBUS") {
+  // Plain files are mapped into memory; truncated under the reader, the lost pages would raise
+  // SIGBUS at the next read. The reader puts zero pages there instead and reports it.
+  const std::string path = temp_path("-shrinks.jsonl");
+  {
+    std::ofstream f(path);
+    const std::string line(200, 'x');
+    for (int i = 0; i < 20000; ++i) f << "{\"n\":" << i << ",\"pad\":\"" << line << "\"}\n";  // about 4.5 MB
+  }
+  std::string err;
+  auto r = LineReader::open(path, 1 << 16, err);
+  REQUIRE_MESSAGE(r, err);
+  LineReader::Line l;
+  int lines = 0;
+  while (lines < 100 && r->next(l)) ++lines;
+  REQUIRE(lines == 100);
+  REQUIRE(truncate(path.c_str(), 4096) == 0);  // everything after the first page goes
+  std::uint64_t seen = 0;
+  while (r->next(l)) {
+    for (char c : l.text) seen += static_cast<unsigned char>(c);  // touches what is left
+    ++lines;
+  }
+  CHECK(lines < 20000);
+  CHECK(r->error().find("shrank") != std::string::npos);
+  // Reading again from scratch sees the short file.
+  std::vector<std::string> texts;
+  read_all(path, 1 << 16, texts);
+  CHECK(texts.size() < 20);
+  std::remove(path.c_str());
+  (void)seen;
+}
+
 }  // namespace portalwatch
