@@ -17,6 +17,7 @@ namespace portalwatch {
 
 namespace {
 constexpr std::size_t kBlock = 4 << 20;
+constexpr std::size_t kRelease = 8 << 20;  // a mapped file's pages read are given back this often
 
 // A mapped file that shrinks while it is read (another process truncating it) would kill the
 // process with SIGBUS at the first byte past its new end. The handler below puts zero pages over
@@ -164,6 +165,14 @@ bool LineReader::fill() {
 }
 
 bool LineReader::next(Line& line) {
+  // The lines handed out before this call are done with: the pages behind them leave the
+  // process's resident set every few MiB (they stay in the page cache), so a mapped file costs
+  // about what a read buffer did and RSS measures portalwatch, not the size of its input.
+  if (map_ && begin_ - released_ >= kRelease) {
+    const std::size_t bytes = (begin_ - released_) / g_mapped.page * g_mapped.page;
+    madvise(map_ + released_, bytes, MADV_DONTNEED);
+    released_ += bytes;
+  }
   bool skipping = false;
   for (;;) {
     char* start = data() + begin_;

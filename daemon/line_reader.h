@@ -43,6 +43,7 @@ class LineReader {
   std::vector<char> buf_;
   char* map_ = nullptr;        // the file mapped whole (then buf_ is unused), padding after it
   std::size_t map_bytes_ = 0;  // the mapping's length
+  std::size_t released_ = 0;   // the mapping's first bytes already given back (read and done)
   std::size_t begin_ = 0, end_ = 0;
   std::size_t max_line_bytes_ = 0;
   std::uint64_t size_ = 0;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -124,6 +125,48 @@ TEST_CASE("line reader: a plain file that shrinks while it is read stops with an
   CHECK(texts.size() < 20);
   std::remove(path.c_str());
   (void)seen;
+}
+
+TEST_CASE("line reader: a large plain file reads whole and does not stay resident") {
+  // 64 MiB of lines, each naming its number: every line comes back intact across the points where
+  // the pages already read are given back, and the process's resident set does not grow by the
+  // file's size.
+  const std::string path = temp_path("-large.jsonl");
+  const std::string pad(300, 'p');
+  int written = 0;
+  {
+    std::ofstream f(path);
+    for (std::size_t bytes = 0; bytes < (64u << 20); ++written) {
+      const std::string line = "{\"n\":" + std::to_string(written) + ",\"pad\":\"" + pad + "\"}";
+      f << line << '\n';
+      bytes += line.size() + 1;
+    }
+  }
+  const auto resident_mib = [] {
+    std::ifstream statm("/proc/self/statm");
+    long size = 0, resident = 0;
+    statm >> size >> resident;
+    return resident * sysconf(_SC_PAGESIZE) / (1 << 20);
+  };
+  const long before = resident_mib();
+  long most = before;
+  std::string err;
+  auto r = LineReader::open(path, 1 << 16, err);
+  REQUIRE_MESSAGE(r, err);
+  LineReader::Line l;
+  int n = 0, wrong = 0;
+  while (r->next(l)) {
+    const std::string want = "{\"n\":" + std::to_string(n) + ",";
+    wrong += l.text.substr(0, want.size()) != want || l.text.size() != want.size() + pad.size() + 9;
+    ++n;
+    if (n % 20000 == 0) most = std::max(most, resident_mib());
+  }
+  CHECK(r->error().empty());
+  CHECK(n == written);
+  CHECK(wrong == 0);
+  CHECK(most - before < 32);  // MiB; the file is 64
+  r.reset();
+  std::remove(path.c_str());
 }
 
 }  // namespace portalwatch
