@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <limits>
 #include <set>
 
 #include "detectors/ip.h"
@@ -315,6 +316,27 @@ void PolicyEngine::reconfigure(std::vector<PolicyConfig> policies, bool dry_run)
   policies_ = std::move(policies);
   state_.assign(policies_.size(), PolicyState{});
   dry_run_ = dry_run;
+  reschedule_all();  // quiet periods may have changed, even shortened
+}
+
+TimeMs PolicyEngine::end_of(const Lockdown& l) const {
+  TimeMs end = l.decision.expires > 0 ? l.decision.expires : std::numeric_limits<TimeMs>::max();
+  for (const PolicyConfig& p : policies_)
+    if (p.name == l.policy) {
+      if (p.auto_release_quiet_ms > 0) end = std::min(end, l.last_evidence + p.auto_release_quiet_ms);
+      break;
+    }
+  return end;
+}
+
+void PolicyEngine::schedule_end(const std::string& key, const Lockdown& l) {
+  const TimeMs end = end_of(l);
+  if (end != std::numeric_limits<TimeMs>::max()) ends_.emplace(end, key);
+}
+
+void PolicyEngine::reschedule_all() {
+  ends_ = {};
+  for (const auto& [key, l] : active_) schedule_end(key, l);
 }
 
 void PolicyEngine::on_finding(const Finding& f, DecisionSink& out) {
@@ -380,7 +402,8 @@ void PolicyEngine::on_finding(const Finding& f, DecisionSink& out) {
     if (!p.durations.empty()) d.expires = f.at + p.durations[std::min<std::size_t>(st.lockdowns, p.durations.size() - 1)];
     d.dry_run = p.dry_run || dry_run_;
     st.hits.clear();
-    active_[key_of(p.action, *scope)] = Lockdown{d, p.name, f.at, st.lockdowns};
+    const std::string active_key = key_of(p.action, *scope);
+    schedule_end(active_key, active_[active_key] = Lockdown{d, p.name, f.at, st.lockdowns});
     ++stats_.decisions;
     out.decide(std::move(d));
   }
@@ -402,7 +425,19 @@ void PolicyEngine::emit_off(Lockdown& l, TimeMs at, std::string by, std::string 
 }
 
 void PolicyEngine::tick(TimeMs now, DecisionSink& out) {
-  for (auto it = active_.begin(); it != active_.end();) {
+  if (ends_.empty() || ends_.top().first > now) return;
+  // The lockdowns that may end now, looked at in key order (the order of active_, in which
+  // their decisions have always come).
+  std::vector<std::string> due;
+  while (!ends_.empty() && ends_.top().first <= now) {
+    due.push_back(ends_.top().second);
+    ends_.pop();
+  }
+  std::sort(due.begin(), due.end());
+  due.erase(std::unique(due.begin(), due.end()), due.end());
+  for (const std::string& key : due) {
+    const auto it = active_.find(key);
+    if (it == active_.end()) continue;  // released meanwhile
     Lockdown& l = it->second;
     const PolicyConfig* p = nullptr;
     std::size_t pi = 0;
@@ -421,12 +456,12 @@ void PolicyEngine::tick(TimeMs now, DecisionSink& out) {
       reason = "no matching finding for " + format_duration(p->auto_release_quiet_ms);
     }
     if (!end) {
-      ++it;
+      schedule_end(key, l);  // evidence came meanwhile: its end moved
       continue;
     }
     if (p) scope_state(pi, l.decision.scope.key()).cooldown_until = now + p->cooldown_ms;
     emit_off(l, now, l.decision.by, std::move(reason), out);
-    it = active_.erase(it);
+    active_.erase(it);
   }
 }
 
@@ -453,7 +488,7 @@ PolicyEngine::ManualResult PolicyEngine::manual(const Scope& scope, DecisionActi
     d.by = "operator:" + who;
     d.reason = reason;
     if (ttl > 0) d.expires = now + ttl;
-    active_[key] = Lockdown{d, "", now, 0};
+    schedule_end(key, active_[key] = Lockdown{d, "", now, 0});
     ++stats_.decisions;
     r.decision = std::move(d);
     r.changed = true;
@@ -493,7 +528,7 @@ const Lockdown* PolicyEngine::mark_hooks_done(const std::string& key, std::uint6
 
 void PolicyEngine::restore(Lockdown lockdown) {
   const std::string key = key_of(lockdown.decision.action, lockdown.decision.scope);
-  active_[key] = std::move(lockdown);
+  schedule_end(key, active_[key] = std::move(lockdown));
 }
 
 }  // namespace portalwatch

@@ -19,6 +19,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <queue>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -175,11 +176,24 @@ class PolicyEngine {
   void emit_on(std::size_t pi, const Scope& scope, ScopeState& st, TimeMs at, DecisionSink& out);
   void emit_off(Lockdown& l, TimeMs at, std::string by, std::string reason, DecisionSink& out);
   ScopeState& scope_state(std::size_t pi, const std::string& key);
+  /// The earliest time the lockdown can end (expiry, or its policy's quiet release after the
+  /// evidence so far); max() when nothing ends it but an operator.
+  TimeMs end_of(const Lockdown& l) const;
+  void schedule_end(const std::string& key, const Lockdown& l);
+  void reschedule_all();
 
   std::vector<PolicyConfig> policies_;
   std::vector<PolicyState> state_;
   bool dry_run_;
   std::map<std::string, Lockdown> active_;
+  /// When tick() must look at which lockdown (by key), earliest first: each lockdown in force has
+  /// an entry no later than its end (new evidence only moves an end later; tick() looks again then,
+  /// and puts it back with its new end). Entries of lockdowns gone are dropped when they come up.
+  /// Without it tick(), called for every event in replay, walked every lockdown every time: a
+  /// flood that blocks tens of thousands of sources made replay quadratic.
+  std::priority_queue<std::pair<TimeMs, std::string>, std::vector<std::pair<TimeMs, std::string>>,
+                      std::greater<>>
+      ends_;
   std::vector<Allowed> allowlist_;
   std::vector<Silence> silences_;
   std::uint64_t next_id_ = 1;

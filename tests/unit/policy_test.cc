@@ -3,8 +3,14 @@
 // new evidence), dry-run, and configuration errors. Event time only; no sleeping.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <map>
+#include <string>
+#include <vector>
+
 #include "daemon/config.h"
 #include "detectors/policy.h"
+#include "tests/unit/event_builder.h"
 
 namespace portalwatch {
 
@@ -378,6 +384,66 @@ TEST_CASE("policy: a reload keeps lockdowns in force and their expiry") {
   CHECK(out.all.size() == 2);  // the new count (5) applies
   e.on_finding(spray("203.0.113.10", kT0 + kHourMs + 5), out);
   CHECK(out.all.size() == 3);
+}
+
+TEST_CASE("policy: thousands of lockdowns end each at the first tick it should, in key order") {
+  // tick() looks only at the lockdowns whose end has come (a queue by end time); a model of every
+  // lockdown in force says which must end at each tick: expired, or quiet for the policy's quiet
+  // period since its last evidence. Ticks come every few seconds, findings between them.
+  PolicyConfig p;
+  p.name = "block";
+  p.detectors = {"password_spray"};
+  p.scope = ScopeType::kIp;
+  p.durations = {20 * kMinuteMs, kHourMs};
+  p.auto_release_quiet_ms = 10 * kMinuteMs;
+  p.cooldown_ms = kMinuteMs;
+  PolicyEngine e({p});
+  struct Model {
+    TimeMs expires;
+    TimeMs last_evidence;
+  };
+  std::map<std::string, Model> in_force;  // by PolicyEngine::key_of
+  test::TestRng r(5);
+  Made out;
+  TimeMs t = kT0;
+  size_t ended = 0, checked_ticks = 0;
+  for (int step = 0; step < 60000; ++step) {
+    t += 1 + static_cast<TimeMs>(r.below(3000));
+    if (step % 5 != 4) {
+      const std::string ip = "198.51." + std::to_string(r.below(12)) + "." + std::to_string(r.below(250));
+      const size_t before = out.all.size();
+      e.on_finding(spray(ip, t), out);
+      Scope scope;
+      scope.type = ScopeType::kIp;
+      scope.value = ip;
+      const std::string key = PolicyEngine::key_of(DecisionAction::kLockdown, scope);
+      if (out.all.size() > before) {
+        REQUIRE(out.all.back().on);
+        in_force[key] = Model{out.all.back().expires, t};
+      } else if (auto it = in_force.find(key); it != in_force.end()) {
+        it->second.last_evidence = std::max(it->second.last_evidence, t);
+      }
+      continue;
+    }
+    std::vector<std::string> due;
+    for (const auto& [key, m] : in_force)
+      if ((m.expires > 0 && t >= m.expires) || t - m.last_evidence >= p.auto_release_quiet_ms) due.push_back(key);
+    const size_t before = out.all.size();
+    e.tick(t, out);
+    REQUIRE(out.all.size() - before == due.size());
+    for (size_t i = 0; i < due.size(); ++i) {
+      const Decision& d = out.all[before + i];
+      CHECK_FALSE(d.on);
+      CHECK(d.at == t);
+      CHECK(PolicyEngine::key_of(d.action, d.scope) == due[i]);  // in key order
+      in_force.erase(due[i]);
+    }
+    ended += due.size();
+    ++checked_ticks;
+    CHECK(e.active().size() == in_force.size());
+  }
+  CHECK(ended > 2000);
+  CHECK(checked_ticks == 12000);
 }
 
 }  // namespace portalwatch
