@@ -324,7 +324,9 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
 
   void process(RdKafka::Message& msg) {
     const TopicPartitionKey key{msg.topic_name(), msg.partition()};
-    if (const auto seen = seen_until_.find(key); seen != seen_until_.end() && msg.offset() < seen->second) {
+    // One lookup per map and message (they are ordered maps of topic and partition).
+    const auto [seen, first_seen] = seen_until_.try_emplace(key, 0);
+    if (!first_seen && msg.offset() < seen->second) {
       // Read again after this process lost the partition (a session timeout, a rebalance) and got
       // it back: the detectors' windows hold this event already; a second pass would count it
       // twice (and take a finding for one already published).
@@ -332,7 +334,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       dirty_ = true;
       return;
     }
-    seen_until_[key] = msg.offset() + 1;
+    seen->second = msg.offset() + 1;
     const auto t0 = Clock::now();
     const std::string_view payload(static_cast<const char*>(msg.payload()), msg.len());
     // An event the profile store already includes (processed, then the process died before its
@@ -359,7 +361,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     pending_findings_.clear();
     metrics_.processing_latency.Observe(std::chrono::duration<double>(Clock::now() - t0).count());
     // Fully processed: its findings are queued for delivery. The commit waits for that delivery.
-    next_offsets_[{msg.topic_name(), msg.partition()}] = msg.offset() + 1;
+    next_offsets_[key] = msg.offset() + 1;
     mark_warmup(key, msg.offset());
     dirty_ = true;
     if (options_.on_processed) options_.on_processed(msg.topic_name(), msg.partition(), msg.offset());
