@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
 
 namespace portalwatch {
 
@@ -47,31 +46,16 @@ AutomationDetector::AutomationDetector(AutomationConfig config, std::string name
 
 int AutomationDetector::tool_index(std::string_view ua) {
   if (ua.empty()) return config_.missing_user_agent_is_tool ? kMissingUserAgent : 0;
-  // Only the first kCachedBytes are searched for tools: they are the key.
+  // Only the first kCachedBytes are searched for tools: they are the key. The memory keeps each
+  // busy user agent's answer, which is otherwise a lower-casing and a pattern search.
   ua = ua.substr(0, kCachedBytes);
-  // The set is picked by a few bytes of the user agent (its length, eight from the middle,
-  // eight from the end) and the slot is compared whole: a quarter of the cost of hashing 100-200
-  // bytes, and a user agent made to share the sampled bytes with a browser's is only a miss.
-  std::uint64_t mid = 0, tail = 0;
-  std::memcpy(&mid, ua.data() + ua.size() / 2, std::min<size_t>(8, ua.size() - ua.size() / 2));
-  std::memcpy(&tail, ua.data() + (ua.size() >= 8 ? ua.size() - 8 : 0), std::min<size_t>(8, ua.size()));
-  const std::uint64_t pick = (mid * 0x9E3779B97F4A7C15ull) ^ (tail * 0xC2B2AE3D27D4EB4Full) ^ ua.size();
-  // Two slots per set, the more recently used first. With one slot, two busy user agents that
-  // shared it evicted each other on every event, each time a lower-casing and a pattern search.
-  CacheSlot* set = &cache_[((pick >> 40) % (kCacheSize / 2)) * 2];
-  if (set[0].tool >= 0 && set[0].user_agent == ua) return set[0].tool;
-  if (set[1].tool >= 0 && set[1].user_agent == ua) {
-    std::swap(set[0], set[1]);
-    return set[0].tool;
-  }
+  if (const std::int16_t* known = tools_.find(ua)) return *known;
   std::string lower(ua);
   for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   int found = 0;
   for (size_t i = 0; i < patterns_.size() && !found; ++i)
     if (lower.find(patterns_[i]) != std::string::npos) found = static_cast<int>(i) + 1;
-  std::swap(set[0], set[1]);
-  set[0].user_agent.assign(ua);
-  set[0].tool = static_cast<std::int16_t>(found);
+  tools_.remember(ua, static_cast<std::int16_t>(found));
   return found;
 }
 
@@ -198,7 +182,7 @@ bool AutomationDetector::adopt_settings(Detector& next) {
   if (!n || !(config_.window_ms == n->config_.window_ms)) return false;
   config_ = n->config_;
   patterns_ = n->patterns_;
-  cache_ = {};  // classifications made with the old patterns
+  tools_.clear();  // classifications made with the old patterns
   sources_.set_capacity(config_.max_sources);
   return true;
 }

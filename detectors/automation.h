@@ -15,6 +15,7 @@
 #include "detectors/detector.h"
 #include "detectors/distinct_counter.h"
 #include "detectors/severity_ladder.h"
+#include "detectors/text_memo.h"
 
 namespace portalwatch {
 
@@ -80,12 +81,7 @@ class AutomationDetector final : public Detector {
   };
 
  private:
-  static constexpr size_t kCacheSize = 1024;
   static constexpr int kMissingUserAgent = 0x7FFF;
-  struct CacheSlot {
-    std::string user_agent;  // as sent, its first kCachedBytes
-    std::int16_t tool = -1;  // -1 empty, else what tool_index returned
-  };
   static constexpr size_t kCachedBytes = 512;  // what is searched for tools
   /// 0: not a tool; i + 1: tool_user_agents[i] matched; kMissingUserAgent: none sent (and that
   /// counts as a tool).
@@ -97,7 +93,7 @@ class AutomationDetector final : public Detector {
   std::string name_;
   TimeMs half_ms_;
   std::vector<std::string> patterns_;  // lower-cased tool_user_agents
-  std::array<CacheSlot, kCacheSize> cache_{};
+  TextMemo<std::int16_t, 512> tools_;  // tool_index of user agents seen (their first kCachedBytes)
   KeyedTable<Source, IpAddress, IpHash> sources_;
   std::string user_buf_;
 };

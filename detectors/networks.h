@@ -6,6 +6,8 @@
 #include <string_view>
 #include <vector>
 
+#include "detectors/text_memo.h"
+
 namespace portalwatch {
 
 /// Lower-case substrings of AS organisation names of hosting and cloud providers: anyone can rent
@@ -46,15 +48,9 @@ class OrgClassifier {
   unsigned kinds(std::string_view as_org);
 
  private:
-  static constexpr std::size_t kSets = 128;
   static constexpr std::size_t kKeyBytes = 128;  // org_names_any reads no further
-  struct Slot {
-    std::string org;  // its first kKeyBytes
-    unsigned kinds = 0;
-    bool used = false;
-  };
   std::vector<std::vector<std::string>> lists_;
-  std::vector<Slot> slots_;  // kSets sets of two, the more recently used first
+  TextMemo<unsigned, 128> known_;  // kinds of the names seen (their first kKeyBytes)
 };
 
 }  // namespace portalwatch
