@@ -67,7 +67,8 @@ void guard_mappings() {
 // after it are the padding). Falls back to reading when anything fails.
 bool LineReader::map(int fd, std::size_t file_bytes) {
   if (g_mapped.base.load()) return false;  // another reader holds the guard: read this one
-  const auto page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+  guard_mappings();
+  const std::size_t page = g_mapped.page;
   const std::size_t bytes = (file_bytes + kPadding + page - 1) / page * page;
   void* base = mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (base == MAP_FAILED) return false;
@@ -76,7 +77,6 @@ bool LineReader::map(int fd, std::size_t file_bytes) {
     return false;
   }
   madvise(base, bytes, MADV_SEQUENTIAL);
-  guard_mappings();
   g_mapped.lost.store(false);
   g_mapped.bytes.store(file_bytes);
   g_mapped.base.store(static_cast<char*>(base));

@@ -319,13 +319,17 @@ void PolicyEngine::reconfigure(std::vector<PolicyConfig> policies, bool dry_run)
   reschedule_all();  // quiet periods may have changed, even shortened
 }
 
+std::size_t PolicyEngine::policy_index(const std::string& name) const {
+  std::size_t pi = 0;
+  while (pi < policies_.size() && policies_[pi].name != name) ++pi;
+  return pi;
+}
+
 TimeMs PolicyEngine::end_of(const Lockdown& l) const {
   TimeMs end = l.decision.expires > 0 ? l.decision.expires : std::numeric_limits<TimeMs>::max();
-  for (const PolicyConfig& p : policies_)
-    if (p.name == l.policy) {
-      if (p.auto_release_quiet_ms > 0) end = std::min(end, l.last_evidence + p.auto_release_quiet_ms);
-      break;
-    }
+  const std::size_t pi = policy_index(l.policy);
+  if (pi < policies_.size() && policies_[pi].auto_release_quiet_ms > 0)
+    end = std::min(end, l.last_evidence + policies_[pi].auto_release_quiet_ms);
   return end;
 }
 
@@ -439,13 +443,8 @@ void PolicyEngine::tick(TimeMs now, DecisionSink& out) {
     const auto it = active_.find(key);
     if (it == active_.end()) continue;  // released meanwhile
     Lockdown& l = it->second;
-    const PolicyConfig* p = nullptr;
-    std::size_t pi = 0;
-    for (; pi < policies_.size(); ++pi)
-      if (policies_[pi].name == l.policy) {
-        p = &policies_[pi];
-        break;
-      }
+    const std::size_t pi = policy_index(l.policy);
+    const PolicyConfig* p = pi < policies_.size() ? &policies_[pi] : nullptr;
     bool end = false;
     std::string reason;
     if (l.decision.expires > 0 && now >= l.decision.expires) {

@@ -176,6 +176,8 @@ class PolicyEngine {
   void emit_on(std::size_t pi, const Scope& scope, ScopeState& st, TimeMs at, DecisionSink& out);
   void emit_off(Lockdown& l, TimeMs at, std::string by, std::string reason, DecisionSink& out);
   ScopeState& scope_state(std::size_t pi, const std::string& key);
+  /// The policy of that name, or policies_.size() (a manual lockdown, a policy removed by reload).
+  std::size_t policy_index(const std::string& name) const;
   /// The earliest time the lockdown can end (expiry, or its policy's quiet release after the
   /// evidence so far); max() when nothing ends it but an operator.
   TimeMs end_of(const Lockdown& l) const;
