@@ -24,6 +24,9 @@ struct KafkaConfig {
   std::string dead_letter_topic;  ///< empty: rejected messages not copied
   int commit_interval_ms = 1000;
   int poll_timeout_ms = 100;
+  /// Partitions are read in event-time order (PartitionMerge): one with nothing fetched yet, whose
+  /// next event may be older than the others', holds them back for at most this long in a row.
+  int max_partition_wait_ms = 2000;
   /// Passed to librdkafka unchanged (security.protocol, sasl.*, ssl.*,
   /// partition.assignment.strategy…).
   std::map<std::string, std::string> properties;

@@ -69,7 +69,13 @@ std::string FindingLedger::key_of(const Finding& f) {
 
 bool FindingLedger::repeats(const Finding& f) const {
   const auto it = entries_.find(key_of(f));
-  return it != entries_.end() && f.severity <= it->second.severity && f.at <= it->second.until;
+  if (it == entries_.end() || !it->second.earlier) return false;
+  return f.severity <= it->second.severity && f.at <= it->second.until && f.at <= earlier_until_;
+}
+
+void FindingLedger::note_earlier(LedgerEntry& e) {
+  e.earlier = true;
+  earlier_until_ = std::max(earlier_until_, e.at);
 }
 
 std::string FindingLedger::record(const Finding& f) {
@@ -94,12 +100,17 @@ std::string FindingLedger::record(const Finding& f) {
   return key;
 }
 
-void FindingLedger::restore(std::string key, const LedgerEntry& e) { entries_[std::move(key)] = e; }
+void FindingLedger::restore(std::string key, const LedgerEntry& e) {
+  LedgerEntry& in = entries_[std::move(key)];
+  in = e;
+  note_earlier(in);
+}
 
 void FindingLedger::remember(const std::string& key, const LedgerEntry& e) {
   auto [it, fresh] = entries_.emplace(key, e);
-  if (fresh) return;
-  if (e.severity > it->second.severity || (e.severity == it->second.severity && e.until > it->second.until)) it->second = e;
+  if (fresh || e.severity > it->second.severity || (e.severity == it->second.severity && e.until > it->second.until))
+    it->second = e;
+  note_earlier(it->second);
 }
 
 std::vector<std::string> FindingLedger::prune(TimeMs t) {

@@ -4,9 +4,14 @@
 // a crash makes Kafka deliver again the events processed since the last commit, a detector
 // rebuilds its windows and may report an attack it had already reported. The ledger remembers,
 // per detector instance and entity, the highest severity published and until when that finding's
-// window runs; a finding that repeats it (same instance and entity, severity no higher, inside the
-// window) is suppressed. Escalations and new episodes pass. The daemon keeps the ledger in its
-// state store, written before the finding is produced.
+// window runs. A finding that repeats one published *before this process started* (restored from
+// the state store, or read back from the alerts topic after another member's) is suppressed: same
+// instance and entity, severity no higher, inside that finding's window, and no later than the
+// newest finding the earlier run published (where it stopped, as far as it is known: what comes
+// after that is new). Escalations and new episodes pass. Findings of this process's own run are
+// never suppressed: within one run the detectors' own episodes decide what is new, exactly as in
+// a replay (a second finding of the same severity can carry news: successes in a stuffing wave).
+// The daemon keeps the ledger in its state store, written before the finding is produced.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +30,8 @@ struct LedgerEntry {
   TimeMs at = 0;     ///< event time of the finding
   TimeMs until = 0;  ///< end of its window: a repeat after this is a new episode
   std::uint64_t id = 0;
+  /// Published before this process started (restored or read back); not encoded.
+  bool earlier = false;
 
   /// The entry publishing f makes: its severity and time, its window's length after it.
   static LedgerEntry of(const Finding& f);
@@ -40,12 +47,11 @@ class FindingLedger {
   /// "instance name \x1f entity type \x1f entity value".
   static std::string key_of(const Finding& f);
 
-  /// Whether f repeats a published finding (same instance and entity, severity no higher, at or
-  /// before the end of that finding's window).
+  /// Whether f repeats a finding published before this process started (see above).
   bool repeats(const Finding& f) const;
   /// Records f as published; returns its key.
   std::string record(const Finding& f);
-  /// Puts back an entry read from the state store.
+  /// Puts back an entry read from the state store (published by an earlier run).
   void restore(std::string key, const LedgerEntry& e);
   /// Adds a finding published elsewhere (read back from the alerts topic), keeping whichever of
   /// it and a known entry has the higher severity, then the later window.
@@ -56,8 +62,10 @@ class FindingLedger {
   std::size_t size() const { return entries_.size(); }
 
  private:
+  void note_earlier(LedgerEntry& e);
   std::size_t max_entries_;
   std::unordered_map<std::string, LedgerEntry> entries_;
+  TimeMs earlier_until_ = 0;  // the newest finding time published before this process started
 };
 
 }  // namespace portalwatch

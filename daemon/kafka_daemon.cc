@@ -3,6 +3,10 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafkacpp.h>
 
+#include <fcntl.h>
+#include <poll.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -27,6 +31,8 @@
 #include "daemon/takeover.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
+#include "daemon/partition_feeds.h"
+#include "daemon/pipeline.h"
 #include "daemon/service_notify.h"
 #include "daemon/state_store.h"
 #include "daemon/system_clock.h"
@@ -41,6 +47,8 @@ constexpr std::size_t kSuppressedReplayed = 0;
 constexpr std::size_t kSuppressedRepeat = 1;
 // Taking over partitions: how many of the newest findings of each alerts partition are read back.
 constexpr std::int64_t kTakeoverFindings = 20'000;
+// With no partition assigned for this long, time goes on by the wall clock (lockdowns end).
+constexpr auto kUnassignedIdle = std::chrono::seconds(30);
 
 using Clock = std::chrono::steady_clock;
 using TopicPartitionKey = std::pair<std::string, std::int32_t>;
@@ -74,8 +82,9 @@ void delete_partitions(std::vector<RdKafka::TopicPartition*>& parts) {
 class KafkaDaemon final : public RdKafka::RebalanceCb,
                           public RdKafka::EventCb,
                           public RdKafka::DeliveryReportCb,
-                          public FindingSink,
+                          public FindingOutput,
                           public DecisionSink,
+                          public PartitionFeeds::Handler,
                           public ControlHandler {
  public:
   KafkaDaemon(Config config, const DaemonOptions& options)
@@ -89,7 +98,10 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         error_limiter_(std::chrono::seconds(10)),
         reject_limiter_(std::chrono::seconds(std::max(0, config_.log.reject_log_interval_seconds))) {}
 
-  ~KafkaDaemon() override { release_kafka(false); }
+  ~KafkaDaemon() override {
+    release_kafka(false);
+    for (int fd : wake_) if (fd >= 0) ::close(fd);
+  }
 
   /// Destroys the Kafka clients (librdkafka's threads end). With may_abandon, waits no longer than
   /// what is left of the shutdown time (at least 250 ms) and returns false if they have not
@@ -99,6 +111,12 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   bool release_kafka(bool may_abandon) {
     const auto started = Clock::now();
     committer_.reset();  // its queue before the consumer
+    feeds_.reset();      // the partitions' queues and the messages they hold, likewise
+    if (consumer_queue_) {
+      rd_kafka_queue_io_event_enable(consumer_queue_, -1, nullptr, 0);
+      rd_kafka_queue_destroy(consumer_queue_);
+      consumer_queue_ = nullptr;
+    }
     stop_control();
     if (!consumer_ && !producer_) return true;  // released already, or never started
     auto released = std::make_shared<std::promise<void>>();
@@ -179,6 +197,12 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     // How long the broker may hold a fetch is latency added to detection: librdkafka's 500 ms by
     // default. 10 ms costs an idle consumer a hundred small fetches a second per broker.
     if (!cconf_props.count("fetch.wait.max.ms")) cconf_props["fetch.wait.max.ms"] = "10";
+    // The event-time merge must know when a partition has nothing more (PartitionFeeds).
+    cconf_props["enable.partition.eof"] = "true";
+    // Each partition is read from its own queue, so these bound each partition's prefetch, not the
+    // consumer's (librdkafka's defaults, 64 MiB and 100,000 messages, would allow gigabytes).
+    if (!cconf_props.count("queued.max.messages.kbytes")) cconf_props["queued.max.messages.kbytes"] = "4096";
+    if (!cconf_props.count("queued.min.messages")) cconf_props["queued.min.messages"] = "20000";
     auto cconf = make_conf(cconf_props, error);
     if (!cconf) return false;
     // A fetch may wait this long on the broker; its round trip is not slowness.
@@ -194,6 +218,15 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     }
     committer_ = std::make_unique<GroupCommitter>(
         consumer_->c_ptr(), [this](int e, const std::vector<GroupCommitter::Result>& r) { commit_done(e, r); });
+    if (::pipe2(wake_, O_NONBLOCK | O_CLOEXEC) != 0) {
+      error = std::string("cannot create a pipe: ") + std::strerror(errno);
+      return false;
+    }
+    static const char kWake = 'c';
+    consumer_queue_ = rd_kafka_queue_get_consumer(consumer_->c_ptr());
+    rd_kafka_queue_io_event_enable(consumer_queue_, wake_[1], &kWake, 1);
+    feeds_ = std::make_unique<PartitionFeeds>(consumer_->c_ptr(), engine_, *this,
+                                              std::chrono::milliseconds(config_.kafka.max_partition_wait_ms), wake_[1]);
 
     if (needs_producer()) {
       auto pconf_props = common;
@@ -254,10 +287,10 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     auto next_sync = started;
     auto next_tick = started;
     auto next_lag = started;
+    no_partitions_since_ = started;
     while (!stop.load(std::memory_order_relaxed)) {
       if (options_.duration && Clock::now() - started >= *options_.duration) break;
-      std::unique_ptr<RdKafka::Message> msg(consumer_->consume(config_.kafka.poll_timeout_ms));
-      handle(*msg);
+      const auto wait_until = consume_some();
       const auto now = Clock::now();
       if (producer_) producer_->poll(0);
       if (hooks_) drain_hook_results();
@@ -274,12 +307,15 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         next_status = now + std::chrono::seconds(10);
       }
       if (now >= next_tick) {
-        // Lockdowns end on the wall clock too: one that took the portal down stops the events.
-        policies_.tick(std::max(engine_.watermark(), wall_clock_.now()), *this);
+        // Time goes on by the wall clock only while there is no event to carry it: lockdowns end
+        // even when one took the portal down and stopped the events. While events wait (a backlog),
+        // event time alone moves (Pipeline), as in a replay.
+        if (input_idle(now)) pipeline_.advance_to(std::max(engine_.watermark(), wall_clock_.now()));
         next_tick = now + std::chrono::seconds(1);
       }
       if (now >= next_sync) {
         metrics_.sync(engine_);
+        sync_pipeline_metrics();
         next_sync = now + std::chrono::milliseconds(250);
       }
       if (now >= next_lag) {
@@ -290,12 +326,78 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         commit_processed(nullptr, /*wait=*/false);
         next_commit = now + std::chrono::milliseconds(config_.kafka.commit_interval_ms);
       }
+      if (wait_until) wait_for_input(std::min(*wait_until, now + std::chrono::milliseconds(config_.kafka.poll_timeout_ms)));
     }
     shutdown();
   }
 
-  // FindingSink: called by the engine while it processes a message.
-  void emit(Finding&& f) override { pending_findings_.push_back(std::move(f)); }
+  // The event path's Kafka end: the consumer's own queue (rebalances, errors, statistics, and
+  // messages of a partition whose queue was not set apart yet), then the partitions' events in
+  // event-time order, at most a batch of them. Returns when to wait until (nothing could go), or
+  // nothing when it stopped at the end of a batch.
+  std::optional<Clock::time_point> consume_some() {
+    rd_kafka_t* rk = consumer_->c_ptr();
+    drain_wake();
+    auto now = Clock::now();
+    for (int i = 0; i < 10'000; ++i) {
+      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 0);  // serves rebalance_cb and event_cb
+      if (!m) break;
+      if (m->rkt && (m->err == RD_KAFKA_RESP_ERR_NO_ERROR || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)) {
+        feeds_->route(m, now);  // takes it
+        continue;
+      }
+      consume_error(m->err, rd_kafka_message_errstr(m));
+      rd_kafka_message_destroy(m);
+    }
+    feeds_->refresh(now);
+    constexpr int kBatch = 1024;
+    PartitionFeeds::Ready ready;
+    Clock::time_point wait_until = Clock::time_point::max();
+    for (int n = 0; n < kBatch; ++n) {
+      if ((n & 63) == 63) now = Clock::now();
+      if (!feeds_->next(ready, now, wait_until)) return wait_until;
+      process(*ready.message, *ready.event);
+      feeds_->done(now);
+    }
+    return std::nullopt;
+  }
+
+  // Until a partition's queue or the consumer's gets something (librdkafka writes to the pipe), or
+  // until `until`.
+  void wait_for_input(Clock::time_point until) {
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
+    if (ms <= 0) return;
+    pollfd p{wake_[0], POLLIN, 0};
+    ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(ms, 1000)));
+  }
+
+  void drain_wake() {
+    char buf[256];
+    while (::read(wake_[0], buf, sizeof buf) > 0) {
+    }
+  }
+
+  // Every assigned partition read to its end, or none assigned for a while (another member of the
+  // group has them all, or the group has not settled): no event will carry time.
+  bool input_idle(Clock::time_point now) {
+    if (feeds_->assigned_count() > 0) {
+      no_partitions_since_ = now;
+      return feeds_->idle();
+    }
+    return now - no_partitions_since_ >= kUnassignedIdle;
+  }
+
+  void sync_pipeline_metrics() {
+    const PipelineStats& p = pipeline_.stats();
+    metrics_.findings_suppressed[kSuppressedReplayed]->Increment(
+        static_cast<double>(p.suppressed_replayed - synced_.suppressed_replayed));
+    metrics_.findings_suppressed[kSuppressedRepeat]->Increment(
+        static_cast<double>(p.suppressed_repeat - synced_.suppressed_repeat));
+    synced_ = p;
+    metrics_.input_held_messages.Set(static_cast<double>(feeds_ ? feeds_->held_messages() : 0));
+    if (feeds_) metrics_.partition_waits_expired.Increment(static_cast<double>(feeds_->waits_expired() - synced_waits_));
+    if (feeds_) synced_waits_ = feeds_->waits_expired();
+  }
 
  private:
   bool needs_producer() const {
@@ -303,88 +405,76 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
            !config_.kafka.decisions_topic.empty();
   }
 
-  void handle(RdKafka::Message& msg) {
-    switch (msg.err()) {
-      case RdKafka::ERR_NO_ERROR:
-        process(msg);
-        return;
-      case RdKafka::ERR__TIMED_OUT:
-      case RdKafka::ERR__PARTITION_EOF:
-        return;
-      default: {
-        metrics_.consume_errors.Increment();
-        std::uint64_t suppressed = 0;
-        if (error_limiter_.allow(0, suppressed))
-          spdlog::warn("kafka consume error: {}{}", msg.errstr(),
-                       suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
-        return;
-      }
-    }
+  void consume_error(rd_kafka_resp_err_t err, const char* text) {
+    if (err == RD_KAFKA_RESP_ERR__PARTITION_EOF || err == RD_KAFKA_RESP_ERR__TIMED_OUT) return;
+    metrics_.consume_errors.Increment();
+    std::uint64_t suppressed = 0;
+    if (error_limiter_.allow(0, suppressed))
+      spdlog::warn("kafka consume error: {}{}", text ? text : rd_kafka_err2str(err),
+                   suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
   }
 
-  void process(RdKafka::Message& msg) {
-    const TopicPartitionKey key{msg.topic_name(), msg.partition()};
-    // One lookup per map and message (they are ordered maps of topic and partition).
-    const auto [seen, first_seen] = seen_until_.try_emplace(key, 0);
-    if (!first_seen && msg.offset() < seen->second) {
-      // Read again after this process lost the partition (a session timeout, a rebalance) and got
-      // it back: the detectors' windows hold this event already; a second pass would count it
-      // twice (and take a finding for one already published).
-      next_offsets_[key] = msg.offset() + 1;
-      dirty_ = true;
-      return;
-    }
-    seen->second = msg.offset() + 1;
+  // PartitionFeeds::Handler: librdkafka's error on a partition.
+  void error(const rd_kafka_message_t& m) override { consume_error(m.err, rd_kafka_message_errstr(&m)); }
+
+  // PartitionFeeds::Handler: read again after this process lost the partition (a session timeout,
+  // a rebalance) and got it back: the detectors' windows hold this event already; a second pass
+  // would count it twice (and take a finding for one already published).
+  bool skip(const rd_kafka_message_t& m) override {
+    const TopicPartitionKey key{rd_kafka_topic_name(m.rkt), m.partition};
+    const auto seen = seen_until_.find(key);
+    if (seen == seen_until_.end() || m.offset >= seen->second) return false;
+    next_offsets_[key] = m.offset + 1;
+    dirty_ = true;
+    return true;
+  }
+
+  // An event whose turn came (PartitionFeeds: the oldest of the partitions' next events), decoded.
+  void process(const rd_kafka_message_t& msg, Event& event) {
+    const TopicPartitionKey key{rd_kafka_topic_name(msg.rkt), msg.partition};
     const auto t0 = Clock::now();
-    const std::string_view payload(static_cast<const char*>(msg.payload()), msg.len());
     // An event the profile store already includes (processed, then the process died before its
     // Kafka offset was committed) runs through the detectors but does not count twice.
-    const bool included = store_ && msg.offset() < store_->position(msg.topic_name() + "/" + std::to_string(msg.partition()));
+    const bool included = store_ && msg.offset < store_->position(key.first + "/" + std::to_string(key.second));
     // Taken over from another member, which processed it and published its findings (see
     // start_warmup()); this member's profiles learn it, its findings are not published again.
     const auto taken = taken_over_until_.find(key);
-    const bool inherited = taken != taken_over_until_.end() && msg.offset() < taken->second;
-    const Engine::Result r = engine_.process(payload, false, *this, !included);
+    const bool inherited = taken != taken_over_until_.end() && msg.offset < taken->second;
+    pipeline_.process(event, {.findings_published = included || inherited, .profiles_include = included});
     if (included || inherited) metrics_.events_warmup.Increment();
-    if (!r.accepted) reject(msg, r);
-    for (auto& f : pending_findings_) {
-      // An included event's findings were delivered before the store recorded it.
-      if (included || inherited) {
-        metrics_.findings_suppressed[kSuppressedReplayed]->Increment();
-      } else if (ledger_.repeats(f)) {
-        metrics_.findings_suppressed[kSuppressedRepeat]->Increment();
-        ++suppressed_;
-      } else {
-        publish(f);
-      }
-    }
-    pending_findings_.clear();
     metrics_.processing_latency.Observe(std::chrono::duration<double>(Clock::now() - t0).count());
-    // Fully processed: its findings are queued for delivery. The commit waits for that delivery.
-    next_offsets_[key] = msg.offset() + 1;
-    mark_warmup(key, msg.offset());
-    dirty_ = true;
-    if (options_.on_processed) options_.on_processed(msg.topic_name(), msg.partition(), msg.offset());
+    finished(key, msg.offset);
   }
 
-  void reject(RdKafka::Message& msg, const Engine::Result& r) {
+  // Fully processed (its findings queued for delivery; the commit waits for that delivery).
+  void finished(const TopicPartitionKey& key, std::int64_t offset) {
+    seen_until_[key] = offset + 1;
+    next_offsets_[key] = offset + 1;
+    mark_warmup(key, offset);
+    dirty_ = true;
+    if (options_.on_processed) options_.on_processed(key.first, key.second, offset);
+  }
+
+  // PartitionFeeds::Handler: counted by the engine; logged (within limits) and copied to the dead
+  // letter topic.
+  void rejected(const rd_kafka_message_t& msg, const Engine::Result& r) override {
+    const TopicPartitionKey key{rd_kafka_topic_name(msg.rkt), msg.partition};
     std::uint64_t suppressed = 0;
     if (reject_limiter_.allow(static_cast<size_t>(r.reason), suppressed))
-      spdlog::warn("rejected message {}/{}@{} ({}): {}{}", msg.topic_name(), msg.partition(), msg.offset(),
-                   to_string(r.reason), r.detail, suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
-    if (config_.kafka.dead_letter_topic.empty() || !producer_) return;
-    auto* headers = RdKafka::Headers::create();
-    headers->add("portalwatch.reason", std::string(to_string(r.reason)));
-    headers->add("portalwatch.source", msg.topic_name() + "/" + std::to_string(msg.partition()) + "@" +
-                                           std::to_string(msg.offset()));
-    produce(TopicRole::kDeadLetter, config_.kafka.dead_letter_topic, msg.payload(), msg.len(),
-            msg.key() ? *msg.key() : std::string(), headers);
+      spdlog::warn("rejected message {}/{}@{} ({}): {}{}", key.first, key.second, msg.offset, to_string(r.reason),
+                   r.detail, suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
+    if (!config_.kafka.dead_letter_topic.empty() && producer_) {
+      auto* headers = RdKafka::Headers::create();
+      headers->add("portalwatch.reason", std::string(to_string(r.reason)));
+      headers->add("portalwatch.source", key.first + "/" + std::to_string(key.second) + "@" + std::to_string(msg.offset));
+      produce(TopicRole::kDeadLetter, config_.kafka.dead_letter_topic, msg.payload, msg.len,
+              msg.key ? std::string(static_cast<const char*>(msg.key), msg.key_len) : std::string(), headers);
+    }
+    finished(key, msg.offset);
   }
 
-  void publish(const Finding& f) {
-    const std::string json = f.to_json();
-    const std::string ledger_key = ledger_.record(f);
-    ++published_;
+  // FindingOutput: a finding the pipeline publishes (past the repeat filter; policies see it next).
+  void publish(const Finding& f, const std::string& json, const std::string& ledger_key) override {
     const bool to_kafka = !config_.kafka.alerts_topic.empty() && producer_;
     if (store_) {
       // Written ahead of the produce: a crash from here on neither fires it again (ledger) nor
@@ -402,7 +492,6 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     if (options_.on_finding) options_.on_finding(f);
     remember(recent_findings_, json);
     if (control_) control_->publish(ControlStream::kFindings, json);
-    policies_.on_finding(f, *this);
   }
 
   // DecisionSink: a policy decided (or an operator, through the policy engine's manual()). The
@@ -907,6 +996,13 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       metrics_.kafka_leader_changes[c]->Increment(static_cast<double>(health.leader_changes() - moves_before));
   }
 
+  static std::vector<TopicPartitionKey> keys_of(const std::vector<RdKafka::TopicPartition*>& partitions) {
+    std::vector<TopicPartitionKey> keys;
+    keys.reserve(partitions.size());
+    for (auto* p : partitions) keys.emplace_back(p->topic(), p->partition());
+    return keys;
+  }
+
   // RebalanceCb, for both the eager and the cooperative protocol.
   void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
                     std::vector<RdKafka::TopicPartition*>& partitions) override {
@@ -917,6 +1013,8 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
       spdlog::info("kafka: assigned {} ({})", list.empty() ? "nothing" : list, cooperative ? "cooperative" : "eager");
       start_warmup(*consumer, partitions);
+      // Each partition's queue is set apart before fetching starts (librdkafka then keeps it so).
+      feeds_->assigned(keys_of(partitions), Clock::now());
       if (cooperative) {
         if (RdKafka::Error* e = consumer->incremental_assign(partitions)) {
           spdlog::error("kafka: incremental assign failed: {}", e->str());
@@ -929,6 +1027,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       spdlog::info("kafka: revoked {} ({})", list.empty() ? "nothing" : list, cooperative ? "cooperative" : "eager");
       // Commit what we finished on these partitions before another consumer takes them.
       commit_processed(&partitions);
+      feeds_->revoked(keys_of(partitions));  // what they held unprocessed is the next owner's
       if (cooperative) {
         if (RdKafka::Error* e = consumer->incremental_unassign(partitions)) {
           spdlog::error("kafka: incremental unassign failed: {}", e->str());
@@ -945,6 +1044,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       }
     } else {
       spdlog::error("kafka: rebalance error: {}", RdKafka::err2str(err));
+      feeds_->revoke_all();
       consumer->unassign();
     }
   }
@@ -1161,7 +1261,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   // One line for `systemctl status`.
   std::string service_status() const {
     return fmt::format("{} events, {} rejected, {} findings, {} lockdown(s) in force, lag {}", engine_.stats().received,
-                       engine_.stats().rejected_total(), published_, policies_.active().size(),
+                       engine_.stats().rejected_total(), pipeline_.stats().published, policies_.active().size(),
                        static_cast<std::int64_t>(metrics_.consumer_lag.Value()));
   }
 
@@ -1210,7 +1310,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     metrics_.sync(engine_);
     const auto& s = engine_.stats();
     spdlog::info("stopped after {} events ({} rejected), {} findings ({} repeats suppressed) in {} ms", s.received,
-                 s.rejected_total(), published_, suppressed_,
+                 s.rejected_total(), pipeline_.stats().published, pipeline_.stats().suppressed_repeat,
                  std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count());
   }
 
@@ -1270,9 +1370,9 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   Metrics metrics_;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
   std::unique_ptr<RdKafka::Producer> producer_;
-  std::vector<Finding> pending_findings_;
   FindingLedger ledger_;
   PolicyEngine policies_;
+  Pipeline pipeline_{engine_, policies_, ledger_, *this, *this};  // the event path from the engine on
   std::unique_ptr<HookRunner> hooks_;
   std::unique_ptr<ControlServer> control_;
   ServiceNotifier notifier_;
@@ -1290,8 +1390,8 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     void operator()(std::FILE* f) const { std::fclose(f); }
   };
   std::unique_ptr<std::FILE, FileCloser> decision_log_;
-  std::uint64_t published_ = 0;
-  std::uint64_t suppressed_ = 0;  // repeats (not counting replayed events' findings)
+  PipelineStats synced_;  // what sync_pipeline_metrics() has counted
+  std::uint64_t synced_waits_ = 0;
   std::map<TopicPartitionKey, std::int64_t> next_offsets_;
   std::map<TopicPartitionKey, std::deque<std::pair<TimeMs, std::int64_t>>> warmup_marks_;
   struct Retry {
@@ -1316,6 +1416,10 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   std::map<std::string, std::string> kafka_common_;  // librdkafka properties of both clients  // in the state store, the group's commit failed
   std::array<KafkaHealth, static_cast<size_t>(KafkaClient::kCount)> kafka_health_;
   bool dirty_ = false;
+  std::unique_ptr<PartitionFeeds> feeds_;  // the assigned partitions, read in event-time order
+  rd_kafka_queue_t* consumer_queue_ = nullptr;  // the consumer's own queue, for its wake-ups
+  int wake_[2] = {-1, -1};  // librdkafka writes to [1] when a queue gets something; the loop waits on [0]
+  Clock::time_point no_partitions_since_{};
   LogLimiter<4> error_limiter_;
   LogLimiter<kRejectReasonCount> reject_limiter_;
 };

@@ -50,6 +50,18 @@ Metrics::Metrics(const Engine& engine, const GeoIp* geoip)
                               .Help("Partitions currently assigned to this consumer")
                               .Register(*registry_)
                               .Add({})),
+      input_held_messages(BuildGauge()
+                              .Name("portalwatch_kafka_held_messages")
+                              .Help("Messages fetched and not yet processed: in the partitions' queues, waiting for "
+                                    "their turn in event-time order")
+                              .Register(*registry_)
+                              .Add({})),
+      partition_waits_expired(BuildCounter()
+                                  .Name("portalwatch_kafka_partition_waits_expired_total")
+                                  .Help("Times a partition with nothing fetched held the others back for "
+                                        "kafka.max_partition_wait_ms and event time went on without it")
+                                  .Register(*registry_)
+                                  .Add({})),
       last_event_time(BuildGauge()
                           .Name("portalwatch_event_time_watermark_seconds")
                           .Help("Event-time watermark (newest event time minus allowed lateness), Unix seconds")

@@ -10,6 +10,7 @@
 #include "daemon/geoip.h"
 #include "daemon/line_reader.h"
 #include "daemon/log.h"
+#include "daemon/pipeline.h"
 #include "daemon/system_clock.h"
 #include "detectors/json_writer.h"
 
@@ -17,23 +18,11 @@ namespace portalwatch {
 
 namespace {
 
-// Findings, and the decisions the policies make of them, as JSON lines on stdout, through one
-// large buffer.
-class StdoutSink final : public FindingSink, public DecisionSink {
+// Findings and decisions as JSON lines on stdout, through one large buffer.
+class StdoutOutput final : public FindingOutput, public DecisionSink {
  public:
-  explicit StdoutSink(PolicyEngine& policies) : policies_(policies) {}
-  void emit(Finding&& f) override {
-    buf_ += f.to_json();
-    buf_.push_back('\n');
-    policies_.on_finding(f, *this);
-    if (buf_.size() > (1 << 16)) flush();
-  }
-  void decide(Decision&& d) override {
-    buf_ += d.to_json();
-    buf_.push_back('\n');
-    ++decisions_;
-  }
-  std::uint64_t decisions() const { return decisions_; }
+  void publish(const Finding&, const std::string& json, const std::string&) override { write(json); }
+  void decide(Decision&& d) override { write(d.to_json()); }
   void flush() {
     if (!buf_.empty()) std::fwrite(buf_.data(), 1, buf_.size(), stdout);
     buf_.clear();
@@ -41,9 +30,12 @@ class StdoutSink final : public FindingSink, public DecisionSink {
   }
 
  private:
-  PolicyEngine& policies_;
+  void write(const std::string& json) {
+    buf_ += json;
+    buf_.push_back('\n');
+    if (buf_.size() > (1 << 16)) flush();
+  }
   std::string buf_;
-  std::uint64_t decisions_ = 0;
 };
 
 double peak_rss_mib() {
@@ -129,8 +121,10 @@ StateTotals state_totals(const Engine& engine) {
   return t;
 }
 
-void print_summary(const Engine& engine, const PolicyEngine& policies, const GeoIp* geoip, std::size_t files,
-                   double seconds, const std::string& format) {
+void print_summary(const Pipeline& pipeline, const GeoIp* geoip, std::size_t files, double seconds,
+                   const std::string& format) {
+  const Engine& engine = pipeline.engine();
+  const PolicyEngine& policies = pipeline.policies();
   const EngineStats& s = engine.stats();
   const StateTotals state = state_totals(engine);
   const double rate = seconds > 0 ? static_cast<double>(s.received) / seconds : 0.0;
@@ -159,7 +153,9 @@ void print_summary(const Engine& engine, const PolicyEngine& policies, const Geo
       out.push_back(':');
       append_json_int(out, static_cast<std::int64_t>(n));
     }
-    out += "},\"decisions\":";
+    out += "},\"repeats_suppressed\":";
+    append_json_int(out, static_cast<std::int64_t>(pipeline.stats().suppressed_repeat));
+    out += ",\"decisions\":";
     append_json_int(out, static_cast<std::int64_t>(policies.stats().decisions));
     out += ",\"seconds\":";
     append_json_double(out, seconds);
@@ -196,7 +192,9 @@ void print_summary(const Engine& engine, const PolicyEngine& policies, const Geo
   std::fprintf(stderr, "  keyed state: %llu keys in tables of %llu, %llu evicted\n",
                static_cast<unsigned long long>(state.keys), static_cast<unsigned long long>(state.capacity),
                static_cast<unsigned long long>(state.evictions));
-  std::fprintf(stderr, "  findings %llu\n", static_cast<unsigned long long>(s.findings));
+  std::fprintf(stderr, "  findings %llu (%llu published, %llu repeating one published in its window)\n",
+               static_cast<unsigned long long>(s.findings), static_cast<unsigned long long>(pipeline.stats().published),
+               static_cast<unsigned long long>(pipeline.stats().suppressed_repeat));
   for (size_t i = 0; i < engine.detectors().size(); ++i) {
     const auto& counts = engine.detector_counts()[i].findings;
     std::uint64_t n = 0;
@@ -237,9 +235,12 @@ int run_replay(const ReplayOptions& options) {
 
   std::vector<std::string> inputs = options.inputs;
   if (inputs.empty()) inputs.push_back("-");
-  // Replay only prints decisions: no hook runs.
+  // The daemon's pipeline, printing what it publishes: findings (after the same repeat filter) and
+  // decisions (no hook runs).
   PolicyEngine policies(std::move(config.policies), config.decisions.dry_run);
-  StdoutSink sink(policies);
+  FindingLedger ledger;
+  StdoutOutput out;
+  Pipeline pipeline(engine, policies, ledger, out, out);
   Progress progress(options.progress);
   LogLimiter<kRejectReasonCount + 1> limiter(std::chrono::seconds(std::max(0, config.log.reject_log_interval_seconds)));
   int status = 0;
@@ -256,9 +257,8 @@ int run_replay(const ReplayOptions& options) {
     std::uint64_t since_update = 0;
     while (reader->next(line)) {
       // The reader skips an oversize line without buffering it whole; it is counted all the same.
-      const Engine::Result r = line.oversize ? engine.reject(RejectReason::kOversize, "line larger than input.max_message_bytes")
-                                             : engine.process(line.text, true, sink);
-      policies.tick(engine.watermark(), sink);  // blocks that expire, in event time
+      const Engine::Result r = line.oversize ? pipeline.reject(RejectReason::kOversize, "line larger than input.max_message_bytes")
+                                             : pipeline.process(line.text, true);
       if (!r.accepted) {
         std::uint64_t suppressed = 0;
         if (limiter.allow(static_cast<size_t>(r.reason), suppressed)) {
@@ -279,10 +279,10 @@ int run_replay(const ReplayOptions& options) {
       status = 1;
     }
   }
-  sink.flush();
+  out.flush();
   progress.clear();
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  print_summary(engine, policies, geoip.get(), inputs.size(), seconds, options.summary_format);
+  print_summary(pipeline, geoip.get(), inputs.size(), seconds, options.summary_format);
   return status;
 }
 

@@ -54,8 +54,8 @@ bool cpu_runs_haswell_kernel() {
 }  // namespace
 
 EventDecoder::EventDecoder(const FieldMap& fields, std::size_t max_message_bytes, FieldSet decoded,
-                           JsonReader reader)
-    : impl_(std::make_unique<Impl>()), reader_(reader) {
+                           JsonReader reader, DecoderStats* count_into)
+    : impl_(std::make_unique<Impl>()), reader_(reader), counts_(count_into ? count_into : &stats_) {
   reconfigure(fields, max_message_bytes, decoded);
 }
 
@@ -63,8 +63,8 @@ void EventDecoder::reconfigure(const FieldMap& fields, std::size_t max_message_b
   max_message_bytes_ = max_message_bytes;
   decoded |= kAlwaysDecodedFields;
   impl_->backend = cpu_runs_haswell_kernel()
-                       ? decoder_haswell::make_backend(fields, max_message_bytes, decoded, &stats_, reader_)
-                       : decoder_generic::make_backend(fields, max_message_bytes, decoded, &stats_, reader_);
+                       ? decoder_haswell::make_backend(fields, max_message_bytes, decoded, counts_, reader_)
+                       : decoder_generic::make_backend(fields, max_message_bytes, decoded, counts_, reader_);
 }
 
 EventDecoder::~EventDecoder() = default;

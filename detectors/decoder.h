@@ -72,8 +72,11 @@ class EventDecoder {
  public:
   /// Only the fields in `decoded` (plus kAlwaysDecodedFields) are read; the rest of each message is
   /// skipped, which roughly halves decoding time when detectors need few fields.
+  /// count_into: where the decoder counts (DecoderStats); by default its own. Several decoders of
+  /// one engine count into the engine's (Engine::make_decoder).
   explicit EventDecoder(const FieldMap& fields = FieldMap(), std::size_t max_message_bytes = 65536,
-                        FieldSet decoded = kAllFields, JsonReader reader = JsonReader::kFastPathFirst);
+                        FieldSet decoded = kAllFields, JsonReader reader = JsonReader::kFastPathFirst,
+                        DecoderStats* count_into = nullptr);
   ~EventDecoder();
   EventDecoder(const EventDecoder&) = delete;
   EventDecoder& operator=(const EventDecoder&) = delete;
@@ -86,7 +89,7 @@ class EventDecoder {
   /// Decodes with new settings from the next message on (a reload); the counts go on.
   void reconfigure(const FieldMap& fields, std::size_t max_message_bytes, FieldSet decoded);
 
-  const DecoderStats& stats() const { return stats_; }
+  const DecoderStats& stats() const { return *counts_; }
   std::size_t max_message_bytes() const { return max_message_bytes_; }
 
   static constexpr std::size_t kPadding = 64;  // == SIMDJSON_PADDING
@@ -97,6 +100,7 @@ class EventDecoder {
   std::size_t max_message_bytes_;
   JsonReader reader_;
   DecoderStats stats_;
+  DecoderStats* counts_;  // &stats_, or the one given
 };
 
 }  // namespace portalwatch

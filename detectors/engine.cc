@@ -49,7 +49,8 @@ Engine::Engine(EngineOptions options, std::vector<DetectorInstance> detectors,
       detectors_(std::move(detectors)),
       counts_(detectors_.size()),
       wall_clock_(wall_clock),
-      decoder_(options_.fields, options_.max_message_bytes, fields_used(detectors_)),
+      decoder_(options_.fields, options_.max_message_bytes, fields_used(detectors_), JsonReader::kFastPathFirst,
+               &decoder_counts_),
       sources_(options_.sources),
       given_profiles_(profiles),
       given_enricher_(enricher) {
@@ -109,19 +110,24 @@ Engine::ReloadReport Engine::reconfigure(const EngineOptions& options, std::vect
   detectors_ = std::move(next);
   counts_ = std::move(counts);
   decoder_.reconfigure(options_.fields, options_.max_message_bytes, fields_used(detectors_));
+  ++decoder_generation_;
   configure_from_detectors();
   return report;
 }
 
+std::unique_ptr<EventDecoder> Engine::make_decoder() {
+  return std::make_unique<EventDecoder>(options_.fields, options_.max_message_bytes, fields_used(detectors_),
+                                        JsonReader::kFastPathFirst, &decoder_counts_);
+}
+
+void Engine::configure_decoder(EventDecoder& decoder) const {
+  decoder.reconfigure(options_.fields, options_.max_message_bytes, fields_used(detectors_));
+}
+
 Engine::Result Engine::process(std::string_view message, bool padded, FindingSink& out, bool record_profiles) {
-  ++stats_.received;
-  const DecodeResult r = decoder_.decode(message, padded, event_);
-  if (!r.ok) {
-    ++stats_.rejected[static_cast<size_t>(r.reason)];
-    return {false, r.reason, r.detail};
-  }
-  process_event(event_, out, record_profiles);
-  return {};
+  const Result r = decode(decoder_, message, padded, event_);
+  if (r.accepted) process_event(event_, out, record_profiles);
+  return r;
 }
 
 TimeMs Engine::reference_time(TimeMs ts) {
@@ -143,6 +149,7 @@ TimeMs Engine::reference_time(TimeMs ts) {
 }
 
 void Engine::process_event(Event& ev, FindingSink& out, bool record_profiles) {
+  ++stats_.received;
   ++stats_.accepted;
   // First, so that source classification, profiles and every detector see the same event.
   if (enricher_) enricher_->enrich(ev, enrich_fields_);

@@ -2,6 +2,7 @@
 // lateness, clamping of forged future timestamps) and runs the configured detectors. No I/O.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -96,6 +97,25 @@ class Engine {
   /// Processes an already decoded event (ev.time is set here; the enricher fills what it lacks).
   void process_event(Event& ev, FindingSink& out, bool record_profiles = true);
 
+  /// Decodes a message with `decoder` (one of make_decoder()'s) without processing it: for a
+  /// source that holds several decoded events at once and chooses which goes first (the Kafka
+  /// source's event-time merge keeps one per partition). A rejected message is counted here; an
+  /// accepted one when it is processed (process_event).
+  Result decode(EventDecoder& decoder, std::string_view message, bool padded, Event& ev) {
+    const DecodeResult r = decoder.decode(message, padded, ev);
+    if (r.ok) return {};
+    ++stats_.received;
+    ++stats_.rejected[static_cast<size_t>(r.reason)];
+    return {false, r.reason, r.detail};
+  }
+  /// A decoder that reads messages as the engine's own does (field paths, size limit, the fields
+  /// the detectors use) and counts into decoder_stats().
+  std::unique_ptr<EventDecoder> make_decoder();
+  /// Changes whenever a reload changes how messages are decoded: a decoder made by make_decoder()
+  /// is then brought up to date with configure_decoder() (between two messages).
+  std::uint64_t decoder_generation() const { return decoder_generation_; }
+  void configure_decoder(EventDecoder& decoder) const;
+
   /// What a reload did, by detector instance name.
   struct ReloadReport {
     std::vector<std::string> kept;       ///< new settings, counted state carried over
@@ -115,7 +135,7 @@ class Engine {
   ReloadReport reconfigure(const EngineOptions& options, std::vector<DetectorInstance> detectors);
 
   const EngineStats& stats() const { return stats_; }
-  const DecoderStats& decoder_stats() const { return decoder_.stats(); }
+  const DecoderStats& decoder_stats() const { return decoder_counts_; }
   const std::vector<DetectorInstance>& detectors() const { return detectors_; }
   const std::vector<DetectorCounts>& detector_counts() const { return counts_; }
   /// Keyed tables the engine itself holds (learned shared sources).
@@ -123,6 +143,13 @@ class Engine {
   /// Newest event time seen minus the allowed lateness; 0 before the first event.
   TimeMs watermark() const {
     return max_time_ == kNoTime ? 0 : max_time_ - options_.time.allowed_lateness_ms;
+  }
+  /// Where a source that merges several inputs by event time places an event with this timestamp:
+  /// the timestamp, but no further ahead of the newest event time seen than max_future (as
+  /// process_event clamps it), so that one forged timestamp cannot hold back its input.
+  TimeMs ordering_time(TimeMs timestamp) const {
+    if (max_time_ == kNoTime) return timestamp;
+    return std::min(timestamp, max_time_ + options_.time.max_future_ms);
   }
   /// The id the next finding gets; the daemon restores it after a restart.
   std::uint64_t next_finding_id() const { return next_finding_id_; }
@@ -138,6 +165,7 @@ class Engine {
   std::vector<DetectorInstance> detectors_;
   std::vector<DetectorCounts> counts_;
   const Clock* wall_clock_;
+  DecoderStats decoder_counts_;  // every decoder's, the engine's own included: before them
   EventDecoder decoder_;  // after detectors_: built for the fields they use
   SourceClassifier sources_;
   bool classify_sources_ = false;  // some detector reads the source class
@@ -158,6 +186,7 @@ class Engine {
   int recent_count_ = 0;
   int recent_pos_ = 0;
   std::uint64_t next_finding_id_ = 1;
+  std::uint64_t decoder_generation_ = 0;
 };
 
 }  // namespace portalwatch

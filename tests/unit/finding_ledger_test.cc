@@ -20,7 +20,11 @@ Finding finding(std::string entity, Severity s, TimeMs at, TimeMs window = 10 * 
 TEST_CASE("ledger: a repeat within the window is caught; an escalation, another entity or a later episode is not") {
   FindingLedger ledger;
   const TimeMs t0 = 1'800'000'000'000;
-  ledger.record(finding("jdoe", Severity::kMedium, t0));
+  const Finding published = finding("jdoe", Severity::kMedium, t0);
+  ledger.restore(FindingLedger::key_of(published), LedgerEntry::of(published));
+  // The earlier run went on to t0 + 20 min (its newest finding).
+  const Finding later = finding("zed", Severity::kLow, t0 + 20 * kMinuteMs);
+  ledger.restore(FindingLedger::key_of(later), LedgerEntry::of(later));
   CHECK(ledger.repeats(finding("jdoe", Severity::kMedium, t0 + kMinuteMs)));
   CHECK(ledger.repeats(finding("jdoe", Severity::kLow, t0 + kMinuteMs)));
   CHECK_FALSE(ledger.repeats(finding("jdoe", Severity::kHigh, t0 + kMinuteMs)));
@@ -30,6 +34,30 @@ TEST_CASE("ledger: a repeat within the window is caught; an escalation, another 
   Finding other = finding("jdoe", Severity::kMedium, t0 + kMinuteMs);
   other.name = "brute_force_strict";
   CHECK_FALSE(ledger.repeats(other));
+}
+
+TEST_CASE("ledger: this run's own findings never suppress (the detectors' episodes decide, as in a replay)") {
+  FindingLedger ledger;
+  const TimeMs t0 = 1'800'000'000'000;
+  ledger.record(finding("jdoe", Severity::kMedium, t0));
+  // A detector that reports the same severity again within its window (news: successes in a
+  // stuffing wave) is heard.
+  CHECK_FALSE(ledger.repeats(finding("jdoe", Severity::kMedium, t0 + kMinuteMs)));
+}
+
+TEST_CASE("ledger: an earlier run's finding suppresses repeats only up to where that run stopped") {
+  FindingLedger ledger;
+  const TimeMs t0 = 1'800'000'000'000;
+  const Finding published = finding("jdoe", Severity::kMedium, t0);  // the newest the earlier run published
+  ledger.restore(FindingLedger::key_of(published), LedgerEntry::of(published));
+  CHECK(ledger.repeats(finding("jdoe", Severity::kMedium, t0)));  // derived again from the same events
+  // After where the earlier run stopped, within the window: a new finding of this run.
+  CHECK_FALSE(ledger.repeats(finding("jdoe", Severity::kMedium, t0 + kMinuteMs)));
+  // Read back from the alerts topic (another member's), likewise.
+  FindingLedger taken;
+  taken.remember(FindingLedger::key_of(published), LedgerEntry::of(published));
+  CHECK(taken.repeats(finding("jdoe", Severity::kLow, t0)));
+  CHECK_FALSE(taken.repeats(finding("jdoe", Severity::kLow, t0 + 1)));
 }
 
 TEST_CASE("ledger: entries survive encoding, are pruned after their window, and stay bounded") {
@@ -52,7 +80,7 @@ TEST_CASE("ledger: entries survive encoding, are pruned after their window, and 
     ledger.record(finding("u" + std::to_string(i), Severity::kMedium, t0 + i));
     REQUIRE(ledger.size() <= 100);
   }
-  CHECK(ledger.repeats(finding("u999", Severity::kMedium, t0 + 1000)));  // the newest are kept
+  CHECK(ledger.prune(t0 + 850 + 10 * kMinuteMs).empty());  // the newest are kept
   FindingLedger restored;
   restored.restore(FindingLedger::key_of(finding("jdoe", Severity::kHigh, t0)), e);
   CHECK(restored.repeats(finding("jdoe", Severity::kHigh, t0)));

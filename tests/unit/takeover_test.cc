@@ -31,11 +31,14 @@ TEST_CASE("takeover: a published finding read back suppresses its repeat, not an
 
   FindingLedger ledger;
   ledger.remember(read->ledger_key, read->entry);
-  Finding again = f;
-  again.at += kSecondMs;
+  Finding again = f;  // derived again from the same events by the member taking over
   CHECK(ledger.repeats(again));
   again.severity = Severity::kHigh;
   CHECK_FALSE(ledger.repeats(again));
+  // Past the newest finding the other member published: new, though inside the window.
+  Finding after = f;
+  after.at += kSecondMs;
+  CHECK_FALSE(ledger.repeats(after));
 
   // A known higher entry is not lowered by an older, lower one read back.
   Finding high = f;
