@@ -52,6 +52,12 @@ void read_kafka(MapReader& root, KafkaConfig& k) {
   MapReader m(root.child("kafka"));
   k.bootstrap_servers = m.get_string("bootstrap_servers", k.bootstrap_servers);
   k.group_id = m.get_string("group_id", k.group_id);
+  const auto instance = m.child("group_instance_id");
+  k.group_instance_id = m.get_string("group_instance_id", k.group_instance_id);
+  if (k.group_instance_id.size() > 249 ||
+      k.group_instance_id.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+          std::string::npos)
+    instance.error("must be \"auto\" (the host name), \"\" (none) or up to 249 letters, digits, '.', '_' and '-'");
   const auto topics = m.child("topics");
   k.topics = m.get_string_list("topics", k.topics);
   if (k.topics.empty()) topics.error("at least one topic is required");
@@ -70,7 +76,8 @@ void read_kafka(MapReader& root, KafkaConfig& k) {
     // These are how portalwatch keeps at-least-once; letting YAML change them would silently lose
     // it.
     static const std::vector<std::string> kOwned = {
-        "enable.auto.commit", "enable.auto.offset.store", "group.id", "bootstrap.servers"};
+        "enable.auto.commit", "enable.auto.offset.store", "group.id", "group.instance.id", "bootstrap.servers",
+        "enable.partition.eof"};
     for (const auto& kv : props.yaml()) {
       const std::string key = kv.first.Scalar();
       const ConfigNode value(kv.second, props.path() + "." + key, props.diags());

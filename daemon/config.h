@@ -18,6 +18,11 @@ namespace portalwatch {
 struct KafkaConfig {
   std::string bootstrap_servers = "127.0.0.1:9092";
   std::string group_id = "portalwatch";
+  /// Static group membership (KIP-345, brokers 2.3 and later): a member that restarts within
+  /// session.timeout.ms takes its partitions back without a rebalance of the whole group. "auto":
+  /// the host name; "": none (dynamic membership: brokers older than 2.3, or several members on
+  /// one host without ids of their own).
+  std::string group_instance_id = "auto";
   std::vector<std::string> topics = {"portal-events"};
   std::string alerts_topic = "portalwatch-alerts";  ///< empty: findings only logged
   std::string decisions_topic = "portalwatch-decisions";

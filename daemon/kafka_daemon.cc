@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -74,6 +75,17 @@ std::unique_ptr<RdKafka::Conf> make_conf(const std::map<std::string, std::string
   return conf;
 }
 
+// kafka.group_instance_id: "auto" is the host name (characters Kafka does not take become '-').
+std::string group_instance_id(const std::string& configured) {
+  if (configured != "auto") return configured;
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0 || !host[0]) return {};
+  std::string id = host;
+  for (char& c : id)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') c = '-';
+  return id;
+}
+
 void delete_partitions(std::vector<RdKafka::TopicPartition*>& parts) {
   RdKafka::TopicPartition::destroy(parts);
   parts.clear();
@@ -123,6 +135,15 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     auto done = released->get_future();
     std::thread releaser([this, released] {
       producer_.reset();
+      if (!ever_assigned_ && cooperative_sticky_ && rd_kafka_version() < 0x020300ff) {
+        // librdkafka before 2.3.0 (Debian bookworm has 2.0.2) aborts when it destroys a
+        // cooperative-sticky consumer that never received an assignment (its issue 4312): the
+        // consumer, closed already, is kept to the end of the process instead.
+        static std::mutex kept_mu;
+        static auto* kept = new std::vector<std::unique_ptr<RdKafka::KafkaConsumer>>;
+        std::lock_guard lock(kept_mu);
+        kept->push_back(std::move(consumer_));
+      }
       consumer_.reset();
       released->set_value();
     });
@@ -191,6 +212,11 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
 
     auto cconf_props = common;
     cconf_props["group.id"] = config_.kafka.group_id;
+    const std::string instance = group_instance_id(config_.kafka.group_instance_id);
+    if (!instance.empty()) cconf_props["group.instance.id"] = instance;
+    // A rebalance moves only the partitions that change owner; the others go on being read.
+    if (!cconf_props.count("partition.assignment.strategy")) cconf_props["partition.assignment.strategy"] = "cooperative-sticky";
+    cooperative_sticky_ = cconf_props["partition.assignment.strategy"].find("cooperative-sticky") != std::string::npos;
     cconf_props["enable.auto.commit"] = "false";        // we commit what we finished, when delivered
     cconf_props["enable.auto.offset.store"] = "false";  // stored only after an event is processed
     if (!cconf_props.count("auto.offset.reset")) cconf_props["auto.offset.reset"] = "earliest";
@@ -266,8 +292,9 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     }
     std::string topics;
     for (const auto& t : config_.kafka.topics) topics += (topics.empty() ? "" : ",") + t;
-    spdlog::info("portalwatch consuming {} from {} as group {}; {} detector(s); metrics {}", topics,
-                 config_.kafka.bootstrap_servers, config_.kafka.group_id, engine_.detectors().size(),
+    spdlog::info("portalwatch consuming {} from {} as group {}{}; {} detector(s); metrics {}", topics,
+                 config_.kafka.bootstrap_servers, config_.kafka.group_id,
+                 instance.empty() ? std::string() : " (static member " + instance + ")", engine_.detectors().size(),
                  config_.metrics.enabled ? "on port " + std::to_string(metrics_.port()) : std::string("off"));
     if (!config_.control.socket.empty() || config_.control.tcp.enabled) {
       control_ = std::make_unique<ControlServer>(wall_clock_);
@@ -1011,6 +1038,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     std::string list;
     for (auto* p : partitions) list += (list.empty() ? "" : ",") + p->topic() + "/" + std::to_string(p->partition());
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
+      ever_assigned_ = true;
       spdlog::info("kafka: assigned {} ({})", list.empty() ? "nothing" : list, cooperative ? "cooperative" : "eager");
       start_warmup(*consumer, partitions);
       // Each partition's queue is set apart before fetching starts (librdkafka then keeps it so).
@@ -1041,10 +1069,12 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         warmup_marks_.erase({p->topic(), p->partition()});
         group_behind_.erase({p->topic(), p->partition()});
         taken_over_until_.erase({p->topic(), p->partition()});
+        lag_from_.erase({p->topic(), p->partition()});
       }
     } else {
       spdlog::error("kafka: rebalance error: {}", RdKafka::err2str(err));
       feeds_->revoke_all();
+      lag_from_.clear();
       consumer->unassign();
     }
   }
@@ -1208,6 +1238,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       const std::string tp = p->topic() + "/" + std::to_string(p->partition());
       const std::int64_t position = store_ ? store_->position(tp) : -1, from = store_ ? store_->warmup(tp) : -1;
       const std::int64_t group_offset = known ? group[i].offset : -1;
+      lag_from_[keys[i]] = std::max(group_offset, position);
       if (const auto seen = seen_until_.find(keys[i]); seen != seen_until_.end()) {
         // Assigned again to this process: its detectors still hold what it read (see process()).
         spdlog::info("kafka: {}: assigned again; events before offset {} are in the detectors already", tp,
@@ -1242,20 +1273,23 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     }
   }
 
+  // Lag: per assigned partition, its high watermark (librdkafka's, from fetches and from the
+  // statistics' offset queries) less the next offset to process: what this process has processed,
+  // else where the group or the state store had got to when the partition was assigned (the events
+  // read again to warm up are not lag), else the partition's start.
   void update_lag() {
-    std::vector<RdKafka::TopicPartition*> parts;
-    if (consumer_->assignment(parts) != RdKafka::ERR_NO_ERROR) return;
-    consumer_->position(parts);
     std::int64_t lag = 0;
-    for (auto* p : parts) {
+    std::size_t assigned = 0;
+    for (const auto& [tp, from] : lag_from_) {
+      ++assigned;
       std::int64_t low = 0, high = 0;
-      if (consumer_->get_watermark_offsets(p->topic(), p->partition(), &low, &high) != RdKafka::ERR_NO_ERROR) continue;
-      const std::int64_t pos = p->offset() >= 0 ? p->offset() : low;
-      if (high > pos) lag += high - pos;
+      if (consumer_->get_watermark_offsets(tp.first, tp.second, &low, &high) != RdKafka::ERR_NO_ERROR || high < 0) continue;
+      std::int64_t next = std::max(from, low);
+      if (const auto it = next_offsets_.find(tp); it != next_offsets_.end()) next = std::max(next, it->second);
+      if (high > next) lag += high - next;
     }
     metrics_.consumer_lag.Set(static_cast<double>(lag));
-    metrics_.assigned_partitions.Set(static_cast<double>(parts.size()));
-    delete_partitions(parts);
+    metrics_.assigned_partitions.Set(static_cast<double>(assigned));
   }
 
   // One line for `systemctl status`.
@@ -1413,6 +1447,9 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   // Per partition taken over from another member: the group's offset then. Events before it are
   // re-read to warm up, publish nothing and must not move the group's offset back.
   std::map<TopicPartitionKey, std::int64_t> taken_over_until_;
+  // Per assigned partition, where its new events begin (the group's or the store's position when
+  // it was assigned): update_lag() counts from there until something is processed.
+  std::map<TopicPartitionKey, std::int64_t> lag_from_;
   std::map<std::string, std::string> kafka_common_;  // librdkafka properties of both clients  // in the state store, the group's commit failed
   std::array<KafkaHealth, static_cast<size_t>(KafkaClient::kCount)> kafka_health_;
   bool dirty_ = false;
@@ -1420,6 +1457,8 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   rd_kafka_queue_t* consumer_queue_ = nullptr;  // the consumer's own queue, for its wake-ups
   int wake_[2] = {-1, -1};  // librdkafka writes to [1] when a queue gets something; the loop waits on [0]
   Clock::time_point no_partitions_since_{};
+  bool ever_assigned_ = false;      // a rebalance has given this consumer an assignment (maybe empty)
+  bool cooperative_sticky_ = false;  // the consumer's assignment strategy
   LogLimiter<4> error_limiter_;
   LogLimiter<kRejectReasonCount> reject_limiter_;
 };

@@ -43,9 +43,12 @@ inline std::string field(const std::string& json, const std::string& key) {
 /// failures), a policy that locks the account down on it, an exec hook that appends every "on"
 /// decision to `hook_file`, a state store, metrics on `metrics_port`, commits every 200 ms.
 /// `kafka_properties`: YAML lines for kafka.properties, indented by four spaces.
+/// `instance`: kafka.group_instance_id (members of one group on this host need their own).
 inline std::string test_daemon_yaml(const std::string& bootstrap, const std::string& group, const std::string& state,
-                                    int metrics_port, const std::string& hook_file, const std::string& kafka_properties) {
+                                    int metrics_port, const std::string& hook_file, const std::string& kafka_properties,
+                                    const std::string& instance = "auto") {
   return "kafka:\n  bootstrap_servers: \"" + bootstrap + "\"\n  group_id: " + group +
+         "\n  group_instance_id: \"" + instance + "\"" +
          "\n  topics: [events]\n  alerts_topic: alerts\n  decisions_topic: decisions\n"
          "  commit_interval_ms: 200\n  properties:\n" +
          kafka_properties + "state:\n  path: \"" + state + "\"\nmetrics:\n  listen: \"127.0.0.1:" +

@@ -85,7 +85,8 @@ TEST_CASE("faults: two daemons in one group, one killed with SIGKILL mid-attack;
     m.port = free_port();
     std::ofstream(m.config) << test_daemon_yaml(broker->bootstrap(), group, dir + "/" + m.name + "-state", m.port, m.hooks,
                                                 "    session.timeout.ms: \"3000\"\n    heartbeat.interval.ms: \"300\"\n"
-                                                "    partition.assignment.strategy: cooperative-sticky\n");
+                                                "    partition.assignment.strategy: cooperative-sticky\n",
+                                                "member-" + m.name);
   }
   auto assigned = [&](const Member& m) { return metric(scrape(m.port), "portalwatch_kafka_assigned_partitions"); };
 
