@@ -12,6 +12,7 @@
 #include <set>
 
 #include "daemon/config.h"
+#include "daemon/pipeline.h"
 #include "daemon/simulator.h"
 #include "detectors/engine.h"
 
@@ -35,13 +36,25 @@ TimeMs max_time_to_detect(AttackKind kind) {
   }
 }
 
-struct Collect final : FindingSink {
+// What the daemon's pipeline publishes: every finding and decision, in order. With an on-call
+// operator (`operator_release`) who releases a whole-portal or application lockdown two hours
+// after it went on (the portal team has reset what leaked).
+struct Collect final : FindingOutput, DecisionSink {
   std::vector<Finding> findings;
-  void emit(Finding&& f) override { findings.push_back(std::move(f)); }
-};
-
-struct CollectDecisions final : DecisionSink {
   std::vector<Decision> decisions;
+  PolicyEngine* policies = nullptr;
+  bool operator_release = false;
+  void publish(const Finding& f, const std::string&, const std::string&) override {
+    findings.push_back(f);
+    if (!operator_release) return;
+    for (const auto& [key, l] : policies->active())
+      if ((l.decision.scope.type == ScopeType::kGlobal || l.decision.scope.type == ScopeType::kApp) &&
+          f.at >= l.decision.at + 2 * kHourMs) {
+        const auto r = policies->manual(l.decision.scope, l.decision.action, false, "oncall", "passwords reset", 0, f.at);
+        decide(Decision(*r.decision));
+        break;
+      }
+  }
   void decide(Decision&& d) override { decisions.push_back(std::move(d)); }
 };
 
@@ -112,9 +125,12 @@ TEST_CASE("scenario: three simulated days, every attack kind, the default config
   std::set<std::string> configured;
   for (const auto& d : config.detectors) configured.emplace(d.detector->detector());
   Engine engine(config.engine, std::move(config.detectors), nullptr);
-  std::vector<PolicyConfig> policies = std::move(config.policies);
-
+  PolicyEngine decide(std::move(config.policies));
+  FindingLedger ledger;
   Collect out;
+  out.policies = &decide;
+  out.operator_release = true;
+  Pipeline pipeline(engine, decide, ledger, out, out);
   std::string line;
   const TimeMs end = start + days * kDayMs;
   // Which attack each attacker-controlled entity (source, provider, account) took part in.
@@ -128,7 +144,7 @@ TEST_CASE("scenario: three simulated days, every attack kind, the default config
   while (true) {
     const TimeMs t = simulator.next(line);
     if (t < 0 || t >= end) break;
-    engine.process(line, false, out);
+    pipeline.process(line, false);
     const auto at = line.find("\"attack_id\":\"");
     if (at == std::string::npos) {
       // Whether each employee's latest genuine sign-in carried coordinates (some home ISPs are
@@ -269,25 +285,12 @@ TEST_CASE("scenario: three simulated days, every attack kind, the default config
   CHECK(attacks > 0);
   CHECK(false_total == 0);
 
-  // Decisions: the shipped policies over these findings, in order. An operator releases a
-  // whole-portal or application lockdown two hours after it went on (the portal team has reset
-  // what leaked).
-  PolicyEngine decide(std::move(policies));
-  CollectDecisions made;
+  // Decisions: the shipped policies, made by the pipeline as the findings came, with the on-call
+  // operator's releases (Collect).
+  pipeline.advance_to(end);
+  const Collect& made = out;
   std::map<std::string, size_t> finding_index;
   for (size_t i = 0; i < out.findings.size(); ++i) finding_index[out.findings[i].id_string()] = i;
-  for (const auto& f : out.findings) {
-    decide.tick(f.at, made);
-    for (const auto& [key, l] : decide.active())
-      if ((l.decision.scope.type == ScopeType::kGlobal || l.decision.scope.type == ScopeType::kApp) &&
-          f.at >= l.decision.at + 2 * kHourMs) {
-        const auto r = decide.manual(l.decision.scope, l.decision.action, false, "oncall", "passwords reset", 0, f.at);
-        made.decide(Decision(*r.decision));
-        break;
-      }
-    decide.on_finding(f, made);
-  }
-  decide.tick(end, made);
   std::map<std::string, int> by_policy;
   for (const auto& d : made.decisions) {
     if (!d.on) continue;
@@ -346,28 +349,19 @@ TEST_CASE("scenario: three benign simulated days make no decision") {
   config.engine.time.reference = TimeOptions::Reference::kStream;
   Engine engine(config.engine, std::move(config.detectors), nullptr);
   PolicyEngine decide(std::move(config.policies));
-  struct Both final : FindingSink {
-    PolicyEngine* policies;
-    CollectDecisions made;
-    std::uint64_t findings = 0;
-    void emit(Finding&& f) override {
-      ++findings;
-      policies->on_finding(f, made);
-    }
-  } sink;
-  sink.policies = &decide;
+  FindingLedger ledger;
+  Collect out;
+  Pipeline pipeline(engine, decide, ledger, out, out);
   std::string line;
   while (true) {
     const TimeMs t = simulator.next(line);
     if (t < 0 || t >= start + 3 * kDayMs) break;
-    engine.process(line, false, sink);
-    decide.tick(engine.watermark(), sink.made);
+    pipeline.process(line, false);
   }
-  std::printf("benign: %llu events, %llu findings, %zu decisions\n",
-              static_cast<unsigned long long>(engine.stats().received), static_cast<unsigned long long>(sink.findings),
-              sink.made.decisions.size());
-  for (const auto& d : sink.made.decisions) MESSAGE("decision on benign traffic: " << d.to_json());
-  CHECK(sink.made.decisions.empty());
+  std::printf("benign: %llu events, %zu findings, %zu decisions\n",
+              static_cast<unsigned long long>(engine.stats().received), out.findings.size(), out.decisions.size());
+  for (const auto& d : out.decisions) MESSAGE("decision on benign traffic: " << d.to_json());
+  CHECK(out.decisions.empty());
 }
 
 }  // namespace portalwatch
