@@ -6,10 +6,12 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "daemon/config.h"
@@ -40,10 +42,13 @@ inline std::string user_key(const std::string& message) {
   return to == std::string::npos ? std::string() : message.substr(from, to - from);
 }
 
-inline void produce_all(const std::string& bootstrap, const std::string& topic, const std::vector<std::string>& messages) {
+/// Produces every message, keyed by user_key(). `properties`: librdkafka producer settings.
+inline void produce_all(const std::string& bootstrap, const std::string& topic, const std::vector<std::string>& messages,
+                        const std::map<std::string, std::string>& properties = {}) {
   std::string err;
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   conf->set("bootstrap.servers", bootstrap, err);
+  for (const auto& [k, v] : properties) REQUIRE_MESSAGE(conf->set(k, v, err) == RdKafka::Conf::CONF_OK, k << ": " << err);
   std::unique_ptr<RdKafka::Producer> p(RdKafka::Producer::create(conf.get(), err));
   REQUIRE(p);
   for (const auto& m : messages) {
@@ -93,6 +98,46 @@ inline std::int64_t high_watermark_total(const std::string& bootstrap, const std
   }
   c->close();
   return total;
+}
+
+/// Low and high watermarks of each partition of a topic. A low watermark above 0 means the cluster
+/// dropped the partition's oldest messages (the embedded broker keeps about 5 MiB a partition).
+inline std::vector<std::pair<std::int64_t, std::int64_t>> partition_watermarks(const std::string& bootstrap,
+                                                                               const std::string& topic,
+                                                                               int partitions) {
+  std::string err;
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  conf->set("bootstrap.servers", bootstrap, err);
+  conf->set("group.id", "test-watermarks", err);  // never joins
+  std::unique_ptr<RdKafka::KafkaConsumer> c(RdKafka::KafkaConsumer::create(conf.get(), err));
+  REQUIRE(c);
+  std::vector<std::pair<std::int64_t, std::int64_t>> out;
+  for (int p = 0; p < partitions; ++p) {
+    std::int64_t low = 0, high = 0;
+    REQUIRE(c->query_watermark_offsets(topic, p, &low, &high, 10000) == RdKafka::ERR_NO_ERROR);
+    out.emplace_back(low, high);
+  }
+  c->close();
+  return out;
+}
+
+/// Committed offsets of a group, each partition's (-1 where the group has committed none).
+inline std::vector<std::int64_t> committed_offsets(const std::string& bootstrap, const std::string& group,
+                                                   const std::string& topic, int partitions) {
+  std::string err;
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  conf->set("bootstrap.servers", bootstrap, err);
+  conf->set("group.id", group, err);
+  std::unique_ptr<RdKafka::KafkaConsumer> c(RdKafka::KafkaConsumer::create(conf.get(), err));
+  REQUIRE(c);
+  std::vector<RdKafka::TopicPartition*> parts;
+  for (int i = 0; i < partitions; ++i) parts.push_back(RdKafka::TopicPartition::create(topic, i));
+  REQUIRE(c->committed(parts, 10000) == RdKafka::ERR_NO_ERROR);
+  std::vector<std::int64_t> out;
+  for (auto* p : parts) out.push_back(p->offset() >= 0 ? p->offset() : -1);
+  RdKafka::TopicPartition::destroy(parts);
+  c->close();
+  return out;
 }
 
 /// Committed offsets of a group, summed over the topic's partitions.

@@ -1,0 +1,670 @@
+// Live equals replay (issue 16): `portalwatchd run` consuming a Kafka topic must publish exactly the
+// findings and decisions that `portalwatchd replay` prints for the same events, whatever the
+// partitions, the backlog, restarts or assignments in several steps.
+//
+// One shared set-up: `portalwatchd simulate` writes two and a half simulated days with one attack
+// of every kind the simulator makes; the whole file is produced to a 32-partition topic, keyed by
+// user name, before any daemon starts (a backlog); `portalwatchd replay` of the file is the
+// reference. Then three variants each run the real daemon on a fresh consumer group, state store
+// and alerts/decisions topics, and compare what it published with the reference:
+//   - backlog: one daemon reads the whole backlog;
+//   - killed: the same, killed with SIGKILL at about 30% and 60% and restarted each time;
+//   - two steps: a plain consumer of the same group holds half the partitions (not reading, not
+//     committing) while the daemon reads the other half, then leaves them to it.
+// Findings are compared as the multiset of (detector, name, entity, severity, at) and decisions as
+// the multiset of (action, state, scope, at); ids and evidence are not compared.
+#include <doctest/doctest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "daemon/config.h"
+#include "daemon/embedded_broker.h"
+#include "daemon/simulator.h"
+#include "detectors/time.h"
+#include "tests/integration/daemon_process.h"
+#include "tests/integration/kafka_harness.h"
+
+extern char** environ;
+
+namespace portalwatch::test {
+
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+// The stream: 80,000 events of a 3,000-employee workforce at 0.9 events/s at the weekday peak
+// (about 2.5 days of event time, about 55 MB). The embedded broker keeps only about 5 MiB per
+// partition: 32 partitions hold about 1.7 MB each (checked below: every low watermark is 0).
+constexpr std::uint64_t kEvents = 80'000;
+constexpr int kPartitions = 32;
+constexpr const char* kStart = "2026-11-02T00:00:00Z";  // a Monday; in the past: see below
+constexpr const char* kTopic = "events";
+constexpr std::size_t kExamples = 10;
+constexpr int kBatch = 50;          // messages per produced batch
+constexpr int kKilledRttMs = 80;    // the broker's answers delayed this much while a kill is due
+
+double seconds_since(SteadyClock::time_point t0) {
+  return std::chrono::duration<double>(SteadyClock::now() - t0).count();
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::vector<std::string> lines_of(const std::string& path) {
+  std::vector<std::string> out;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) out.push_back(std::move(line));
+  return out;
+}
+
+// Runs `args` (args[0] an absolute path, no shell) with stdout and stderr to files; its exit code,
+// or -1 when it did not exit normally.
+int run_command(const std::vector<std::string>& args, const std::string& out, const std::string& err) {
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<std::string> copy = args;
+  std::vector<char*> argv;
+  for (auto& a : copy) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, copy[0].c_str(), &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) return -1;
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// The default configuration with some top-level sections replaced (each override is the whole
+// section, its key line included). Sections not named keep the shipped text byte for byte, so the
+// detectors, policies and time settings of every configuration here are the shipped defaults.
+std::string default_config_with(const std::map<std::string, std::string>& overrides) {
+  std::string out, section;
+  std::istringstream in{std::string(default_config_text())};
+  std::set<std::string> replaced;
+  for (std::string line; std::getline(in, line);) {
+    const bool top_level = !line.empty() && line[0] != ' ' && line[0] != '#' && line.find(':') != std::string::npos;
+    if (top_level) section = line.substr(0, line.find(':'));
+    const auto o = overrides.find(section);
+    if (o == overrides.end()) {
+      out += line + "\n";
+    } else if (top_level) {
+      out += o->second;
+      replaced.insert(section);
+    }
+  }
+  for (const auto& [name, text] : overrides) REQUIRE_MESSAGE(replaced.count(name), "no section " << name);
+  return out;
+}
+
+// ---- what is compared ---------------------------------------------------------------------------
+
+// The part of a finding or decision after `"key":{` (the entity or scope object).
+std::string object_after(const std::string& json, const std::string& key) {
+  const auto at = json.find("\"" + key + "\":{");
+  return at == std::string::npos ? std::string() : json.substr(at, json.find('}', at) - at + 1);
+}
+
+bool is_decision(const std::string& json) { return json.find("\"kind\":\"decision\"") != std::string::npos; }
+
+// "detector[/name]": the instance (a configured name only when it differs from the detector).
+std::string instance_of(const std::string& finding) {
+  // "name" comes right after "detector" when present; evidence may hold a key "name" too.
+  const auto severity = finding.find("\"severity\":");
+  const auto name = finding.find("\"name\":");
+  const std::string n = name != std::string::npos && name < severity ? field(finding, "name") : std::string();
+  return field(finding, "detector") + (n.empty() ? "" : "/" + n);
+}
+
+// detector[/name] entity-type:value severity at
+std::string finding_key(const std::string& f) {
+  const std::string entity = object_after(f, "entity");
+  return instance_of(f) + " " + field(entity, "type") + ":" + field(entity, "value") + " " + field(f, "severity") +
+         " at " + field(f, "at");
+}
+
+// action state scope-type:value at
+std::string decision_key(const std::string& d) {
+  const std::string scope = object_after(d, "scope");
+  return field(d, "action") + " " + field(d, "state") + " " + field(scope, "type") + ":" + field(scope, "value") +
+         " at " + field(d, "at");
+}
+
+using Multiset = std::map<std::string, int>;
+
+// What one side has more of than the other, key by key (a key twice on one side and once on the
+// other is one difference).
+std::vector<std::string> excess(const Multiset& a, const Multiset& b) {
+  std::vector<std::string> out;
+  for (const auto& [k, n] : a) {
+    const auto it = b.find(k);
+    for (int i = it == b.end() ? 0 : it->second; i < n; ++i) out.push_back(k);
+  }
+  return out;
+}
+
+std::string examples(const std::vector<std::string>& keys) {
+  std::string out;
+  for (std::size_t i = 0; i < keys.size() && i < kExamples; ++i) out += "\n    " + keys[i];
+  if (keys.size() > kExamples) out += "\n    ... " + std::to_string(keys.size() - kExamples) + " more";
+  return out;
+}
+
+// "instance: N only live, M only replay; ..." for the differing findings.
+std::string by_instance(const std::vector<std::string>& only_live, const std::vector<std::string>& only_replay) {
+  std::map<std::string, std::pair<int, int>> n;
+  for (const auto& k : only_live) ++n[k.substr(0, k.find(' '))].first;
+  for (const auto& k : only_replay) ++n[k.substr(0, k.find(' '))].second;
+  std::string out;
+  for (const auto& [instance, c] : n)
+    out += (out.empty() ? "" : "; ") + instance + " " + std::to_string(c.first) + " only live, " +
+           std::to_string(c.second) + " only replay";
+  return out.empty() ? "none" : out;
+}
+
+// ---- the shared set-up ----------------------------------------------------------------------------
+
+struct Shared {
+  std::unique_ptr<EmbeddedBroker> broker;
+  std::string dir, events_file;
+  std::size_t events = 0;
+  TimeMs first = 0, last = 0;       // event time of the stream's first and last events
+  std::size_t inversions = 0;       // events stamped earlier than the one before them in the file
+  std::vector<std::string> replay_findings, replay_decisions;
+  std::string replay_summary;       // replay's --summary json
+  double setup_seconds = 0;
+
+  ~Shared() {
+    broker.reset();
+    if (!dir.empty() && !getenv("PW_KEEP_TMP")) std::filesystem::remove_all(dir);
+  }
+};
+
+std::unique_ptr<Shared> make_shared_setup() {
+  const auto t0 = SteadyClock::now();
+  auto s = std::make_unique<Shared>();
+  char tmpl[] = "/tmp/portalwatch-live-replay-XXXXXX";
+  REQUIRE(mkdtemp(tmpl));
+  s->dir = tmpl;
+  s->events_file = s->dir + "/events.jsonl";
+
+  // Every attack kind, spread over the first day (simulate spaces them by events / rate). The
+  // stream lies in the past, as a backlog does: the daemon's "now" is the wall clock, and events
+  // stamped ahead of it would be clamped as future.
+  const std::string truth = s->dir + "/truth.jsonl";
+  REQUIRE(run_command({PORTALWATCHD_PATH, "simulate", "-n", std::to_string(kEvents), "--rate", "0.9", "--employees",
+                       "3000", "--seed", "16", "--start", kStart, "-o", s->events_file, "--truth", truth},
+                      s->dir + "/simulate.out", s->dir + "/simulate.err") == 0);
+  std::set<std::string> kinds;
+  for (const auto& label : lines_of(truth)) kinds.insert(field(label, "attack"));
+  for (std::size_t k = 0; k < sim::kAttackKindCount; ++k)
+    CHECK_MESSAGE(kinds.count(std::string(sim::to_string(static_cast<sim::AttackKind>(k)))),
+                  "no " << sim::to_string(static_cast<sim::AttackKind>(k)) << " attack in the stream");
+
+  // The simulator writes events in non-decreasing event time (PortalSimulator::next), so the file
+  // and each partition (a subsequence) are sorted: measured here rather than assumed.
+  const std::vector<std::string> lines = lines_of(s->events_file);
+  s->events = lines.size();
+  REQUIRE(s->events == kEvents);
+  TimeMs previous = 0;
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const auto t = parse_rfc3339(field(lines[i], "@timestamp"));
+    REQUIRE_MESSAGE(t, "line " << i + 1 << " has no @timestamp");
+    if (i == 0) s->first = *t;
+    if (i > 0 && *t < previous) ++s->inversions;
+    previous = std::max(previous, *t);
+  }
+  s->last = previous;
+  REQUIRE_MESSAGE(s->last - s->first >= 2 * kDayMs, "the stream covers less than two days");
+
+  // The whole file as a backlog, keyed by user name as production is (user_key; an event without
+  // a user name has no key). Nothing dropped: every partition still starts at offset 0 and the
+  // partitions hold every line.
+  std::string error;
+  s->broker = EmbeddedBroker::start(1, error);
+  REQUIRE_MESSAGE(s->broker, error);
+  REQUIRE_MESSAGE(s->broker->create_topic(kTopic, kPartitions, error), error);
+  // In small batches: the embedded broker answers a fetch with one batch per partition, so with
+  // its answers delayed (set_broker_rtt) the killed variant's daemon reads at a pace that lets the
+  // kills land mid-stream; the messages and their order are the same either way.
+  produce_all(s->broker->bootstrap(), kTopic, lines, {{"batch.num.messages", std::to_string(kBatch)}});
+  const auto marks = partition_watermarks(s->broker->bootstrap(), kTopic, kPartitions);
+  std::int64_t held = 0, fewest = INT64_MAX, most = 0;
+  for (int p = 0; p < kPartitions; ++p) {
+    CHECK_MESSAGE(marks[p].first == 0, "partition " << p << " dropped its first " << marks[p].first
+                                                    << " messages (the embedded broker's retention)");
+    held += marks[p].second - marks[p].first;
+    fewest = std::min(fewest, marks[p].second);
+    most = std::max(most, marks[p].second);
+  }
+  REQUIRE_MESSAGE(held == static_cast<std::int64_t>(s->events), held << " messages held for " << s->events << " lines");
+
+  // The reference: replay of the same file with the same detectors, policies and time settings.
+  const std::string replay_config = s->dir + "/replay.yaml";
+  std::ofstream(replay_config) << default_config_with({});
+  const std::string out = s->dir + "/replay.out", err = s->dir + "/replay.err";
+  REQUIRE(run_command({PORTALWATCHD_PATH, "replay", "--no-progress", "--summary", "json", "--config", replay_config,
+                       s->events_file},
+                      out, err) == 0);
+  for (auto& line : lines_of(out)) (is_decision(line) ? s->replay_decisions : s->replay_findings).push_back(line);
+  for (const auto& line : lines_of(err))
+    if (!line.empty() && line[0] == '{') s->replay_summary = line;
+  REQUIRE_MESSAGE(!s->replay_summary.empty(), slurp(err));
+  REQUIRE(field(s->replay_summary, "events_read") == std::to_string(s->events));
+  s->setup_seconds = seconds_since(t0);
+  MESSAGE("live equals replay, set-up: " << s->events << " events from " << format_rfc3339(s->first) << " to "
+                                         << format_rfc3339(s->last) << " (" << kinds.size() << " attack kinds), "
+                                         << s->inversions << " out of event-time order in the file; "
+                                         << kPartitions << " partitions of " << fewest << " to " << most
+                                         << " messages; replay: " << s->replay_findings.size() << " findings, "
+                                         << s->replay_decisions.size() << " decisions, "
+                                         << field(s->replay_summary, "late_clamped") << " late and "
+                                         << field(s->replay_summary, "future_clamped")
+                                         << " future timestamps clamped; set-up took " << s->setup_seconds << " s");
+  return s;
+}
+
+Shared& shared() {
+  static std::unique_ptr<Shared> s;
+  if (!s) s = make_shared_setup();
+  return *s;
+}
+
+// ---- one variant: a daemon of its own ------------------------------------------------------------
+
+// A daemon's configuration, state store, metrics port, topics and hook record, apart from every
+// other variant's.
+struct LiveRun {
+  std::string name, group, alerts, decisions, config, log, hooks;
+  int port = 0;
+};
+
+LiveRun make_run(const Shared& s, const std::string& name) {
+  LiveRun r;
+  r.name = name;
+  r.group = "live-replay-" + name;
+  r.alerts = "alerts-" + name;
+  r.decisions = "decisions-" + name;
+  r.config = s.dir + "/" + name + ".yaml";
+  r.log = s.dir + "/" + name + ".log";
+  r.hooks = s.dir + "/" + name + "-hook-runs.jsonl";
+  r.port = free_port();
+  std::string error;
+  REQUIRE_MESSAGE(s.broker->create_topic(r.alerts, 1, error), error);
+  REQUIRE_MESSAGE(s.broker->create_topic(r.decisions, 1, error), error);
+  // Warm-up after a restart covers the whole stream. The daemon rebuilds its detectors' windows by
+  // reading state.warmup_minutes of event time again (default 60), but the shipped detectors keep
+  // state far longer than an hour: enumeration_daily's day, the shared-egress sources and
+  // multi_account_source's history learned over the *previous* day, impossible_travel's week of
+  // last sign-ins, failure_spike's and credential_stuffing's baselines learned from the start.
+  // Only a warm-up from the stream's first event gives a restarted daemon the state replay has.
+  const TimeMs warmup_minutes = (s.last - s.first) / kMinuteMs + 60;
+  REQUIRE(warmup_minutes <= 7 * 24 * 60);  // the configuration's limit
+  std::ofstream(r.config) << default_config_with(
+      {{"kafka", "kafka:\n  bootstrap_servers: \"" + s.broker->bootstrap() + "\"\n  group_id: " + r.group +
+                     "\n  topics: [" + kTopic + "]\n  alerts_topic: " + r.alerts + "\n  decisions_topic: " +
+                     r.decisions +
+                     "\n  dead_letter_topic: \"\"\n  commit_interval_ms: 200\n  poll_timeout_ms: 100\n"
+                     "  properties:\n    session.timeout.ms: \"3000\"\n    heartbeat.interval.ms: \"300\"\n"
+                     "    partition.assignment.strategy: cooperative-sticky\n"},
+       {"state", "state:\n  path: \"" + s.dir + "/" + name + "-state\"\n  block_cache_mib: 16\n  warmup_minutes: " +
+                     std::to_string(warmup_minutes) + "\n"},
+       {"metrics", "metrics:\n  enabled: true\n  listen: \"127.0.0.1:" + std::to_string(r.port) + "\"\n"},
+       {"control", "control:\n  socket: \"\"\n"},
+       {"hooks", "hooks:\n  - name: record\n    type: exec\n    on: {states: [on]}\n    argv: [/usr/bin/tee, -a, \"" +
+                     r.hooks + "\"]\n"}});
+  return r;
+}
+
+// What one run of the daemon (one process) showed on /metrics, last scraped.
+struct RunMetrics {
+  double received = 0, warmup = 0, late = 0;
+  static RunMetrics of(const std::string& m) {
+    return {std::max(0.0, metric(m, "portalwatch_events_received_total")),
+            std::max(0.0, metric(m, "portalwatch_events_warmup_total")),
+            std::max(0.0, metric(m, "portalwatch_events_time_clamped_total{kind=\"late\"}"))};
+  }
+  double fresh() const { return received - warmup; }  // events this run processed for the first time
+};
+
+// Waits until the daemon holds every partition, the group has committed every event (the daemon
+// commits only what it processed and delivered) and its lag is 0; its metrics then, once they
+// have settled (the daemon copies its counters to /metrics every 250 ms).
+std::string wait_caught_up(const Shared& s, const LiveRun& r, std::chrono::seconds timeout) {
+  const auto deadline = SteadyClock::now() + timeout;
+  std::string m;
+  std::int64_t committed = -1;
+  while (SteadyClock::now() < deadline) {
+    m = scrape(r.port);
+    if (metric(m, "portalwatch_kafka_assigned_partitions") == kPartitions &&
+        metric(m, "portalwatch_consumer_lag_messages") == 0) {
+      committed = committed_total(s.broker->bootstrap(), r.group, kTopic, kPartitions);
+      if (committed == static_cast<std::int64_t>(s.events)) break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  if (committed != static_cast<std::int64_t>(s.events))
+    FAIL("the daemon did not catch up: " << committed << " of " << s.events << " committed; log " << r.log);
+  // Settled: the same counts in two scrapes more than one copy interval apart.
+  RunMetrics before = RunMetrics::of(m);
+  auto since = SteadyClock::now();
+  while (SteadyClock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    m = scrape(r.port);
+    const RunMetrics now = RunMetrics::of(m);
+    if (now.received != before.received || now.warmup != before.warmup || now.late != before.late) {
+      before = now;
+      since = SteadyClock::now();
+    } else if (SteadyClock::now() - since > std::chrono::milliseconds(300)) {
+      return m;
+    }
+  }
+  FAIL("the daemon's metrics did not settle; log " << r.log);
+  return m;
+}
+
+void stop_daemon(pid_t pid, const LiveRun& r) {
+  REQUIRE(kill(pid, SIGTERM) == 0);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CHECK_MESSAGE(WIFEXITED(status),
+                "died of signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0) << "; log " << r.log);
+  CHECK_MESSAGE(WEXITSTATUS(status) == 0, "log " << r.log);
+}
+
+// Compares what the variant's daemon(s) published with replay, prints the figures and checks.
+void compare_with_replay(const Shared& s, const LiveRun& r, const std::vector<RunMetrics>& runs, double seconds,
+                         const std::string& notes) {
+  const std::vector<std::string> findings = read_topic(s.broker->bootstrap(), r.alerts, 1);
+  const std::vector<std::string> decisions = read_topic(s.broker->bootstrap(), r.decisions, 1);
+  const std::vector<std::string> hook_runs = lines_of(r.hooks);
+
+  // Findings: every message of the alerts topic counts. One published twice is a difference, also
+  // when it is the same message sent again with the same id after a crash (counted apart below).
+  Multiset live_f, replay_f;
+  std::map<std::string, int> ids;
+  std::size_t same_id_again = 0;
+  for (const auto& f : findings) {
+    ++live_f[finding_key(f)];
+    if (++ids[field(f, "id")] > 1) ++same_id_again;
+  }
+  for (const auto& f : s.replay_findings) ++replay_f[finding_key(f)];
+  const auto only_live = excess(live_f, replay_f), only_replay = excess(replay_f, live_f);
+
+  // Decisions. Live time goes on by the wall clock (PolicyEngine::tick gets the later of the
+  // watermark and the wall clock) while replay's ends with the file: a decision stamped after the
+  // stream's last event (a lockdown ending by its duration on the wall clock) has no counterpart in
+  // replay, so those are reported apart and not compared. The stream lies in the past, so the wall
+  // clock is ahead of event time all through a backlog.
+  Multiset live_d, replay_d;
+  std::vector<std::string> live_after, replay_after;
+  auto split = [&](const std::vector<std::string>& all, Multiset& within, std::vector<std::string>& after) {
+    for (const auto& d : all) {
+      const auto at = parse_rfc3339(field(d, "at"));
+      if (at && *at > s.last) after.push_back(decision_key(d));
+      else ++within[decision_key(d)];
+    }
+  };
+  split(decisions, live_d, live_after);
+  split(s.replay_decisions, replay_d, replay_after);
+  const auto d_only_live = excess(live_d, replay_d), d_only_replay = excess(replay_d, live_d);
+  std::size_t d_compared = 0;
+  for (const auto& [k, n] : replay_d) d_compared += static_cast<std::size_t>(n);
+
+  // Hooks: each "on" decision acted on once.
+  Multiset hooked;
+  std::map<std::string, int> hooked_ids;
+  std::vector<std::string> hooked_twice;
+  for (const auto& h : hook_runs) {
+    if (++hooked[decision_key(h)] == 2) hooked_twice.push_back(decision_key(h));
+    ++hooked_ids[field(h, "id")];
+  }
+  Multiset live_on;
+  for (const auto& d : decisions)
+    if (field(d, "state") == "on") ++live_on[decision_key(d)];
+  const auto on_not_hooked = excess(live_on, hooked), hooked_not_published = excess(hooked, live_on);
+
+  double late = 0, warmup = 0;
+  std::string per_run;
+  for (const auto& m : runs) {
+    late += m.late;
+    warmup += m.warmup;
+    per_run += (per_run.empty() ? "" : ", ") + std::to_string(static_cast<long>(m.received)) + " received (" +
+               std::to_string(static_cast<long>(m.warmup)) + " warm-up, " + std::to_string(static_cast<long>(m.late)) +
+               " late)";
+  }
+  std::size_t f_compared = 0;
+  for (const auto& [k, n] : replay_f) {
+    const auto it = live_f.find(k);
+    f_compared += static_cast<std::size_t>(std::min(n, it == live_f.end() ? 0 : it->second));
+  }
+
+  MESSAGE("live equals replay [" << r.name << "] " << notes << "\n  " << seconds << " s; " << s.events
+          << " events; runs: " << per_run << "\n  findings: replay " << s.replay_findings.size() << ", live "
+          << findings.size() << " (" << same_id_again << " delivered again with the same id); " << f_compared
+          << " equal, " << only_live.size() << " only in live, " << only_replay.size() << " only in replay"
+          << "\n  differences by detector: " << by_instance(only_live, only_replay)
+          << "\n  decisions up to the last event: replay " << d_compared << ", live "
+          << decisions.size() - live_after.size() << "; " << d_only_live.size() << " only in live, "
+          << d_only_replay.size() << " only in replay; after the last event (not compared): live "
+          << live_after.size() << ", replay " << replay_after.size() << "\n  hook runs " << hook_runs.size()
+          << " for " << live_on.size() << " \"on\" decisions published (" << hooked_twice.size()
+          << " run twice, " << on_not_hooked.size() << " not run, " << hooked_not_published.size()
+          << " run for no published decision)\n  portalwatch_events_time_clamped_total{kind=\"late\"} " << late
+          << ", portalwatch_events_warmup_total " << warmup
+          << (only_live.empty() ? "" : "\n  findings only in live:" + examples(only_live))
+          << (only_replay.empty() ? "" : "\n  findings only in replay:" + examples(only_replay))
+          << (d_only_live.empty() ? "" : "\n  decisions only in live:" + examples(d_only_live))
+          << (d_only_replay.empty() ? "" : "\n  decisions only in replay:" + examples(d_only_replay))
+          << (live_after.empty() ? "" : "\n  live decisions after the last event:" + examples(live_after))
+          << (hooked_twice.empty() ? "" : "\n  hooks run twice:" + examples(hooked_twice)));
+
+  CHECK_MESSAGE(only_live.empty(), "findings published live that replay does not give; log " << r.log);
+  CHECK_MESSAGE(only_replay.empty(), "findings of replay not published live; log " << r.log);
+  CHECK(d_only_live.empty());
+  CHECK(d_only_replay.empty());
+  CHECK(replay_after.empty());
+  CHECK_MESSAGE(hooked_twice.empty(), "an \"on\" decision acted on twice");
+  CHECK(on_not_hooked.empty());
+  CHECK(hooked_not_published.empty());
+  // Each partition is in event-time order (the file is: s.inversions == 0), so a daemon that
+  // merges its partitions by event time never sees an event older than its watermark. Replay's own
+  // late count is no guide here: it comes from its stream-time reference ("now" is the median of
+  // the last five timestamps), which after a quiet night's gap of more than max_future_seconds
+  // places the next events at that median, sometimes below the watermark; live's "now" is the wall
+  // clock. Were the file not sorted, live could not do better than replay of it.
+  const double allowed_late = s.inversions == 0 ? 0 : std::atof(field(s.replay_summary, "late_clamped").c_str());
+  CHECK_MESSAGE(late <= allowed_late, late << " events placed at the watermark live");
+}
+
+// A librdkafka consumer of the group that takes partitions and holds them: assigned, paused at
+// once (nothing fetched is delivered), never committed.
+class HoldingConsumer final : public RdKafka::RebalanceCb {
+ public:
+  HoldingConsumer(const std::string& bootstrap, const std::string& group) {
+    std::string err;
+    std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+    for (const auto& [k, v] : std::map<std::string, std::string>{
+             {"bootstrap.servers", bootstrap},
+             {"group.id", group},
+             {"enable.auto.commit", "false"},
+             {"enable.auto.offset.store", "false"},
+             {"auto.offset.reset", "earliest"},
+             {"partition.assignment.strategy", "cooperative-sticky"},  // as the daemon's configuration
+             {"session.timeout.ms", "3000"},
+             {"heartbeat.interval.ms", "300"}})
+      REQUIRE_MESSAGE(conf->set(k, v, err) == RdKafka::Conf::CONF_OK, k << ": " << err);
+    REQUIRE(conf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(this), err) == RdKafka::Conf::CONF_OK);
+    consumer_.reset(RdKafka::KafkaConsumer::create(conf.get(), err));
+    REQUIRE_MESSAGE(consumer_, err);
+    REQUIRE(consumer_->subscribe({kTopic}) == RdKafka::ERR_NO_ERROR);
+  }
+  ~HoldingConsumer() override { close(); }
+
+  /// Serves the group (rebalances) for this long; counts messages delivered (none are expected).
+  void poll_for(std::chrono::milliseconds d) {
+    const auto until = SteadyClock::now() + d;
+    while (SteadyClock::now() < until) {
+      std::unique_ptr<RdKafka::Message> m(consumer_->consume(20));
+      if (m->err() == RdKafka::ERR_NO_ERROR) ++delivered_;
+    }
+  }
+  void close() {
+    if (!consumer_) return;
+    consumer_->close();
+    consumer_.reset();
+  }
+  const std::set<int>& held() const { return held_; }
+  std::size_t delivered() const { return delivered_; }
+
+  void rebalance_cb(RdKafka::KafkaConsumer* c, RdKafka::ErrorCode err,
+                    std::vector<RdKafka::TopicPartition*>& parts) override {
+    const bool cooperative = c->rebalance_protocol() == "COOPERATIVE";
+    if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
+      if (cooperative) delete c->incremental_assign(parts);
+      else c->assign(parts);
+      c->pause(parts);
+      for (auto* p : parts) held_.insert(p->partition());
+    } else {
+      if (cooperative) delete c->incremental_unassign(parts);
+      else c->unassign();
+      for (auto* p : parts) held_.erase(p->partition());
+      if (!cooperative) held_.clear();
+    }
+  }
+
+ private:
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  std::set<int> held_;
+  std::size_t delivered_ = 0;
+};
+
+}  // namespace
+
+TEST_CASE("integration: live equals replay: a backlog over 32 partitions read by one daemon") {
+  const Shared& s = shared();
+  const auto t0 = SteadyClock::now();
+  const LiveRun r = make_run(s, "backlog");
+  const pid_t pid = spawn_daemon(r.config, r.log);
+  const std::string m = wait_caught_up(s, r, std::chrono::seconds(120));
+  stop_daemon(pid, r);
+  compare_with_replay(s, r, {RunMetrics::of(m)}, seconds_since(t0), "(one daemon, the whole backlog)");
+}
+
+TEST_CASE("integration: live equals replay: the daemon killed with SIGKILL twice mid-stream and restarted") {
+  const Shared& s = shared();
+  const auto t0 = SteadyClock::now();
+  const LiveRun r = make_run(s, "killed");
+  // Unpaced, the daemon reads the whole backlog in about a second, between two updates of its
+  // metrics (every 250 ms): the broker's answers are delayed until the last kill so that each kill
+  // lands near its mark (a fetch brings at most kBatch events of each partition).
+  REQUIRE(s.broker->set_broker_rtt(1, kKilledRttMs));
+  struct RttReset {
+    const Shared& s;
+    ~RttReset() { s.broker->set_broker_rtt(1, 0); }
+  } rtt_reset{s};
+  std::vector<RunMetrics> runs;
+  std::string notes;
+  pid_t pid = spawn_daemon(r.config, r.log);
+  // The first run is killed once it has read 30% of the stream, the second at 60%. After a restart
+  // the daemon reads every partition again from its first event (the warm-up covers the whole
+  // stream), so a run's received count is how far it has come; the second must also have read
+  // events that are new to it (beyond the stored position, not counted as warm-up).
+  for (int k = 0; k < 2; ++k) {
+    const double mark = 0.3 * (k + 1) * static_cast<double>(s.events);
+    const double fresh_needed = 0.05 * static_cast<double>(s.events);
+    const auto deadline = SteadyClock::now() + std::chrono::seconds(60);
+    RunMetrics seen;
+    while (SteadyClock::now() < deadline) {
+      seen = RunMetrics::of(scrape(r.port));
+      if (seen.received >= mark && seen.fresh() >= fresh_needed) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    REQUIRE_MESSAGE((seen.received >= mark && seen.fresh() >= fresh_needed),
+                    "run " << k + 1 << " read only " << seen.received << " events; log " << r.log);
+    REQUIRE(kill(pid, SIGKILL) == 0);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    CHECK(WIFSIGNALED(status));
+    runs.push_back(seen);
+    const std::int64_t committed = committed_total(s.broker->bootstrap(), r.group, kTopic, kPartitions);
+    notes += std::string(k ? "; " : "(") + "kill " + std::to_string(k + 1) + " at " +
+             std::to_string(static_cast<long>(seen.received)) + " events read (" +
+             std::to_string(static_cast<long>(seen.fresh())) + " new), " + std::to_string(committed) + " committed";
+    // A kill after the daemon had finished would test nothing.
+    CHECK_MESSAGE(committed < static_cast<std::int64_t>(s.events), "kill " << k + 1 << " came after the end");
+    pid = spawn_daemon(r.config, r.log);
+  }
+  s.broker->set_broker_rtt(1, 0);
+  const std::string m = wait_caught_up(s, r, std::chrono::seconds(120));
+  stop_daemon(pid, r);
+  runs.push_back(RunMetrics::of(m));
+  compare_with_replay(s, r, runs, seconds_since(t0),
+                      notes + "; the killed runs' counters as last scraped before the kill)");
+}
+
+TEST_CASE("integration: live equals replay: partitions assigned to the daemon in two steps") {
+  const Shared& s = shared();
+  const auto t0 = SteadyClock::now();
+  const LiveRun r = make_run(s, "two-steps");
+  // A plain consumer of the same group takes every partition first, then shares them with the
+  // daemon (cooperative-sticky: about half each), holds its share without reading or committing,
+  // and leaves: the daemon gets the rest in a second assignment.
+  HoldingConsumer holder(s.broker->bootstrap(), r.group);
+  auto deadline = SteadyClock::now() + std::chrono::seconds(30);
+  while (SteadyClock::now() < deadline && holder.held().size() != kPartitions)
+    holder.poll_for(std::chrono::milliseconds(100));
+  REQUIRE_MESSAGE(holder.held().size() == kPartitions, "the plain consumer holds " << holder.held().size());
+  const pid_t pid = spawn_daemon(r.config, r.log);
+  double daemon_held = 0;
+  deadline = SteadyClock::now() + std::chrono::seconds(30);
+  while (SteadyClock::now() < deadline) {
+    holder.poll_for(std::chrono::milliseconds(100));
+    daemon_held = metric(scrape(r.port), "portalwatch_kafka_assigned_partitions");
+    if (daemon_held >= 1 && daemon_held + static_cast<double>(holder.held().size()) == kPartitions) break;
+  }
+  REQUIRE_MESSAGE(daemon_held >= 1, "the daemon got no partition; log " << r.log);
+  const std::size_t first_share = static_cast<std::size_t>(daemon_held), held_back = holder.held().size();
+  // Its share, held for a few seconds: the daemon reads its own partitions meanwhile.
+  holder.poll_for(std::chrono::seconds(3));
+  const RunMetrics before_second = RunMetrics::of(scrape(r.port));
+  const auto committed = committed_offsets(s.broker->bootstrap(), r.group, kTopic, kPartitions);
+  for (const int p : holder.held()) CHECK_MESSAGE(committed[static_cast<std::size_t>(p)] < 0, "partition " << p);
+  const std::size_t delivered_to_holder = holder.delivered();
+  holder.close();
+  const std::string m = wait_caught_up(s, r, std::chrono::seconds(120));
+  stop_daemon(pid, r);
+  compare_with_replay(s, r, {RunMetrics::of(m)}, seconds_since(t0),
+                      "(first assignment " + std::to_string(first_share) + " partitions, " +
+                          std::to_string(held_back) + " held back for 3 s, " +
+                          std::to_string(static_cast<long>(before_second.received)) +
+                          " events processed before the second assignment; " +
+                          std::to_string(delivered_to_holder) + " messages reached the plain consumer)");
+}
+
+}  // namespace portalwatch::test
