@@ -145,11 +145,13 @@ class Engine {
     return max_time_ == kNoTime ? 0 : max_time_ - options_.time.allowed_lateness_ms;
   }
   /// Where a source that merges several inputs by event time places an event with this timestamp:
-  /// the timestamp, but no further ahead of the newest event time seen than max_future (as
-  /// process_event clamps it), so that one forged timestamp cannot hold back its input.
+  /// the timestamp, but with the wall-clock reference no further ahead of the wall clock than
+  /// max_future (as process_event clamps it), so that a forged timestamp holds its input back
+  /// only until the others have reached the present. (Not capped by the stream's own time: in a
+  /// backlog a quiet input's next event is legitimately far ahead of the others.)
   TimeMs ordering_time(TimeMs timestamp) const {
-    if (max_time_ == kNoTime) return timestamp;
-    return std::min(timestamp, max_time_ + options_.time.max_future_ms);
+    if (options_.time.reference != TimeOptions::Reference::kWallClock || !wall_clock_) return timestamp;
+    return std::min(timestamp, wall_clock_->now() + options_.time.max_future_ms);
   }
   /// The id the next finding gets; the daemon restores it after a restart.
   std::uint64_t next_finding_id() const { return next_finding_id_; }
