@@ -522,29 +522,33 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   }
 
   // DecisionSink: a policy decided (or an operator, through the policy engine's manual()). The
-  // lockdown state is written (synced) first, so a restart knows what is on; then the decision
-  // goes to the log, the decision log, the decisions topic.
+  // lockdown state and the decision (in the decisions' outbox, when it goes to the decisions topic)
+  // are written (synced) first, so a restart knows what is on and sends again a decision whose
+  // delivery was not confirmed; then the decision goes to the log, the decision log, the topic.
   void decide(Decision&& d) override {
     const std::string key = PolicyEngine::key_of(d.action, d.scope);
     const std::size_t hook_count = hooks_ ? hooks_->hooks_for(d) : 0;
     if (d.on && hook_count == 0) policies_.mark_hooks_done(key, d.id);  // nothing to run
+    const std::string json = d.to_json();
+    const bool to_kafka = producer_ && !config_.kafka.decisions_topic.empty();
     if (store_) {
       const auto it = policies_.active().find(key);
       const Lockdown* on = d.on && it != policies_.active().end() ? &it->second : nullptr;
+      const OutboxEntry outbox{d.id, d.scope.key(), json};
       std::string error;
-      if (!store_->write_lockdown(key, on, policies_.next_decision_id(), error)) {
+      if (!store_->write_lockdown(key, on, policies_.next_decision_id(), error, to_kafka ? &outbox : nullptr)) {
         metrics_.state_write_failures.Increment();
         spdlog::error("{}: decision {} is acted on but a restart may not know it", error, d.id_string());
       }
     }
-    const std::string json = d.to_json();
     spdlog::warn("decision {}", json);
     if (decision_log_) {
       std::fputs((json + "\n").c_str(), decision_log_.get());
       std::fflush(decision_log_.get());
     }
-    if (producer_ && !config_.kafka.decisions_topic.empty())
-      produce(TopicRole::kDecisions, config_.kafka.decisions_topic, json.data(), json.size(), d.scope.key(), nullptr);
+    if (to_kafka)
+      produce(TopicRole::kDecisions, config_.kafka.decisions_topic, json.data(), json.size(), d.scope.key(), nullptr,
+              d.id);
     metrics_.count_decision(d, policies_.active());
     remember(recent_decisions_, json);
     if (control_) control_->publish(ControlStream::kDecisions, json);
@@ -918,10 +922,20 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     }
   }
 
-  // Findings staged before the last stop whose delivery the broker never confirmed: sent again
-  // with their own ids (a consumer of the alerts topic may see one twice and can tell by the id).
+  // Findings and decisions staged before the last stop whose delivery the broker never confirmed:
+  // sent again with their own ids (a consumer of the alerts or decisions topic may see one twice
+  // and can tell by the id).
   void resend_undelivered() {
-    if (!store_ || store_->undelivered().empty()) return;
+    if (!store_) return;
+    std::size_t decisions = 0;
+    for (const auto& e : store_->undelivered_decisions()) {
+      if (config_.kafka.decisions_topic.empty() || !producer_) break;
+      produce(TopicRole::kDecisions, config_.kafka.decisions_topic, e.json.data(), e.json.size(), e.key, nullptr, e.id);
+      ++decisions;
+    }
+    if (decisions)
+      spdlog::warn("sending again {} decision(s) whose delivery was not confirmed before the last stop", decisions);
+    if (store_->undelivered().empty()) return;
     std::size_t sent = 0;
     for (const auto& e : store_->undelivered()) {
       if (e.id == 0) continue;  // staged while no alerts topic was configured
@@ -933,9 +947,9 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     spdlog::warn("sending again {} finding(s) whose delivery was not confirmed before the last stop", sent);
   }
 
-  // The delivery report carries the topic role and, for findings, the finding id.
-  static void* opaque(TopicRole role, std::uint64_t finding_id) {
-    return reinterpret_cast<void*>(static_cast<std::uintptr_t>((finding_id << 8) | static_cast<std::uint64_t>(role)));
+  // The delivery report carries the topic role and, for findings and decisions, the id.
+  static void* opaque(TopicRole role, std::uint64_t id) {
+    return reinterpret_cast<void*>(static_cast<std::uintptr_t>((id << 8) | static_cast<std::uint64_t>(role)));
   }
 
   void produce(TopicRole role, const std::string& topic, const void* data, size_t len, const std::string& key,
@@ -966,9 +980,12 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     if (msg.err() == RdKafka::ERR_NO_ERROR) {
       metrics_.produced[role]->Increment();
       std::string error;
-      if (finding_id && store_ && !store_->delivered(finding_id, error)) {
+      const bool decision = role == static_cast<size_t>(TopicRole::kDecisions);
+      if (finding_id && store_ &&
+          !(decision ? store_->decision_delivered(finding_id, error) : store_->delivered(finding_id, error))) {
         metrics_.state_write_failures.Increment();
-        spdlog::error("{}: finding {} may be sent again after a restart", error, format_id('f', finding_id));
+        spdlog::error("{}: {} {} may be sent again after a restart", error, decision ? "decision" : "finding",
+                      format_id(decision ? 'd' : 'f', finding_id));
       }
     } else {
       // librdkafka has already retried for delivery.timeout.ms. Keep the message and send it again

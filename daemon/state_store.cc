@@ -20,6 +20,7 @@ constexpr std::string_view kPositionPrefix = "o/";
 constexpr std::string_view kWarmupPrefix = "w/";
 constexpr std::string_view kLedgerPrefix = "f/";
 constexpr std::string_view kOutboxPrefix = "x/";
+constexpr std::string_view kDecisionOutboxPrefix = "y/";
 constexpr std::string_view kNextIdKey = "n";
 constexpr std::string_view kLockdownPrefix = "l/";
 constexpr std::string_view kNextDecisionKey = "m";
@@ -28,8 +29,8 @@ std::string profile_key(std::string_view account) {
   return std::string(kProfilePrefix) + std::string(account);
 }
 
-std::string outbox_key(std::uint64_t id) {
-  std::string k(kOutboxPrefix);
+std::string outbox_key(std::uint64_t id, std::string_view prefix = kOutboxPrefix) {
+  std::string k(prefix);
   for (int shift = 56; shift >= 0; shift -= 8) k.push_back(static_cast<char>((id >> shift) & 0xff));
   return k;
 }
@@ -48,10 +49,11 @@ std::string encode_outbox(const OutboxEntry& e) {
   return v + e.key + e.json;
 }
 
-std::optional<OutboxEntry> decode_outbox(std::string_view key, std::string_view value) {
-  if (key.size() != kOutboxPrefix.size() + 8 || value.size() < 4) return std::nullopt;
+std::optional<OutboxEntry> decode_outbox(std::string_view key, std::string_view value,
+                                        std::string_view prefix = kOutboxPrefix) {
+  if (key.size() != prefix.size() + 8 || value.size() < 4) return std::nullopt;
   OutboxEntry e;
-  for (std::size_t i = kOutboxPrefix.size(); i < key.size(); ++i)
+  for (std::size_t i = prefix.size(); i < key.size(); ++i)
     e.id = (e.id << 8) | static_cast<std::uint8_t>(key[i]);
   std::uint32_t n = 0;
   std::memcpy(&n, value.data(), 4);
@@ -109,6 +111,13 @@ std::unique_ptr<StateStore> StateStore::open(const StateStoreOptions& options,
        it->Next()) {
     if (auto e = decode_outbox(it->key().ToStringView(), it->value().ToStringView()))
       store->undelivered_.push_back(std::move(*e));
+    else
+      ++store->stats_.corrupt;
+  }
+  for (it->Seek(std::string(kDecisionOutboxPrefix));
+       it->Valid() && it->key().starts_with(std::string(kDecisionOutboxPrefix)); it->Next()) {
+    if (auto e = decode_outbox(it->key().ToStringView(), it->value().ToStringView(), kDecisionOutboxPrefix))
+      store->undelivered_decisions_.push_back(std::move(*e));
     else
       ++store->stats_.corrupt;
   }
@@ -230,8 +239,9 @@ bool StateStore::stage_finding(const std::string& ledger_key, const LedgerEntry&
 }
 
 bool StateStore::write_lockdown(const std::string& key, const Lockdown* lockdown, std::uint64_t next_decision_id,
-                                std::string& error) {
+                                std::string& error, const OutboxEntry* decision) {
   rocksdb::WriteBatch batch;
+  if (decision) batch.Put(outbox_key(decision->id, kDecisionOutboxPrefix), encode_outbox(*decision));
   if (lockdown)
     batch.Put(std::string(kLockdownPrefix) + key, lockdown->encode());
   else
@@ -269,7 +279,15 @@ std::vector<std::pair<std::string, std::string>> StateStore::settings(const std:
 }
 
 bool StateStore::delivered(std::uint64_t finding_id, std::string& error) {
-  const rocksdb::Status st = db_->Delete(rocksdb::WriteOptions(), outbox_key(finding_id));
+  return erase_outbox(outbox_key(finding_id), error);
+}
+
+bool StateStore::decision_delivered(std::uint64_t decision_id, std::string& error) {
+  return erase_outbox(outbox_key(decision_id, kDecisionOutboxPrefix), error);
+}
+
+bool StateStore::erase_outbox(const std::string& key, std::string& error) {
+  const rocksdb::Status st = db_->Delete(rocksdb::WriteOptions(), key);
   if (!st.ok()) {
     error = "state store write failed: " + st.ToString();
     return false;

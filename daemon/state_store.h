@@ -21,7 +21,7 @@
 //   with the next decision id; the daemon restores them at start and knows what is on.
 //
 // Key spaces: "c/<name>" operator settings (allowlist, silences), "l/<action scope>" lockdowns, "m" next decision id, "p/<account>" profiles, "o/<topic/partition>" positions, "w/<topic/partition>"
-// warm-up offsets, "f/<ledger key>" ledger, "x/<id, 8 bytes big-endian>" outbox, "n" next finding id.
+// warm-up offsets, "f/<ledger key>" ledger, "x/<id, 8 bytes big-endian>" outbox, "y/<id>" decisions' outbox, "n" next finding id.
 #pragma once
 
 #include <cstdint>
@@ -57,7 +57,7 @@ struct StateStoreStats {
   std::size_t cached = 0;
 };
 
-/// A finding written to the outbox and not yet confirmed delivered.
+/// A finding (or decision) written to an outbox and not yet confirmed delivered.
 struct OutboxEntry {
   std::uint64_t id = 0;
   std::string key;   ///< Kafka message key (the entity)
@@ -97,8 +97,14 @@ class StateStore final : public ProfileBook {
   std::uint64_t next_finding_id() const { return next_finding_id_; }
 
   /// A lockdown put on (or changed), or taken off (nullptr), with the next decision id; synced.
+  /// `decision`: the decision that did it, into the decisions' outbox in the same write (deleted by
+  /// decision_delivered(); sent again at start-up otherwise, with the same id).
   bool write_lockdown(const std::string& key, const Lockdown* lockdown, std::uint64_t next_decision_id,
-                      std::string& error);
+                      std::string& error, const OutboxEntry* decision = nullptr);
+  /// The broker confirmed a decision's delivery: it leaves the outbox.
+  bool decision_delivered(std::uint64_t decision_id, std::string& error);
+  /// Decisions never confirmed delivered, as open() found them.
+  const std::vector<OutboxEntry>& undelivered_decisions() const { return undelivered_decisions_; }
   /// Operator settings (allowlist, silences) under "c/<name>": value set, or erased (nullptr); synced.
   bool write_setting(const std::string& name, const std::string* value, std::string& error);
   /// Every setting whose name starts with prefix, read now.
@@ -123,6 +129,7 @@ class StateStore final : public ProfileBook {
   };
   explicit StateStore(StateStoreOptions options);
   void make_room();
+  bool erase_outbox(const std::string& key, std::string& error);
   using CacheEntry = std::pair<const std::string, Cached>;
 
   StateStoreOptions options_;
@@ -135,6 +142,7 @@ class StateStore final : public ProfileBook {
   std::map<std::string, std::int64_t> warmups_;
   std::vector<std::pair<std::string, LedgerEntry>> ledger_;  // as read at open
   std::vector<OutboxEntry> undelivered_;                      // as read at open
+  std::vector<OutboxEntry> undelivered_decisions_;            // as read at open
   std::uint64_t next_finding_id_ = 0;
   std::vector<Lockdown> lockdowns_;  // as read at open
   std::uint64_t next_decision_id_ = 0;
