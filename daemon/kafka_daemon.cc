@@ -86,6 +86,25 @@ std::string group_instance_id(const std::string& configured) {
   return id;
 }
 
+// The consumer's event callback: forwards to the daemon until detached. librdkafka's own threads
+// log through it, so a consumer that outlives the daemon (see release_kafka) must not reach it.
+class DetachableEventCb final : public RdKafka::EventCb {
+ public:
+  explicit DetachableEventCb(RdKafka::EventCb* target) : target_(target) {}
+  void event_cb(RdKafka::Event& event) override {
+    std::lock_guard lock(mu_);
+    if (target_) target_->event_cb(event);
+  }
+  void detach() {
+    std::lock_guard lock(mu_);
+    target_ = nullptr;
+  }
+
+ private:
+  std::mutex mu_;
+  RdKafka::EventCb* target_;
+};
+
 void delete_partitions(std::vector<RdKafka::TopicPartition*>& parts) {
   RdKafka::TopicPartition::destroy(parts);
   parts.clear();
@@ -139,10 +158,14 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         // librdkafka before 2.3.0 (Debian bookworm has 2.0.2) aborts when it destroys a
         // cooperative-sticky consumer that never received an assignment (its issue 4312): the
         // consumer, closed already, is kept to the end of the process instead.
+        // Its callbacks must not reach this daemon any more: the event callback is detached and kept
+        // with it (the rebalance callback is only served by polls, which end here).
+        consumer_events_->detach();
         static std::mutex kept_mu;
-        static auto* kept = new std::vector<std::unique_ptr<RdKafka::KafkaConsumer>>;
+        static auto* kept = new std::vector<std::pair<std::unique_ptr<RdKafka::KafkaConsumer>,
+                                                      std::unique_ptr<DetachableEventCb>>>;
         std::lock_guard lock(kept_mu);
-        kept->push_back(std::move(consumer_));
+        kept->emplace_back(std::move(consumer_), std::move(consumer_events_));
       }
       consumer_.reset();
       released->set_value();
@@ -236,7 +259,8 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     kafka_health_[static_cast<size_t>(KafkaClient::kConsumer)] = KafkaHealth(std::max(1.0, 2 * fetch_wait_seconds));
     std::string err;
     cconf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(this), err);
-    cconf->set("event_cb", static_cast<RdKafka::EventCb*>(this), err);
+    consumer_events_ = std::make_unique<DetachableEventCb>(this);
+    cconf->set("event_cb", static_cast<RdKafka::EventCb*>(consumer_events_.get()), err);
     consumer_.reset(RdKafka::KafkaConsumer::create(cconf.get(), err));
     if (!consumer_) {
       error = "cannot create Kafka consumer: " + err;
@@ -1419,6 +1443,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   std::unique_ptr<GeoIp> geoip_;  // likewise
   Engine engine_;
   Metrics metrics_;
+  std::unique_ptr<DetachableEventCb> consumer_events_;  // before consumer_: outlives it
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
   std::unique_ptr<RdKafka::Producer> producer_;
   FindingLedger ledger_;
