@@ -113,6 +113,10 @@ void FindingLedger::remember(const std::string& key, const LedgerEntry& e) {
   note_earlier(it->second);
 }
 
+void FindingLedger::mark_all_earlier() {
+  for (auto& [key, e] : entries_) note_earlier(e);
+}
+
 std::vector<std::string> FindingLedger::prune(TimeMs t) {
   std::vector<std::string> gone;
   for (auto it = entries_.begin(); it != entries_.end();) {

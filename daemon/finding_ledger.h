@@ -57,6 +57,11 @@ class FindingLedger {
   /// it and a known entry has the higher severity, then the later window.
   void remember(const std::string& key, const LedgerEntry& e);
 
+  /// Everything recorded so far counts as published by an earlier run from now on: for a source
+  /// that starts detection again from an earlier point within the same process (see
+  /// Pipeline::restart), exactly as a restart would.
+  void mark_all_earlier();
+
   /// Forgets entries whose window ended before t (event time); returns their keys.
   std::vector<std::string> prune(TimeMs t);
   std::size_t size() const { return entries_.size(); }

@@ -69,6 +69,16 @@ class Pipeline final : private FindingSink {
   /// has come end. Never moves the detectors' time.
   void advance_to(TimeMs now) { policies_.tick(now, decisions_); }
 
+  /// Detection starts again from nothing (Engine::restart with `fresh`, the detectors built again
+  /// from the configuration) and what was published so far counts as an earlier run's (the
+  /// ledger): the source then reads its inputs again from an earlier point, as a new process
+  /// would after a restart, and a finding published before is not published twice. Policies and
+  /// their lockdowns carry on.
+  void restart(std::vector<DetectorInstance> fresh) {
+    engine_.restart(std::move(fresh));
+    ledger_.mark_all_earlier();
+  }
+
   Engine& engine() { return engine_; }
   const Engine& engine() const { return engine_; }
   PolicyEngine& policies() { return policies_; }

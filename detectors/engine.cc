@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <stdexcept>
 
 namespace portalwatch {
 
@@ -113,6 +114,23 @@ Engine::ReloadReport Engine::reconfigure(const EngineOptions& options, std::vect
   ++decoder_generation_;
   configure_from_detectors();
   return report;
+}
+
+void Engine::restart(std::vector<DetectorInstance> fresh) {
+  bool same = fresh.size() == detectors_.size();
+  for (size_t i = 0; same && i < fresh.size(); ++i)
+    same = fresh[i].common.name == detectors_[i].common.name && fresh[i].common.type == detectors_[i].common.type;
+  if (!same) throw std::invalid_argument("Engine::restart: not the same detector instances");
+  detectors_ = std::move(fresh);
+  sources_ = SourceClassifier(options_.sources);
+  max_time_ = kNoTime;
+  last_tick_ = kNoTime;
+  recent_ = {};
+  recent_count_ = 0;
+  recent_pos_ = 0;
+  decoder_.reconfigure(options_.fields, options_.max_message_bytes, fields_used(detectors_));
+  ++decoder_generation_;
+  configure_from_detectors();
 }
 
 std::unique_ptr<EventDecoder> Engine::make_decoder() {

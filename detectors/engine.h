@@ -134,6 +134,14 @@ class Engine {
   /// changed.
   ReloadReport reconfigure(const EngineOptions& options, std::vector<DetectorInstance> detectors);
 
+  /// Starts detection again from nothing, as a new process would: `fresh` (the same instances as
+  /// detectors(), built again from the configuration) replaces the detectors with their windows,
+  /// and the stream's time and the learned shared sources start again. Counters, finding counts,
+  /// finding ids and profiles are kept. For a source that reads its inputs again from an earlier
+  /// point (a Kafka partition assigned after the others had moved on: its events would be late).
+  /// Throws std::invalid_argument when `fresh` does not name the same instances in the same order.
+  void restart(std::vector<DetectorInstance> fresh);
+
   const EngineStats& stats() const { return stats_; }
   const DecoderStats& decoder_stats() const { return decoder_counts_; }
   const std::vector<DetectorInstance>& detectors() const { return detectors_; }

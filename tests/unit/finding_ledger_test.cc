@@ -116,4 +116,18 @@ TEST_CASE("profile: a sign-in replayed after a restart is judged as it was at it
   CHECK(p.novelty_as_of(SignInKeys::of(ev), t0).device);
 }
 
+
+TEST_CASE("ledger: after mark_all_earlier, this run's findings so far suppress their repeats as a restart's would") {
+  FindingLedger ledger;
+  const TimeMs t0 = 1'800'000'000'000;
+  ledger.record(finding("jdoe", Severity::kMedium, t0));
+  ledger.record(finding("zed", Severity::kLow, t0 + 5 * kMinuteMs));  // the newest so far
+  CHECK_FALSE(ledger.repeats(finding("jdoe", Severity::kMedium, t0)));
+  ledger.mark_all_earlier();
+  CHECK(ledger.repeats(finding("jdoe", Severity::kMedium, t0)));              // derived again
+  CHECK_FALSE(ledger.repeats(finding("jdoe", Severity::kHigh, t0)));          // an escalation
+  CHECK_FALSE(ledger.repeats(finding("jdoe", Severity::kMedium, t0 + 6 * kMinuteMs)));  // after the mark
+  CHECK_FALSE(ledger.repeats(finding("asmith", Severity::kMedium, t0)));
+}
+
 }  // namespace portalwatch::test
