@@ -172,6 +172,7 @@ ConfigResult load_config_text(std::string_view text, const std::string& source) 
   }
   Config config;
   config.source = source;
+  config.text = std::string(text);
   {
     const ConfigNode root_node(doc, "", diags);
     MapReader root(root_node);
@@ -205,6 +206,20 @@ ConfigResult load_config_text(std::string_view text, const std::string& source) 
   }
   if (!diags.ok()) return {std::nullopt, diags.format()};
   return {std::move(config), ""};
+}
+
+std::vector<DetectorInstance> build_detectors_again(const Config& config) {
+  if (config.text.empty()) return {};
+  Diagnostics diags(config.source, config.text);
+  try {
+    const YAML::Node doc = YAML::Load(config.text);
+    DetectorRegistry registry;
+    register_builtin_detectors(registry);
+    auto out = build_detectors(ConfigNode(doc["detectors"], "detectors", diags), registry);
+    if (diags.ok()) return out;
+  } catch (const std::exception&) {
+  }
+  return {};
 }
 
 ConfigResult load_config_file(const std::string& path) {

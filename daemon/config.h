@@ -87,6 +87,7 @@ struct DecisionsConfig {
 
 struct Config {
   std::string source;  ///< file path, or "<built-in default>"
+  std::string text;    ///< the YAML it was read from (build_detectors_again)
   EngineOptions engine;
   StateConfig state;
   ProfilesConfig profiles;
@@ -101,6 +102,11 @@ struct Config {
   std::vector<PolicyConfig> policies;
   std::vector<HookConfig> hooks;  ///< lockdown hooks (daemon/hooks.h runs them)
 };
+
+/// The detector instances of `config` built again from its text: the same names and settings, with
+/// nothing counted yet (for Engine::restart). Empty when there is no text (a Config put together
+/// in code) or it no longer builds.
+std::vector<DetectorInstance> build_detectors_again(const Config& config);
 
 /// The text of config/portalwatch.yaml as shipped, compiled into the executables.
 std::string_view default_config_text();

@@ -19,6 +19,20 @@ TEST_CASE("config: the shipped default is valid and enables brute_force") {
   CHECK(r.config->kafka.topics == std::vector<std::string>{"portal-events"});
 }
 
+TEST_CASE("config: the detectors are built again from the text, the same instances in the same order") {
+  const ConfigResult r = load_config(std::nullopt);
+  REQUIRE_MESSAGE(r.config, r.errors);
+  const std::vector<DetectorInstance> again = build_detectors_again(*r.config);
+  REQUIRE(again.size() == r.config->detectors.size());
+  for (std::size_t i = 0; i < again.size(); ++i) {
+    CHECK(again[i].common.name == r.config->detectors[i].common.name);
+    CHECK(again[i].common.type == r.config->detectors[i].common.type);
+    CHECK(again[i].detector != r.config->detectors[i].detector);
+  }
+  Config in_code;
+  CHECK(build_detectors_again(in_code).empty());
+}
+
 TEST_CASE("config: the file in config/ is the compiled-in default") {
   std::ifstream in(std::string(PORTALWATCH_SOURCE_DIR) + "/config/portalwatch.yaml");
   REQUIRE(in);
