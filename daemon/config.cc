@@ -210,16 +210,9 @@ ConfigResult load_config_text(std::string_view text, const std::string& source) 
 
 std::vector<DetectorInstance> build_detectors_again(const Config& config) {
   if (config.text.empty()) return {};
-  Diagnostics diags(config.source, config.text);
-  try {
-    const YAML::Node doc = YAML::Load(config.text);
-    DetectorRegistry registry;
-    register_builtin_detectors(registry);
-    auto out = build_detectors(ConfigNode(doc["detectors"], "detectors", diags), registry);
-    if (diags.ok()) return out;
-  } catch (const std::exception&) {
-  }
-  return {};
+  ConfigResult again = load_config_text(config.text, config.source);
+  if (!again.config) return {};
+  return std::move(again.config->detectors);
 }
 
 ConfigResult load_config_file(const std::string& path) {
