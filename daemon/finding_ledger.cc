@@ -73,6 +73,26 @@ bool FindingLedger::repeats(const Finding& f) const {
   return f.severity <= it->second.severity && f.at <= it->second.until && f.at <= earlier_until_;
 }
 
+void FindingLedger::note_published(const std::string& key, Severity severity, TimeMs at) {
+  std::string exact = key;
+  exact += '\x1f';
+  exact += static_cast<char>('0' + static_cast<int>(severity));
+  published_.emplace(at, std::move(exact));
+  // Bounded as the entries are: the oldest go first.
+  while (published_.size() > max_entries_) published_.erase(published_.begin());
+}
+
+bool FindingLedger::published_exactly(const Finding& f) const {
+  std::string exact = key_of(f);
+  exact += '\x1f';
+  exact += static_cast<char>('0' + static_cast<int>(f.severity));
+  return published_.count({f.at, exact}) > 0;
+}
+
+void FindingLedger::forget_published_before(TimeMs t) {
+  published_.erase(published_.begin(), published_.lower_bound({t, std::string()}));
+}
+
 void FindingLedger::note_earlier(LedgerEntry& e) {
   e.earlier = true;
   earlier_until_ = std::max(earlier_until_, e.at);
@@ -97,16 +117,19 @@ std::string FindingLedger::record(const Finding& f) {
     }
   }
   entries_[key] = e;
+  note_published(key, e.severity, e.at);
   return key;
 }
 
 void FindingLedger::restore(std::string key, const LedgerEntry& e) {
+  note_published(key, e.severity, e.at);
   LedgerEntry& in = entries_[std::move(key)];
   in = e;
   note_earlier(in);
 }
 
 void FindingLedger::remember(const std::string& key, const LedgerEntry& e) {
+  note_published(key, e.severity, e.at);
   auto [it, fresh] = entries_.emplace(key, e);
   if (fresh || e.severity > it->second.severity || (e.severity == it->second.severity && e.until > it->second.until))
     it->second = e;

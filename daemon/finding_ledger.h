@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -62,14 +63,25 @@ class FindingLedger {
   /// Pipeline::restart), exactly as a restart would.
   void mark_all_earlier();
 
+  /// Whether exactly this finding (instance, entity, severity, time) was published: recorded by
+  /// this process, restored or read back. For events a source reads again to rebuild the
+  /// detectors' windows (EventOrigin::read_again), where a finding that differs from what was
+  /// published, even by its time, is news.
+  bool published_exactly(const Finding& f) const;
+  /// Forgets what published_exactly() knows of findings older than t (event time).
+  void forget_published_before(TimeMs t);
+
   /// Forgets entries whose window ended before t (event time); returns their keys.
   std::vector<std::string> prune(TimeMs t);
   std::size_t size() const { return entries_.size(); }
 
  private:
   void note_earlier(LedgerEntry& e);
+  void note_published(const std::string& key, Severity severity, TimeMs at);
   std::size_t max_entries_;
   std::unordered_map<std::string, LedgerEntry> entries_;
+  // Every finding published, by time: key \x1f severity (published_exactly).
+  std::set<std::pair<TimeMs, std::string>> published_;
   TimeMs earlier_until_ = 0;  // the newest finding time published before this process started
 };
 

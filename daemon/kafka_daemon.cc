@@ -491,8 +491,14 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     // start_warmup()); this member's profiles learn it, its findings are not published again.
     const auto taken = taken_over_until_.find(key);
     const bool inherited = taken != taken_over_until_.end() && msg.offset < taken->second;
-    pipeline_.process(event, {.findings_published = included || inherited, .profiles_include = included});
-    if (included || inherited) metrics_.events_warmup.Increment();
+    // Read again after a late assignment (see restart_if_late()): the profiles have it; a finding
+    // it raises is published unless exactly that finding was published before.
+    const auto rebuilt_it = rebuild_until_.find(key);
+    const bool rebuilt = rebuilt_it != rebuild_until_.end() && msg.offset < rebuilt_it->second;
+    pipeline_.process(event, {.findings_published = inherited || (included && !rebuilt),
+                              .profiles_include = included || rebuilt,
+                              .read_again = rebuilt});
+    if (included || inherited || rebuilt) metrics_.events_warmup.Increment();
     metrics_.processing_latency.Observe(std::chrono::duration<double>(Clock::now() - t0).count());
     finished(key, msg.offset);
   }
@@ -815,6 +821,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     metrics_.rebind_detectors(engine_);
     SourcesConfig sources_in_force = std::move(config_.engine.sources);
     config_.engine = next.engine;
+    config_.text = next.text;  // the detectors as restart_if_late() builds them again
     if (!detectors.sources_applied) config_.engine.sources = std::move(sources_in_force);
 
     policies_.reconfigure(std::move(next.policies), next.decisions.dry_run);
@@ -1081,6 +1088,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
       ever_assigned_ = true;
       spdlog::info("kafka: assigned {} ({})", list.empty() ? "nothing" : list, cooperative ? "cooperative" : "eager");
+      restart_if_late(*consumer, partitions, cooperative);
       start_warmup(*consumer, partitions);
       // Each partition's queue is set apart before fetching starts (librdkafka then keeps it so).
       feeds_->assigned(keys_of(partitions), Clock::now());
@@ -1107,7 +1115,9 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       }
       for (auto* p : partitions) {
         next_offsets_.erase({p->topic(), p->partition()});
-        warmup_marks_.erase({p->topic(), p->partition()});
+        // warmup_marks_ stay: a partition assigned again (eager: every partition is revoked before
+        // each assignment) may have to be read again from its warm-up point (restart_if_late()).
+        rebuild_until_.erase({p->topic(), p->partition()});
         group_behind_.erase({p->topic(), p->partition()});
         taken_over_until_.erase({p->topic(), p->partition()});
         lag_from_.erase({p->topic(), p->partition()});
@@ -1151,11 +1161,16 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       // Still warming up (re-reading what the store already includes): nothing new to commit,
       // and the stored position and the group's offset must not move back. Unless the store has
       // it but the group's commit failed: then the group gets it again.
-      if (store_ && next <= store_->position(tp.first + "/" + std::to_string(tp.second)) &&
-          group_behind_.find(tp) == group_behind_.end())
-        continue;
+      if (store_ && next <= store_->position(tp.first + "/" + std::to_string(tp.second))) {
+        const auto behind = group_behind_.find(tp);
+        if (behind == group_behind_.end() || next < behind->second) continue;
+      }
       // Re-reading what another member processed: the group's offset must not move back.
       if (const auto taken = taken_over_until_.find(tp); taken != taken_over_until_.end() && next <= taken->second)
+        continue;
+      // Re-reading what this process had read before a late assignment: likewise (from where it
+      // had read to on, the offset is the one its first reading would have committed).
+      if (const auto rebuilt = rebuild_until_.find(tp); rebuilt != rebuild_until_.end() && next < rebuilt->second)
         continue;
       offsets.push_back(RdKafka::TopicPartition::create(tp.first, tp.second, next));
     }
@@ -1187,6 +1202,8 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     }
     // Ledger entries whose window ended before the watermark cannot suppress anything any more.
     const std::vector<std::string> forget = ledger_.prune(engine_.watermark());
+    // A late assignment reads the warm-up period again (restart_if_late()).
+    ledger_.forget_published_before(engine_.watermark() - config_.state.warmup_ms);
     const std::map<std::string, std::int64_t> warmups = warmup_offsets(offsets);
     if (store_) {
       // Profiles first, with the positions they include: a crash between the two replays events
@@ -1261,6 +1278,94 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     return out;
   }
 
+  // A partition new to this process, assigned while it holds partitions it has read (the second
+  // step of an assignment, a member leaving the group): its events are likely older than this
+  // process's stream time and would all be late. Detection starts again from nothing and the
+  // partitions it holds are read again from their warm-up points (the last mark at or before
+  // stream time less state.warmup_minutes), merged in event-time order with the new ones, as
+  // after a restart: the events read again change no profile and move no committed offset back,
+  // and the findings they raise are published only if they repeat none published before
+  // (Pipeline::restart).
+  void restart_if_late(RdKafka::KafkaConsumer& consumer, std::vector<RdKafka::TopicPartition*>& partitions,
+                       bool cooperative) {
+    bool late = false;
+    for (auto* p : partitions) late |= seen_until_.find({p->topic(), p->partition()}) == seen_until_.end();
+    if (!late || engine_.watermark() == 0) return;  // nothing read yet
+    // The partitions read before that are in this list (eager: every partition is revoked first
+    // and assigned again; cooperative: lost and assigned again) and, cooperative, those that stay
+    // assigned (not in this list).
+    std::vector<TopicPartitionKey> held, staying;
+    for (auto* p : partitions)
+      if (seen_until_.count({p->topic(), p->partition()})) held.emplace_back(p->topic(), p->partition());
+    if (cooperative)
+      for (const auto& [tp, from] : lag_from_)
+        if (seen_until_.count(tp) && std::find(held.begin(), held.end(), tp) == held.end()) staying.push_back(tp);
+    held.insert(held.end(), staying.begin(), staying.end());
+    if (held.empty()) return;
+    if (config_.state.warmup_ms <= 0) {
+      spdlog::warn("kafka: partitions assigned after this process moved on; with no warm-up "
+                   "(state.warmup_minutes: 0) their older events are late");
+      return;
+    }
+    std::vector<DetectorInstance> fresh = build_detectors_again(config_);
+    if (fresh.empty()) {
+      spdlog::warn("kafka: partitions assigned after this process moved on; the detectors cannot be built "
+                   "again from the configuration, so their older events are late");
+      return;
+    }
+    const TimeMs from = engine_.watermark() - config_.state.warmup_ms;
+    std::map<TopicPartitionKey, std::int64_t> rewind;
+    for (const auto& tp : held) {
+      std::int64_t offset = RdKafka::Topic::OFFSET_BEGINNING;
+      if (const auto it = warmup_marks_.find(tp); it != warmup_marks_.end() && !it->second.empty()) {
+        auto& marks = it->second;
+        while (marks.size() > 1 && marks[1].first <= from) marks.pop_front();
+        offset = marks.front().second;
+      }
+      rewind[tp] = offset;
+    }
+    const TimeMs stream_time = engine_.watermark();
+    metrics_.sync(engine_);  // what the instances counted so far
+    pipeline_.restart(std::move(fresh));
+    metrics_.rebind_detectors(engine_);
+    metrics_.detection_restarts.Increment();
+    // The detectors hold nothing now: a partition read before and not held is new when it comes
+    // back; the marks are made again as the events are read again.
+    warmup_marks_.clear();
+    std::int64_t again = 0;
+    for (const auto& [tp, offset] : rewind) {
+      const std::int64_t until = seen_until_[tp];
+      rebuild_until_[tp] = std::max(rebuild_until_[tp], until);
+      if (offset >= 0) again += until - offset;
+    }
+    seen_until_.clear();
+    spdlog::warn("kafka: partitions assigned after this process moved on: detection starts again at stream time {}; "
+                 "{} partition(s) held are read again from their warm-up points ({} events)",
+                 format_rfc3339(stream_time), held.size(), again);
+    for (auto* p : partitions)
+      if (const auto it = rewind.find({p->topic(), p->partition()}); it != rewind.end()) p->set_offset(it->second);
+    if (staying.empty()) return;
+    // Those that stay assigned are sought back; what was fetched of them is dropped.
+    feeds_->revoked(staying);
+    rd_kafka_topic_partition_list_t* seek = rd_kafka_topic_partition_list_new(static_cast<int>(staying.size()));
+    for (const auto& tp : staying)
+      rd_kafka_topic_partition_list_add(seek, tp.first.c_str(), tp.second)->offset = rewind[tp];
+    if (rd_kafka_error_t* e = rd_kafka_seek_partitions(consumer.c_ptr(), seek, 10000)) {
+      spdlog::error("kafka: seeking partitions back to their warm-up points failed: {}", rd_kafka_error_string(e));
+      rd_kafka_error_destroy(e);
+    }
+    for (int i = 0; i < seek->cnt; ++i)
+      if (seek->elems[i].err)
+        spdlog::error("kafka: {}/{}: seeking back to offset {} failed: {}", seek->elems[i].topic,
+                      seek->elems[i].partition, seek->elems[i].offset, rd_kafka_err2str(seek->elems[i].err));
+    rd_kafka_topic_partition_list_destroy(seek);
+    feeds_->assigned(staying, Clock::now());
+    for (const auto& tp : staying) {
+      next_offsets_.erase(tp);
+      lag_from_[tp] = std::max(lag_from_[tp], rebuild_until_[tp]);
+    }
+  }
+
   // On assignment: a partition this daemon's store is current for is read again from its warm-up
   // offset; the events up to the stored position are "included" (see process()). A partition
   // another member was reading (this store is behind the group, or has never seen it) is read
@@ -1280,6 +1385,13 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       const std::int64_t position = store_ ? store_->position(tp) : -1, from = store_ ? store_->warmup(tp) : -1;
       const std::int64_t group_offset = known ? group[i].offset : -1;
       lag_from_[keys[i]] = std::max(group_offset, position);
+      // The store has more than the group (a commit failed, or the partition was lost before the
+      // group took it): the group gets the store's position once that is read to again.
+      if (known && position > group_offset) group_behind_[keys[i]] = position;
+      if (const auto rebuilt = rebuild_until_.find(keys[i]); rebuilt != rebuild_until_.end()) {
+        lag_from_[keys[i]] = std::max(lag_from_[keys[i]], rebuilt->second);
+        continue;  // read again from its warm-up point (restart_if_late() set the offset)
+      }
       if (const auto seen = seen_until_.find(keys[i]); seen != seen_until_.end()) {
         // Assigned again to this process: its detectors still hold what it read (see process()).
         spdlog::info("kafka: {}: assigned again; events before offset {} are in the detectors already", tp,
@@ -1327,6 +1439,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       if (consumer_->get_watermark_offsets(tp.first, tp.second, &low, &high) != RdKafka::ERR_NO_ERROR || high < 0) continue;
       std::int64_t next = std::max(from, low);
       if (const auto it = next_offsets_.find(tp); it != next_offsets_.end()) next = std::max(next, it->second);
+      if (const auto it = rebuild_until_.find(tp); it != rebuild_until_.end()) next = std::max(next, it->second);
       if (high > next) lag += high - next;
     }
     metrics_.consumer_lag.Set(static_cast<double>(lag));
@@ -1489,6 +1602,9 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   // Per partition taken over from another member: the group's offset then. Events before it are
   // re-read to warm up, publish nothing and must not move the group's offset back.
   std::map<TopicPartitionKey, std::int64_t> taken_over_until_;
+  // Per partition read again after a late assignment (restart_if_late()): the offset this process
+  // had read to. Events before it are in the profiles already and move no committed offset back.
+  std::map<TopicPartitionKey, std::int64_t> rebuild_until_;
   // Per assigned partition, where its new events begin (the group's or the store's position when
   // it was assigned): update_lag() counts from there until something is processed.
   std::map<TopicPartitionKey, std::int64_t> lag_from_;

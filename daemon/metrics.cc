@@ -94,10 +94,17 @@ Metrics::Metrics(const Engine& engine, const GeoIp* geoip)
                                .Add({})),
       events_warmup(BuildCounter()
                         .Name("portalwatch_events_warmup_total")
-                        .Help("Events already processed before a restart, read again to rebuild detector windows "
-                              "(they change no profile and publish no finding)")
+                        .Help("Events already processed, read again to rebuild detector windows after a restart "
+                              "or a late partition assignment (they change no profile and publish no finding "
+                              "again)")
                         .Register(*registry_)
-                        .Add({})) {
+                        .Add({})),
+      detection_restarts(BuildCounter()
+                             .Name("portalwatch_detection_restarts_total")
+                             .Help("Times detection started again from the held partitions' warm-up points "
+                                   "because partitions were assigned after this process had moved on")
+                             .Register(*registry_)
+                             .Add({})) {
   auto& suppressed_family = BuildCounter()
                                 .Name("portalwatch_findings_suppressed_total")
                                 .Help("Findings not published again: raised by an event replayed after a crash, or "

@@ -68,7 +68,8 @@ class Metrics {
   prometheus::Counter& rebalances;
   prometheus::Counter& consume_errors;
   prometheus::Counter& state_write_failures;
-  prometheus::Counter& events_warmup;  ///< already processed, read again after a restart  ///< state store writes that failed (findings)
+  prometheus::Counter& events_warmup;  ///< already processed, read again after a restart
+  prometheus::Counter& detection_restarts;  ///< detection started again for partitions assigned late
   /// Findings not published: [0] raised again by an event already included in the state store
   /// (replayed after a crash), [1] repeating a finding published before (after a restart).
   std::array<prometheus::Counter*, 2> findings_suppressed{};

@@ -21,7 +21,7 @@ void Pipeline::after_event(EventOrigin origin) {
   for (Finding& f : pending_) {
     if (origin.findings_published) {
       ++stats_.suppressed_replayed;
-    } else if (ledger_.repeats(f)) {
+    } else if (origin.read_again ? ledger_.published_exactly(f) : ledger_.repeats(f)) {
       ++stats_.suppressed_repeat;
     } else {
       const std::string key = ledger_.record(f);

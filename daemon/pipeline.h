@@ -43,6 +43,12 @@ struct EventOrigin {
   /// The account profiles include it already (the state store recorded it before a crash): a
   /// sign-in is judged against its profile as it was then and not recorded twice.
   bool profiles_include = false;
+  /// Read again by this process to rebuild the detectors' windows after it started detection
+  /// again (partitions assigned late): a finding exactly like one published already (instance,
+  /// entity, severity, time) is not published again; any other is, even one the repeat filter
+  /// would take for a repeat of an earlier run's (seeing more, the detectors may report the same
+  /// attack sooner, and that is what a replay reports).
+  bool read_again = false;
 };
 
 struct PipelineStats {

@@ -130,4 +130,23 @@ TEST_CASE("ledger: after mark_all_earlier, this run's findings so far suppress t
   CHECK_FALSE(ledger.repeats(finding("asmith", Severity::kMedium, t0)));
 }
 
+TEST_CASE("ledger: published_exactly knows each finding published, restored or read back, until forgotten") {
+  FindingLedger ledger;
+  const TimeMs t0 = 1'800'000'000'000;
+  ledger.record(finding("jdoe", Severity::kHigh, t0));
+  ledger.record(finding("jdoe", Severity::kMedium, t0 + 2 * kMinuteMs));  // the entry now; the first stays known
+  CHECK(ledger.published_exactly(finding("jdoe", Severity::kHigh, t0)));
+  CHECK(ledger.published_exactly(finding("jdoe", Severity::kMedium, t0 + 2 * kMinuteMs)));
+  CHECK_FALSE(ledger.published_exactly(finding("jdoe", Severity::kHigh, t0 - 1)));   // sooner: news
+  CHECK_FALSE(ledger.published_exactly(finding("jdoe", Severity::kCritical, t0)));  // another severity
+  CHECK_FALSE(ledger.published_exactly(finding("asmith", Severity::kHigh, t0)));
+  LedgerEntry e = LedgerEntry::of(finding("zed", Severity::kLow, t0));
+  ledger.restore(FindingLedger::key_of(finding("zed", Severity::kLow, t0)), e);
+  CHECK(ledger.published_exactly(finding("zed", Severity::kLow, t0)));
+  ledger.forget_published_before(t0 + kMinuteMs);
+  CHECK_FALSE(ledger.published_exactly(finding("jdoe", Severity::kHigh, t0)));
+  CHECK_FALSE(ledger.published_exactly(finding("zed", Severity::kLow, t0)));
+  CHECK(ledger.published_exactly(finding("jdoe", Severity::kMedium, t0 + 2 * kMinuteMs)));
+}
+
 }  // namespace portalwatch::test
