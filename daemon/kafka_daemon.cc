@@ -1283,9 +1283,9 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   // process's stream time and would all be late. Detection starts again from nothing and the
   // partitions it holds are read again from their warm-up points (the last mark at or before
   // stream time less state.warmup_minutes), merged in event-time order with the new ones, as
-  // after a restart: the events read again change no profile and move no committed offset back,
-  // and the findings they raise are published only if they repeat none published before
-  // (Pipeline::restart).
+  // after a restart (Pipeline::restart): the events read again change no profile and move no
+  // committed offset back, and a finding they raise is published unless exactly that finding was
+  // published already (EventOrigin::read_again).
   void restart_if_late(RdKafka::KafkaConsumer& consumer, std::vector<RdKafka::TopicPartition*>& partitions,
                        bool cooperative) {
     bool late = false;
