@@ -7,7 +7,6 @@
 #include <poll.h>
 #include <unistd.h>
 
-#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -28,7 +27,7 @@
 #include "daemon/finding_ledger.h"
 #include "daemon/geoip.h"
 #include "daemon/hooks.h"
-#include "daemon/kafka_stats.h"
+#include "daemon/kafka_client.h"
 #include "daemon/takeover.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
@@ -62,56 +61,12 @@ std::atomic<bool> g_reload{false};
 
 void on_reload_signal(int) { g_reload.store(true); }
 
-// Builds a librdkafka configuration; a property librdkafka refuses is a start-up error naming it.
-std::unique_ptr<RdKafka::Conf> make_conf(const std::map<std::string, std::string>& props, std::string& error) {
-  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
-  for (const auto& [k, v] : props) {
-    std::string err;
-    if (conf->set(k, v, err) != RdKafka::Conf::CONF_OK) {
-      error = "kafka property \"" + k + "\": " + err;
-      return nullptr;
-    }
-  }
-  return conf;
-}
-
-// kafka.group_instance_id: "auto" is the host name (characters Kafka does not take become '-').
-std::string group_instance_id(const std::string& configured) {
-  if (configured != "auto") return configured;
-  char host[256] = {};
-  if (::gethostname(host, sizeof host - 1) != 0 || !host[0]) return {};
-  std::string id = host;
-  for (char& c : id)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') c = '-';
-  return id;
-}
-
-// The consumer's event callback: forwards to the daemon until detached. librdkafka's own threads
-// log through it, so a consumer that outlives the daemon (see release_kafka) must not reach it.
-class DetachableEventCb final : public RdKafka::EventCb {
- public:
-  explicit DetachableEventCb(RdKafka::EventCb* target) : target_(target) {}
-  void event_cb(RdKafka::Event& event) override {
-    std::lock_guard lock(mu_);
-    if (target_) target_->event_cb(event);
-  }
-  void detach() {
-    std::lock_guard lock(mu_);
-    target_ = nullptr;
-  }
-
- private:
-  std::mutex mu_;
-  RdKafka::EventCb* target_;
-};
-
 void delete_partitions(std::vector<RdKafka::TopicPartition*>& parts) {
   RdKafka::TopicPartition::destroy(parts);
   parts.clear();
 }
 
 class KafkaDaemon final : public RdKafka::RebalanceCb,
-                          public RdKafka::EventCb,
                           public RdKafka::DeliveryReportCb,
                           public FindingOutput,
                           public DecisionSink,
@@ -252,14 +207,14 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     // consumer's (librdkafka's defaults, 64 MiB and 100,000 messages, would allow gigabytes).
     if (!cconf_props.count("queued.max.messages.kbytes")) cconf_props["queued.max.messages.kbytes"] = "4096";
     if (!cconf_props.count("queued.min.messages")) cconf_props["queued.min.messages"] = "20000";
-    auto cconf = make_conf(cconf_props, error);
+    auto cconf = make_kafka_conf(cconf_props, error);
     if (!cconf) return false;
     // A fetch may wait this long on the broker; its round trip is not slowness.
     const double fetch_wait_seconds = std::atof(cconf_props["fetch.wait.max.ms"].c_str()) / 1000.0;
-    kafka_health_[static_cast<size_t>(KafkaClient::kConsumer)] = KafkaHealth(std::max(1.0, 2 * fetch_wait_seconds));
+    client_events_.set_slow_rtt(KafkaClient::kConsumer, std::max(1.0, 2 * fetch_wait_seconds));
     std::string err;
     cconf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(this), err);
-    consumer_events_ = std::make_unique<DetachableEventCb>(this);
+    consumer_events_ = std::make_unique<DetachableEventCb>(&client_events_);
     cconf->set("event_cb", static_cast<RdKafka::EventCb*>(consumer_events_.get()), err);
     consumer_.reset(RdKafka::KafkaConsumer::create(cconf.get(), err));
     if (!consumer_) {
@@ -289,10 +244,10 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
                             "coordinator.query.interval.ms", "auto.commit.interval.ms"})
         pconf_props.erase(k);
       if (!pconf_props.count("linger.ms")) pconf_props["linger.ms"] = "5";
-      auto pconf = make_conf(pconf_props, error);
+      auto pconf = make_kafka_conf(pconf_props, error);
       if (!pconf) return false;
       pconf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(this), err);
-      pconf->set("event_cb", static_cast<RdKafka::EventCb*>(this), err);
+      pconf->set("event_cb", static_cast<RdKafka::EventCb*>(&client_events_), err);
       producer_.reset(RdKafka::Producer::create(pconf.get(), err));
       if (!producer_) {
         error = "cannot create Kafka producer: " + err;
@@ -1029,48 +984,6 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     }
   }
 
-  // EventCb: librdkafka's own errors and logs.
-  void event_cb(RdKafka::Event& event) override {
-    switch (event.type()) {
-      case RdKafka::Event::EVENT_ERROR: {
-        metrics_.kafka_errors[static_cast<size_t>(classify_kafka_error(event.err()))]->Increment();
-        std::uint64_t suppressed = 0;
-        if (error_limiter_.allow(1, suppressed))
-          spdlog::log(event.fatal() ? spdlog::level::critical : spdlog::level::warn, "kafka: {}{}", event.str(),
-                      suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
-        break;
-      }
-      case RdKafka::Event::EVENT_LOG:
-        spdlog::log(event.severity() <= RdKafka::Event::EVENT_SEVERITY_ERROR ? spdlog::level::err
-                    : event.severity() <= RdKafka::Event::EVENT_SEVERITY_WARNING ? spdlog::level::warn
-                                                                                 : spdlog::level::debug,
-                    "kafka {}: {}", event.fac(), event.str());
-        break;
-      case RdKafka::Event::EVENT_STATS:
-        on_stats(event.str());
-        break;
-      default:
-        break;
-    }
-  }
-
-  // A client's statistics (every statistics.interval.ms, on the thread that polls it: the event
-  // loop): broker health into metrics, and a warning when a broker is lost or back or a leader
-  // moves, so a broker fault shows in the log while it lasts.
-  void on_stats(const std::string& json) {
-    const auto report = parse_kafka_stats(json);
-    if (!report) return;
-    const auto client = report->client_type == "producer" ? KafkaClient::kProducer : KafkaClient::kConsumer;
-    const auto c = static_cast<size_t>(client);
-    KafkaHealth& health = kafka_health_[c];
-    const std::uint64_t moves_before = health.leader_changes();
-    for (const auto& change : health.update(*report)) spdlog::warn("kafka {}: {}", report->client_type, change);
-    metrics_.kafka_brokers_up[c]->Set(health.brokers_up());
-    metrics_.kafka_broker_rtt[c]->Set(health.max_rtt_seconds());
-    if (health.leader_changes() > moves_before)
-      metrics_.kafka_leader_changes[c]->Increment(static_cast<double>(health.leader_changes() - moves_before));
-  }
-
   static std::vector<TopicPartitionKey> keys_of(const std::vector<RdKafka::TopicPartition*>& partitions) {
     std::vector<TopicPartitionKey> keys;
     keys.reserve(partitions.size());
@@ -1556,6 +1469,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   std::unique_ptr<GeoIp> geoip_;  // likewise
   Engine engine_;
   Metrics metrics_;
+  KafkaClientEvents client_events_{metrics_};  // both clients' event callback: outlives them
   std::unique_ptr<DetachableEventCb> consumer_events_;  // before consumer_: outlives it
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
   std::unique_ptr<RdKafka::Producer> producer_;
@@ -1609,7 +1523,6 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   // it was assigned): update_lag() counts from there until something is processed.
   std::map<TopicPartitionKey, std::int64_t> lag_from_;
   std::map<std::string, std::string> kafka_common_;  // librdkafka properties of both clients  // in the state store, the group's commit failed
-  std::array<KafkaHealth, static_cast<size_t>(KafkaClient::kCount)> kafka_health_;
   bool dirty_ = false;
   std::unique_ptr<PartitionFeeds> feeds_;  // the assigned partitions, read in event-time order
   rd_kafka_queue_t* consumer_queue_ = nullptr;  // the consumer's own queue, for its wake-ups
