@@ -26,7 +26,7 @@
 #include "daemon/control_server.h"
 #include "daemon/finding_ledger.h"
 #include "daemon/geoip.h"
-#include "daemon/hooks.h"
+#include "daemon/hook_coordinator.h"
 #include "daemon/kafka_client.h"
 #include "daemon/takeover.h"
 #include "daemon/log.h"
@@ -164,15 +164,13 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       metrics_.set_lockdowns(policies_.active());
     }
     if (!config_.hooks.empty()) {
-      hooks_ = std::make_unique<HookRunner>(
-          config_.hooks, metrics_.registry(), [this](const HookResult& r) { on_hook_result(r); }, options_.hooks);
       spdlog::info("{} hook(s): {}", config_.hooks.size(), [&] {
         std::string names;
         for (const auto& h : config_.hooks) names += (names.empty() ? "" : ", ") + h.name + " (" + std::string(to_string(h.type)) + ")";
         return names;
       }());
     }
-    assert_unfinished_lockdowns("before the last stop");
+    hooks_.configure(config_.hooks, "before the last stop");
     if (store_) restore_settings();
     if (!config_.decisions.log.empty()) {
       decision_log_.reset(std::fopen(config_.decisions.log.c_str(), "ae"));
@@ -299,7 +297,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       const auto wait_until = consume_some();
       const auto now = Clock::now();
       if (producer_) producer_->poll(0);
-      if (hooks_) drain_hook_results();
+      if (hooks_.enabled()) hooks_.drain_results();
       drain_control();
       if (g_reload.exchange(false)) {
         notifier_.status("reloading");
@@ -512,7 +510,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   // delivery was not confirmed; then the decision goes to the log, the decision log, the topic.
   void decide(Decision&& d) override {
     const std::string key = PolicyEngine::key_of(d.action, d.scope);
-    const std::size_t hook_count = hooks_ ? hooks_->hooks_for(d) : 0;
+    const std::size_t hook_count = hooks_.hooks_for(d);
     if (d.on && hook_count == 0) policies_.mark_hooks_done(key, d.id);  // nothing to run
     const std::string json = d.to_json();
     const bool to_kafka = producer_ && !config_.kafka.decisions_topic.empty();
@@ -537,7 +535,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     metrics_.count_decision(d, policies_.active());
     remember(recent_decisions_, json);
     if (control_) control_->publish(ControlStream::kDecisions, json);
-    if (hook_count) run_hooks(d, key);
+    if (hook_count) hooks_.run(d, key);
     if (options_.on_decision) options_.on_decision(d);
   }
 
@@ -780,16 +778,8 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     if (!detectors.sources_applied) config_.engine.sources = std::move(sources_in_force);
 
     policies_.reconfigure(std::move(next.policies), next.decisions.dry_run);
-    if (hooks_) {
-      stop_hooks(std::chrono::seconds(5));
-      hooks_.reset();
-    }
-    pending_hooks_.clear();
     config_.hooks = next.hooks;
-    if (!config_.hooks.empty())
-      hooks_ = std::make_unique<HookRunner>(
-          config_.hooks, metrics_.registry(), [this](const HookResult& r) { on_hook_result(r); }, options_.hooks);
-    assert_unfinished_lockdowns("when the hooks were reloaded");
+    hooks_.configure(config_.hooks, "when the hooks were reloaded");
     if (next.decisions.log != config_.decisions.log) {
       decision_log_.reset(next.decisions.log.empty() ? nullptr : std::fopen(next.decisions.log.c_str(), "ae"));
     }
@@ -826,85 +816,13 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     return ControlReply::success(out);
   }
 
-  // Hooks run off the event path; their results come back on the hooks' threads and are taken
-  // up by the event loop (drain_hook_results), which records when an "on" decision's hooks have
-  // all run.
-  // Lockdowns in force whose "on" hooks had not all run (the process stopped, or a reload replaced
-  // the hooks, first) are asserted again (the shipped hooks are idempotent); the others are known,
-  // not acted on twice.
-  void assert_unfinished_lockdowns(std::string_view when) {
-    if (!hooks_) return;
-    for (const auto& [key, l] : policies_.active()) {
-      if (l.hooks_done) continue;
-      spdlog::warn("asserting again {} {} (its hooks had not all finished {})", to_string(l.decision.action),
-                   l.decision.scope.key(), when);
-      run_hooks(l.decision, key);
-    }
-  }
-
-  // Stops the hooks within grace. What it cuts short (killed, or never run) does not count as done:
-  // the lockdown's hooks run again (assert_unfinished_lockdowns).
-  void stop_hooks(std::chrono::milliseconds grace) {
-    hooks_stopping_ = true;
-    hooks_->stop(grace);
-    drain_hook_results();
-    hooks_stopping_ = false;
-  }
-
-  void run_hooks(const Decision& d, const std::string& key) {
-    const std::size_t n = hooks_->hooks_for(d);
-    if (n == 0) return;
-    if (d.on) pending_hooks_[d.id] = {key, n};
-    hooks_->submit(d);
-  }
-
-  struct FinishedHook {
-    std::string hook;
-    std::uint64_t decision = 0;
-    bool on = false;
-    HookOutcome outcome = HookOutcome::kSuccess;
-    int attempts = 0;
-    double seconds = 0;
-    std::string detail;
-  };
-
-  void on_hook_result(const HookResult& r) {  // a hook thread
-    FinishedHook f{r.hook ? r.hook->name : std::string(), r.decision ? r.decision->id : 0,
-                   r.decision && r.decision->on, r.outcome, r.attempts, r.duration.count(), r.detail};
-    std::lock_guard lock(hook_results_mu_);
-    hook_results_.push_back(std::move(f));
-  }
-
-  void drain_hook_results() {
-    std::vector<FinishedHook> done;
-    {
-      std::lock_guard lock(hook_results_mu_);
-      done.swap(hook_results_);
-    }
-    for (const auto& f : done) {
-      const std::string id = format_id('d', f.decision);
-      if (f.outcome == HookOutcome::kSuccess)
-        spdlog::info("hook {} ran for {} in {:.3f} s ({} attempt{})", f.hook, id, f.seconds, f.attempts,
-                     f.attempts == 1 ? "" : "s");
-      else
-        spdlog::error("hook {} {} for {} after {} attempt{}: {}", f.hook, to_string(f.outcome), id, f.attempts,
-                      f.attempts == 1 ? "" : "s", f.detail);
-      if (options_.on_hook) options_.on_hook(f.hook, id, f.outcome == HookOutcome::kSuccess, f.detail);
-      if (!f.on) continue;
-      if (hooks_stopping_ && f.outcome != HookOutcome::kSuccess) continue;  // cut short: not done
-      auto it = pending_hooks_.find(f.decision);
-      if (it == pending_hooks_.end() || --it->second.second > 0) continue;
-      // Every hook of this "on" decision has ended (ran, or failed and was reported): a restart
-      // does not run them again.
-      const Lockdown* l = policies_.mark_hooks_done(it->second.first, f.decision);
-      if (l && store_) {
-        std::string error;
-        if (!store_->write_lockdown(it->second.first, l, policies_.next_decision_id(), error)) {
-          metrics_.state_write_failures.Increment();
-          spdlog::error("{}", error);
-        }
-      }
-      pending_hooks_.erase(it);
+  // Every hook of the lockdown in force under key has run: a restart does not run them again.
+  void hooks_done(const std::string& key, const Lockdown& l) {
+    if (!store_) return;
+    std::string error;
+    if (!store_->write_lockdown(key, &l, policies_.next_decision_id(), error)) {
+      metrics_.state_write_failures.Increment();
+      spdlog::error("{}", error);
     }
   }
 
@@ -1383,12 +1301,12 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     stop_control();
     spdlog::info("shutting down (at most {} s): committing processed offsets", config_.shutdown.timeout_ms / 1000);
     commit_processed(nullptr, true, config_.shutdown.timeout_ms / 4);
-    if (hooks_) {
+    if (hooks_.enabled()) {
       // A quarter of the budget is kept for Kafka: deliveries and leaving the group.
-      stop_hooks(left(std::chrono::milliseconds(config_.shutdown.timeout_ms / 4)));
-      if (!pending_hooks_.empty())
+      hooks_.stop(left(std::chrono::milliseconds(config_.shutdown.timeout_ms / 4)));
+      if (hooks_.unfinished())
         spdlog::warn("{} lockdown decision(s) with hooks not finished at shutdown: they run again at the next start",
-                     pending_hooks_.size());
+                     hooks_.unfinished());
     }
     if (producer_) {
       // Before leaving the group: what is delivered now is not re-sent from the outbox later.
@@ -1476,19 +1394,17 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   FindingLedger ledger_;
   PolicyEngine policies_;
   Pipeline pipeline_{engine_, policies_, ledger_, *this, *this};  // the event path from the engine on
-  std::unique_ptr<HookRunner> hooks_;
+  // Hooks run off the event path; an "on" decision whose hooks have all run is stored so.
+  HookCoordinator hooks_{policies_, metrics_.registry(), options_.hooks, options_.on_hook,
+                         [this](const std::string& key, const Lockdown& l) { hooks_done(key, l); }};
   std::unique_ptr<ControlServer> control_;
   ServiceNotifier notifier_;
   std::mutex control_mu_;
   std::vector<std::shared_ptr<ControlTask>> control_tasks_;  // from the control server's thread
   bool control_stopping_ = false;
-  bool hooks_stopping_ = false;  // hook results now come from stop(): failures are not "done"
 
   std::deque<std::string> recent_findings_, recent_decisions_;
   TimeMs started_at_ = 0;
-  std::map<std::uint64_t, std::pair<std::string, std::size_t>> pending_hooks_;  // on decision → key, hooks left
-  std::mutex hook_results_mu_;
-  std::vector<FinishedHook> hook_results_;  // from the hooks' threads
   struct FileCloser {
     void operator()(std::FILE* f) const { std::fclose(f); }
   };
