@@ -24,6 +24,7 @@
 
 #include "daemon/control.h"
 #include "daemon/control_server.h"
+#include "daemon/daemon_outputs.h"
 #include "daemon/finding_ledger.h"
 #include "daemon/geoip.h"
 #include "daemon/hook_coordinator.h"
@@ -67,9 +68,6 @@ void delete_partitions(std::vector<RdKafka::TopicPartition*>& parts) {
 }
 
 class KafkaDaemon final : public RdKafka::RebalanceCb,
-                          public RdKafka::DeliveryReportCb,
-                          public FindingOutput,
-                          public DecisionSink,
                           public PartitionFeeds::Handler,
                           public ControlHandler {
  public:
@@ -104,11 +102,11 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       consumer_queue_ = nullptr;
     }
     stop_control();
-    if (!consumer_ && !producer_) return true;  // released already, or never started
+    if (!consumer_ && !outputs_.producing()) return true;  // released already, or never started
     auto released = std::make_shared<std::promise<void>>();
     auto done = released->get_future();
     std::thread releaser([this, released] {
-      producer_.reset();
+      outputs_.release_producer();
       if (!ever_assigned_ && cooperative_sticky_ && rd_kafka_version() < 0x020300ff) {
         // librdkafka before 2.3.0 (Debian bookworm has 2.0.2) aborts when it destroys a
         // cooperative-sticky consumer that never received an assignment (its issue 4312): the
@@ -172,13 +170,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     }
     hooks_.configure(config_.hooks, "before the last stop");
     if (store_) restore_settings();
-    if (!config_.decisions.log.empty()) {
-      decision_log_.reset(std::fopen(config_.decisions.log.c_str(), "ae"));
-      if (!decision_log_) {
-        error = "cannot open the decision log " + config_.decisions.log + ": " + std::strerror(errno);
-        return false;
-      }
-    }
+    if (!outputs_.open_decision_log(config_.decisions.log, error)) return false;
     std::map<std::string, std::string> common = config_.kafka.properties;
     common["bootstrap.servers"] = config_.kafka.bootstrap_servers;
     if (!common.count("client.id")) common["client.id"] = "portalwatch";
@@ -231,29 +223,9 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     feeds_ = std::make_unique<PartitionFeeds>(consumer_->c_ptr(), engine_, *this,
                                               std::chrono::milliseconds(config_.kafka.max_partition_wait_ms), wake_[1]);
 
-    if (needs_producer()) {
-      auto pconf_props = common;
-      // Consumer-only settings would only produce warnings on the producer.
-      for (const char* k : {"partition.assignment.strategy", "auto.offset.reset", "session.timeout.ms",
-                            "heartbeat.interval.ms", "max.poll.interval.ms", "group.instance.id",
-                            "group.protocol.type", "fetch.max.bytes", "fetch.min.bytes", "fetch.wait.max.ms",
-                            "fetch.error.backoff.ms", "max.partition.fetch.bytes", "queued.min.messages",
-                            "queued.max.messages.kbytes", "enable.partition.eof", "isolation.level", "check.crcs",
-                            "coordinator.query.interval.ms", "auto.commit.interval.ms"})
-        pconf_props.erase(k);
-      if (!pconf_props.count("linger.ms")) pconf_props["linger.ms"] = "5";
-      auto pconf = make_kafka_conf(pconf_props, error);
-      if (!pconf) return false;
-      pconf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(this), err);
-      pconf->set("event_cb", static_cast<RdKafka::EventCb*>(&client_events_), err);
-      producer_.reset(RdKafka::Producer::create(pconf.get(), err));
-      if (!producer_) {
-        error = "cannot create Kafka producer: " + err;
-        return false;
-      }
-    }
+    if (!outputs_.start_producer(common, client_events_, error)) return false;
 
-    resend_undelivered();
+    outputs_.resend_undelivered();
     const auto rc = consumer_->subscribe(config_.kafka.topics);
     if (rc != RdKafka::ERR_NO_ERROR) {
       error = "cannot subscribe: " + RdKafka::err2str(rc);
@@ -296,7 +268,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       if (options_.duration && Clock::now() - started >= *options_.duration) break;
       const auto wait_until = consume_some();
       const auto now = Clock::now();
-      if (producer_) producer_->poll(0);
+      outputs_.poll();
       if (hooks_.enabled()) hooks_.drain_results();
       drain_control();
       if (g_reload.exchange(false)) {
@@ -404,11 +376,6 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   }
 
  private:
-  bool needs_producer() const {
-    return !config_.kafka.alerts_topic.empty() || !config_.kafka.dead_letter_topic.empty() ||
-           !config_.kafka.decisions_topic.empty();
-  }
-
   void consume_error(rd_kafka_resp_err_t err, const char* text) {
     if (err == RD_KAFKA_RESP_ERR__PARTITION_EOF || err == RD_KAFKA_RESP_ERR__TIMED_OUT) return;
     metrics_.consume_errors.Increment();
@@ -473,70 +440,8 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     if (reject_limiter_.allow(static_cast<size_t>(r.reason), suppressed))
       spdlog::warn("rejected message {}/{}@{} ({}): {}{}", key.first, key.second, msg.offset, to_string(r.reason),
                    r.detail, suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
-    if (!config_.kafka.dead_letter_topic.empty() && producer_) {
-      auto* headers = RdKafka::Headers::create();
-      headers->add("portalwatch.reason", std::string(to_string(r.reason)));
-      headers->add("portalwatch.source", key.first + "/" + std::to_string(key.second) + "@" + std::to_string(msg.offset));
-      produce(TopicRole::kDeadLetter, config_.kafka.dead_letter_topic, msg.payload, msg.len,
-              msg.key ? std::string(static_cast<const char*>(msg.key), msg.key_len) : std::string(), headers);
-    }
+    outputs_.dead_letter(msg, r.reason);
     finished(key, msg.offset);
-  }
-
-  // FindingOutput: a finding the pipeline publishes (past the repeat filter; policies see it next).
-  void publish(const Finding& f, const std::string& json, const std::string& ledger_key) override {
-    const bool to_kafka = !config_.kafka.alerts_topic.empty() && producer_;
-    if (store_) {
-      // Written ahead of the produce: a crash from here on neither fires it again (ledger) nor
-      // loses it (outbox, sent again at start-up with the same id).
-      std::string error;
-      if (!store_->stage_finding(ledger_key, LedgerEntry::of(f), {to_kafka ? f.id : 0, f.entity, json}, engine_.next_finding_id(),
-                                 error)) {
-        metrics_.state_write_failures.Increment();
-        spdlog::error("{}: finding {} is published but a crash could repeat it", error, f.id_string());
-      }
-    }
-    if (f.severity >= Severity::kHigh) spdlog::warn("finding {}", json);
-    else spdlog::info("finding {}", json);
-    if (to_kafka) produce(TopicRole::kAlerts, config_.kafka.alerts_topic, json.data(), json.size(), f.entity, nullptr, f.id);
-    if (options_.on_finding) options_.on_finding(f);
-    remember(recent_findings_, json);
-    if (control_) control_->publish(ControlStream::kFindings, json);
-  }
-
-  // DecisionSink: a policy decided (or an operator, through the policy engine's manual()). The
-  // lockdown state and the decision (in the decisions' outbox, when it goes to the decisions topic)
-  // are written (synced) first, so a restart knows what is on and sends again a decision whose
-  // delivery was not confirmed; then the decision goes to the log, the decision log, the topic.
-  void decide(Decision&& d) override {
-    const std::string key = PolicyEngine::key_of(d.action, d.scope);
-    const std::size_t hook_count = hooks_.hooks_for(d);
-    if (d.on && hook_count == 0) policies_.mark_hooks_done(key, d.id);  // nothing to run
-    const std::string json = d.to_json();
-    const bool to_kafka = producer_ && !config_.kafka.decisions_topic.empty();
-    if (store_) {
-      const auto it = policies_.active().find(key);
-      const Lockdown* on = d.on && it != policies_.active().end() ? &it->second : nullptr;
-      const OutboxEntry outbox{d.id, d.scope.key(), json};
-      std::string error;
-      if (!store_->write_lockdown(key, on, policies_.next_decision_id(), error, to_kafka ? &outbox : nullptr)) {
-        metrics_.state_write_failures.Increment();
-        spdlog::error("{}: decision {} is acted on but a restart may not know it", error, d.id_string());
-      }
-    }
-    spdlog::warn("decision {}", json);
-    if (decision_log_) {
-      std::fputs((json + "\n").c_str(), decision_log_.get());
-      std::fflush(decision_log_.get());
-    }
-    if (to_kafka)
-      produce(TopicRole::kDecisions, config_.kafka.decisions_topic, json.data(), json.size(), d.scope.key(), nullptr,
-              d.id);
-    metrics_.count_decision(d, policies_.active());
-    remember(recent_decisions_, json);
-    if (control_) control_->publish(ControlStream::kDecisions, json);
-    if (hook_count) hooks_.run(d, key);
-    if (options_.on_decision) options_.on_decision(d);
   }
 
   // ---- operator control ------------------------------------------------------------------------
@@ -582,6 +487,12 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     control_.reset();
   }
 
+  // A finding or decision published: the operator's recent lists and live streams.
+  void published(ControlStream stream, const std::string& json) {
+    remember(stream == ControlStream::kFindings ? recent_findings_ : recent_decisions_, json);
+    if (control_) control_->publish(stream, json);
+  }
+
   static void remember(std::deque<std::string>& recent, const std::string& json) {
     recent.push_back(json);
     if (recent.size() > static_cast<std::size_t>(ControlRequest::kMaxLimit)) recent.pop_front();
@@ -619,7 +530,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     if (consumer_->assignment(parts) == RdKafka::ERR_NO_ERROR && parts.empty())
       problems.emplace_back("no Kafka partition assigned");
     delete_partitions(parts);
-    if (!retries_.empty()) problems.emplace_back("findings waiting to be delivered again");
+    if (outputs_.delivery_failed()) problems.emplace_back("findings waiting to be delivered again");
     std::string out = "{\"version\":\"" PORTALWATCH_VERSION "\",\"uptime_seconds\":";
     append_json_int(out, (wall_clock_.now() - started_at_) / kSecondMs);
     out += std::string(",\"health\":\"") + (problems.empty() ? "ok" : "degraded") + "\",\"health_reasons\":[";
@@ -688,7 +599,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         auto m = policies_.manual(r.scope, DecisionAction::kLockdown, r.on, peer.user, r.reason,
                                   r.ttl_seconds * kSecondMs, now);
         if (!m.error.empty()) return ControlReply::failure(control_error::kFailed, m.error);
-        if (m.changed) decide(Decision(*m.decision));
+        if (m.changed) outputs_.decide(Decision(*m.decision));
         return ControlReply::success("{\"decision\":" + m.decision->to_json() + ",\"changed\":" +
                                      (m.changed ? "true" : "false") + "}");
       }
@@ -781,7 +692,8 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     config_.hooks = next.hooks;
     hooks_.configure(config_.hooks, "when the hooks were reloaded");
     if (next.decisions.log != config_.decisions.log) {
-      decision_log_.reset(next.decisions.log.empty() ? nullptr : std::fopen(next.decisions.log.c_str(), "ae"));
+      std::string ignored;  // the decision log is then off
+      outputs_.open_decision_log(next.decisions.log, ignored);
     }
     config_.decisions = next.decisions;
     init_logging(next.log);
@@ -814,92 +726,6 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     if (!detectors.sources_applied) out += "\"sources\",";
     out += "\"kafka\",\"state\",\"profiles\",\"metrics\",\"control\",\"geoip\"]}";
     return ControlReply::success(out);
-  }
-
-  // Every hook of the lockdown in force under key has run: a restart does not run them again.
-  void hooks_done(const std::string& key, const Lockdown& l) {
-    if (!store_) return;
-    std::string error;
-    if (!store_->write_lockdown(key, &l, policies_.next_decision_id(), error)) {
-      metrics_.state_write_failures.Increment();
-      spdlog::error("{}", error);
-    }
-  }
-
-  // Findings and decisions staged before the last stop whose delivery the broker never confirmed:
-  // sent again with their own ids (a consumer of the alerts or decisions topic may see one twice
-  // and can tell by the id).
-  void resend_undelivered() {
-    if (!store_) return;
-    std::size_t decisions = 0;
-    for (const auto& e : store_->undelivered_decisions()) {
-      if (config_.kafka.decisions_topic.empty() || !producer_) break;
-      produce(TopicRole::kDecisions, config_.kafka.decisions_topic, e.json.data(), e.json.size(), e.key, nullptr, e.id);
-      ++decisions;
-    }
-    if (decisions)
-      spdlog::warn("sending again {} decision(s) whose delivery was not confirmed before the last stop", decisions);
-    if (store_->undelivered().empty()) return;
-    std::size_t sent = 0;
-    for (const auto& e : store_->undelivered()) {
-      if (e.id == 0) continue;  // staged while no alerts topic was configured
-      if (!config_.kafka.alerts_topic.empty() && producer_) {
-        produce(TopicRole::kAlerts, config_.kafka.alerts_topic, e.json.data(), e.json.size(), e.key, nullptr, e.id);
-        ++sent;
-      }
-    }
-    spdlog::warn("sending again {} finding(s) whose delivery was not confirmed before the last stop", sent);
-  }
-
-  // The delivery report carries the topic role and, for findings and decisions, the id.
-  static void* opaque(TopicRole role, std::uint64_t id) {
-    return reinterpret_cast<void*>(static_cast<std::uintptr_t>((id << 8) | static_cast<std::uint64_t>(role)));
-  }
-
-  void produce(TopicRole role, const std::string& topic, const void* data, size_t len, const std::string& key,
-               RdKafka::Headers* headers, std::uint64_t finding_id = 0) {
-    for (;;) {
-      const auto rc = producer_->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
-                                         const_cast<void*>(data), len, key.empty() ? nullptr : key.data(), key.size(),
-                                         0, headers, opaque(role, finding_id));
-      if (rc == RdKafka::ERR_NO_ERROR) return;  // headers now belong to librdkafka
-      if (rc == RdKafka::ERR__QUEUE_FULL) {
-        // Back-pressure: the broker is slower than our findings; wait rather than lose one.
-        producer_->poll(50);
-        continue;
-      }
-      delete headers;
-      metrics_.produce_failures[static_cast<size_t>(role)]->Increment();
-      spdlog::error("cannot produce to {}: {}", topic, RdKafka::err2str(rc));
-      return;
-    }
-  }
-
-  // DeliveryReportCb
-  void dr_cb(RdKafka::Message& msg) override {
-    const auto bits = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(msg.msg_opaque()));
-    const auto role = static_cast<size_t>(bits & 0xff);
-    const std::uint64_t finding_id = bits >> 8;
-    if (role >= static_cast<size_t>(TopicRole::kCount)) return;
-    if (msg.err() == RdKafka::ERR_NO_ERROR) {
-      metrics_.produced[role]->Increment();
-      std::string error;
-      const bool decision = role == static_cast<size_t>(TopicRole::kDecisions);
-      if (finding_id && store_ &&
-          !(decision ? store_->decision_delivered(finding_id, error) : store_->delivered(finding_id, error))) {
-        metrics_.state_write_failures.Increment();
-        spdlog::error("{}: {} {} may be sent again after a restart", error, decision ? "decision" : "finding",
-                      format_id(decision ? 'd' : 'f', finding_id));
-      }
-    } else {
-      // librdkafka has already retried for delivery.timeout.ms. Keep the message and send it again
-      // before the next commit; offsets stay behind it until it is delivered.
-      metrics_.produce_failures[role]->Increment();
-      spdlog::error("delivery to {} failed: {}; will retry", msg.topic_name(), msg.errstr());
-      retries_.push_back({static_cast<TopicRole>(role), msg.topic_name(),
-                          std::string(static_cast<const char*>(msg.payload()), msg.len()),
-                          msg.key() ? *msg.key() : std::string(), finding_id});
-    }
   }
 
   static std::vector<TopicPartitionKey> keys_of(const std::vector<RdKafka::TopicPartition*>& partitions) {
@@ -1006,22 +832,19 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       offsets.push_back(RdKafka::TopicPartition::create(tp.first, tp.second, next));
     }
     if (offsets.empty()) return;
-    if (producer_) {
-      std::vector<Retry> again;
-      again.swap(retries_);
-      for (const auto& r : again)
-        produce(r.role, r.topic, r.payload.data(), r.payload.size(), r.key, nullptr, r.finding_id);
-      const auto rc = producer_->flush(wait ? budget(only ? 10000 : 2000) : 100);
-      if (rc != RdKafka::ERR_NO_ERROR || !retries_.empty()) {
+    if (outputs_.producing()) {
+      outputs_.send_failed_again();
+      const auto rc = outputs_.flush(wait ? budget(only ? 10000 : 2000) : 100);
+      if (rc != RdKafka::ERR_NO_ERROR || outputs_.delivery_failed()) {
         // Keep the offsets uncommitted until every finding is delivered. A periodic round that
         // only found deliveries in flight is deferred to the next; for long, it is a problem.
         const auto now = Clock::now();
         if (!commit_deferred_since_) commit_deferred_since_ = now;
         std::uint64_t suppressed = 0;
-        if ((wait || !retries_.empty() || now - *commit_deferred_since_ >= std::chrono::seconds(10)) &&
+        if ((wait || outputs_.delivery_failed() || now - *commit_deferred_since_ >= std::chrono::seconds(10)) &&
             error_limiter_.allow(3, suppressed)) {
           spdlog::warn("kafka: findings not yet delivered ({}); offsets not committed for {:.1f} s{}",
-                       retries_.empty() ? RdKafka::err2str(rc) : "a delivery failed",
+                       !outputs_.delivery_failed() ? RdKafka::err2str(rc) : "a delivery failed",
                        std::chrono::duration<double>(now - *commit_deferred_since_).count(),
                        suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
           metrics_.commit_failures.Increment();
@@ -1308,18 +1131,9 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         spdlog::warn("{} lockdown decision(s) with hooks not finished at shutdown: they run again at the next start",
                      hooks_.unfinished());
     }
-    if (producer_) {
+    if (outputs_.producing()) {
       // Before leaving the group: what is delivered now is not re-sent from the outbox later.
-      const auto flush_ms = left(std::chrono::milliseconds(config_.shutdown.timeout_ms / 8));
-      if (producer_->flush(static_cast<int>(flush_ms.count())) != RdKafka::ERR_NO_ERROR)
-        spdlog::warn("{} message(s) to Kafka not delivered at shutdown: findings among them are {} at the next start",
-                     producer_->outq_len(),
-                     store_ ? "sent again from the state store"
-                            : "raised again (their events' offsets were not committed)");
-      // Dropped now (their delivery reports are never served), so that destroying the producer
-      // does not wait for requests in flight to a broker that is not answering.
-      producer_->purge(RdKafka::Producer::PURGE_QUEUE | RdKafka::Producer::PURGE_INFLIGHT |
-                       RdKafka::Producer::PURGE_NON_BLOCKING);
+      outputs_.stop_producing(left(std::chrono::milliseconds(config_.shutdown.timeout_ms / 8)));
     }
     // A twentieth of the budget is left for the rest: the state store's close, freeing the tables.
     // The revocation's commit while leaving the group waits no longer either.
@@ -1390,13 +1204,16 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   KafkaClientEvents client_events_{metrics_};  // both clients' event callback: outlives them
   std::unique_ptr<DetachableEventCb> consumer_events_;  // before consumer_: outlives it
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
-  std::unique_ptr<RdKafka::Producer> producer_;
   FindingLedger ledger_;
   PolicyEngine policies_;
-  Pipeline pipeline_{engine_, policies_, ledger_, *this, *this};  // the event path from the engine on
   // Hooks run off the event path; an "on" decision whose hooks have all run is stored so.
   HookCoordinator hooks_{policies_, metrics_.registry(), options_.hooks, options_.on_hook,
-                         [this](const std::string& key, const Lockdown& l) { hooks_done(key, l); }};
+                         [this](const std::string& key, const Lockdown& l) { outputs_.write_lockdown(key, &l, nullptr); }};
+  // Findings and decisions past the pipeline: the state store, the log, the topics, the hooks.
+  DaemonOutputs outputs_{config_.kafka, store_.get(), metrics_, engine_, policies_, hooks_,
+                         {options_.on_finding, options_.on_decision,
+                          [this](ControlStream stream, const std::string& json) { published(stream, json); }}};
+  Pipeline pipeline_{engine_, policies_, ledger_, outputs_, outputs_};  // the event path from the engine on
   std::unique_ptr<ControlServer> control_;
   ServiceNotifier notifier_;
   std::mutex control_mu_;
@@ -1405,22 +1222,11 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
 
   std::deque<std::string> recent_findings_, recent_decisions_;
   TimeMs started_at_ = 0;
-  struct FileCloser {
-    void operator()(std::FILE* f) const { std::fclose(f); }
-  };
-  std::unique_ptr<std::FILE, FileCloser> decision_log_;
+
   PipelineStats synced_;  // what sync_pipeline_metrics() has counted
   std::uint64_t synced_waits_ = 0;
   std::map<TopicPartitionKey, std::int64_t> next_offsets_;
   std::map<TopicPartitionKey, std::deque<std::pair<TimeMs, std::int64_t>>> warmup_marks_;
-  struct Retry {
-    TopicRole role;
-    std::string topic;
-    std::string payload;
-    std::string key;
-    std::uint64_t finding_id = 0;
-  };
-  std::vector<Retry> retries_;  // failed deliveries, produced again before the next commit
   std::unique_ptr<GroupCommitter> committer_;
   // Set by shutdown(): waits for Kafka (commits in a revocation while leaving the group) end by then.
   std::optional<Clock::time_point> stop_deadline_;

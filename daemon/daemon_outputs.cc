@@ -1,0 +1,244 @@
+#include "daemon/daemon_outputs.h"
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "daemon/kafka_client.h"
+
+namespace portalwatch {
+
+namespace {
+
+// The delivery report carries the topic role and, for findings and decisions, the id.
+void* opaque(TopicRole role, std::uint64_t id) {
+  return reinterpret_cast<void*>(
+      static_cast<std::uintptr_t>((id << 8) | static_cast<std::uint64_t>(role)));
+}
+
+}  // namespace
+
+DaemonOutputs::DaemonOutputs(const KafkaConfig& kafka, StateStore* store, Metrics& metrics,
+                             const Engine& engine, PolicyEngine& policies, HookCoordinator& hooks,
+                             Observers observers)
+    : alerts_topic_(kafka.alerts_topic),
+      decisions_topic_(kafka.decisions_topic),
+      dead_letter_topic_(kafka.dead_letter_topic),
+      store_(store),
+      metrics_(metrics),
+      engine_(engine),
+      policies_(policies),
+      hooks_(hooks),
+      observers_(std::move(observers)) {}
+
+bool DaemonOutputs::start_producer(const std::map<std::string, std::string>& common,
+                                   RdKafka::EventCb& events, std::string& error) {
+  if (alerts_topic_.empty() && dead_letter_topic_.empty() && decisions_topic_.empty()) return true;
+  auto pconf_props = common;
+  // Consumer-only settings would only produce warnings on the producer.
+  for (const char* k :
+       {"partition.assignment.strategy", "auto.offset.reset", "session.timeout.ms",
+        "heartbeat.interval.ms", "max.poll.interval.ms", "group.instance.id", "group.protocol.type",
+        "fetch.max.bytes", "fetch.min.bytes", "fetch.wait.max.ms", "fetch.error.backoff.ms",
+        "max.partition.fetch.bytes", "queued.min.messages", "queued.max.messages.kbytes",
+        "enable.partition.eof", "isolation.level", "check.crcs", "coordinator.query.interval.ms",
+        "auto.commit.interval.ms"})
+    pconf_props.erase(k);
+  if (!pconf_props.count("linger.ms")) pconf_props["linger.ms"] = "5";
+  auto pconf = make_kafka_conf(pconf_props, error);
+  if (!pconf) return false;
+  std::string err;
+  pconf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(this), err);
+  pconf->set("event_cb", &events, err);
+  producer_.reset(RdKafka::Producer::create(pconf.get(), err));
+  if (!producer_) {
+    error = "cannot create Kafka producer: " + err;
+    return false;
+  }
+  return true;
+}
+
+bool DaemonOutputs::open_decision_log(const std::string& path, std::string& error) {
+  if (path.empty()) {
+    decision_log_.reset();
+    return true;
+  }
+  decision_log_.reset(std::fopen(path.c_str(), "ae"));
+  if (decision_log_) return true;
+  error = "cannot open the decision log " + path + ": " + std::strerror(errno);
+  return false;
+}
+
+void DaemonOutputs::resend_undelivered() {
+  if (!store_) return;
+  std::size_t decisions = 0;
+  for (const auto& e : store_->undelivered_decisions()) {
+    if (decisions_topic_.empty() || !producer_) break;
+    produce(TopicRole::kDecisions, decisions_topic_, e.json.data(), e.json.size(), e.key, nullptr,
+            e.id);
+    ++decisions;
+  }
+  if (decisions)
+    spdlog::warn(
+        "sending again {} decision(s) whose delivery was not confirmed before the last stop",
+        decisions);
+  if (store_->undelivered().empty()) return;
+  std::size_t sent = 0;
+  for (const auto& e : store_->undelivered()) {
+    if (e.id == 0) continue;  // staged while no alerts topic was configured
+    if (!alerts_topic_.empty() && producer_) {
+      produce(TopicRole::kAlerts, alerts_topic_, e.json.data(), e.json.size(), e.key, nullptr,
+              e.id);
+      ++sent;
+    }
+  }
+  spdlog::warn("sending again {} finding(s) whose delivery was not confirmed before the last stop",
+               sent);
+}
+
+void DaemonOutputs::publish(const Finding& f, const std::string& json,
+                            const std::string& ledger_key) {
+  const bool to_kafka = !alerts_topic_.empty() && producer_;
+  if (store_) {
+    // Written ahead of the produce: a crash from here on neither fires it again (ledger) nor
+    // loses it (outbox, sent again at start-up with the same id).
+    std::string error;
+    if (!store_->stage_finding(ledger_key, LedgerEntry::of(f),
+                               {to_kafka ? f.id : 0, f.entity, json}, engine_.next_finding_id(),
+                               error)) {
+      metrics_.state_write_failures.Increment();
+      spdlog::error("{}: finding {} is published but a crash could repeat it", error,
+                    f.id_string());
+    }
+  }
+  if (f.severity >= Severity::kHigh)
+    spdlog::warn("finding {}", json);
+  else
+    spdlog::info("finding {}", json);
+  if (to_kafka)
+    produce(TopicRole::kAlerts, alerts_topic_, json.data(), json.size(), f.entity, nullptr, f.id);
+  if (observers_.on_finding) observers_.on_finding(f);
+  if (observers_.on_published) observers_.on_published(ControlStream::kFindings, json);
+}
+
+void DaemonOutputs::decide(Decision&& d) {
+  const std::string key = PolicyEngine::key_of(d.action, d.scope);
+  const std::size_t hook_count = hooks_.hooks_for(d);
+  if (d.on && hook_count == 0) policies_.mark_hooks_done(key, d.id);  // nothing to run
+  const std::string json = d.to_json();
+  const bool to_kafka = producer_ && !decisions_topic_.empty();
+  if (store_) {
+    const auto it = policies_.active().find(key);
+    const Lockdown* on = d.on && it != policies_.active().end() ? &it->second : nullptr;
+    const OutboxEntry outbox{d.id, d.scope.key(), json};
+    write_lockdown(
+        key, on, to_kafka ? &outbox : nullptr,
+        fmt::format("decision {} is acted on but a restart may not know it", d.id_string()));
+  }
+  spdlog::warn("decision {}", json);
+  if (decision_log_) {
+    std::fputs((json + "\n").c_str(), decision_log_.get());
+    std::fflush(decision_log_.get());
+  }
+  if (to_kafka)
+    produce(TopicRole::kDecisions, decisions_topic_, json.data(), json.size(), d.scope.key(),
+            nullptr, d.id);
+  metrics_.count_decision(d, policies_.active());
+  if (observers_.on_published) observers_.on_published(ControlStream::kDecisions, json);
+  if (hook_count) hooks_.run(d, key);
+  if (observers_.on_decision) observers_.on_decision(d);
+}
+
+void DaemonOutputs::write_lockdown(const std::string& key, const Lockdown* on,
+                                   const OutboxEntry* outbox, const std::string& consequence) {
+  if (!store_) return;
+  std::string error;
+  if (store_->write_lockdown(key, on, policies_.next_decision_id(), error, outbox)) return;
+  metrics_.state_write_failures.Increment();
+  if (consequence.empty())
+    spdlog::error("{}", error);
+  else
+    spdlog::error("{}: {}", error, consequence);
+}
+
+void DaemonOutputs::dead_letter(const rd_kafka_message_t& msg, RejectReason reason) {
+  if (dead_letter_topic_.empty() || !producer_) return;
+  auto* headers = RdKafka::Headers::create();
+  headers->add("portalwatch.reason", std::string(to_string(reason)));
+  headers->add("portalwatch.source", std::string(rd_kafka_topic_name(msg.rkt)) + "/" +
+                                         std::to_string(msg.partition) + "@" +
+                                         std::to_string(msg.offset));
+  produce(TopicRole::kDeadLetter, dead_letter_topic_, msg.payload, msg.len,
+          msg.key ? std::string(static_cast<const char*>(msg.key), msg.key_len) : std::string(),
+          headers);
+}
+
+void DaemonOutputs::send_failed_again() {
+  std::vector<Retry> again;
+  again.swap(retries_);
+  for (const auto& r : again)
+    produce(r.role, r.topic, r.payload.data(), r.payload.size(), r.key, nullptr, r.id);
+}
+
+void DaemonOutputs::stop_producing(std::chrono::milliseconds wait) {
+  if (producer_->flush(static_cast<int>(wait.count())) != RdKafka::ERR_NO_ERROR)
+    spdlog::warn(
+        "{} message(s) to Kafka not delivered at shutdown: findings among them are {} at the next "
+        "start",
+        producer_->outq_len(),
+        store_ ? "sent again from the state store"
+               : "raised again (their events' offsets were not committed)");
+  // Dropped now (their delivery reports are never served), so that destroying the producer does
+  // not wait for requests in flight to a broker that is not answering.
+  producer_->purge(RdKafka::Producer::PURGE_QUEUE | RdKafka::Producer::PURGE_INFLIGHT |
+                   RdKafka::Producer::PURGE_NON_BLOCKING);
+}
+
+void DaemonOutputs::produce(TopicRole role, const std::string& topic, const void* data, size_t len,
+                            const std::string& key, RdKafka::Headers* headers, std::uint64_t id) {
+  for (;;) {
+    const auto rc =
+        producer_->produce(topic, RdKafka::Topic::PARTITION_UA, RdKafka::Producer::RK_MSG_COPY,
+                           const_cast<void*>(data), len, key.empty() ? nullptr : key.data(),
+                           key.size(), 0, headers, opaque(role, id));
+    if (rc == RdKafka::ERR_NO_ERROR) return;  // headers now belong to librdkafka
+    if (rc == RdKafka::ERR__QUEUE_FULL) {
+      // Back-pressure: the broker is slower than our findings; wait rather than lose one.
+      producer_->poll(50);
+      continue;
+    }
+    delete headers;
+    metrics_.produce_failures[static_cast<size_t>(role)]->Increment();
+    spdlog::error("cannot produce to {}: {}", topic, RdKafka::err2str(rc));
+    return;
+  }
+}
+
+void DaemonOutputs::dr_cb(RdKafka::Message& msg) {
+  const auto bits = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(msg.msg_opaque()));
+  const auto role = static_cast<size_t>(bits & 0xff);
+  const std::uint64_t id = bits >> 8;
+  if (role >= static_cast<size_t>(TopicRole::kCount)) return;
+  if (msg.err() == RdKafka::ERR_NO_ERROR) {
+    metrics_.produced[role]->Increment();
+    std::string error;
+    const bool decision = role == static_cast<size_t>(TopicRole::kDecisions);
+    if (id && store_ &&
+        !(decision ? store_->decision_delivered(id, error) : store_->delivered(id, error))) {
+      metrics_.state_write_failures.Increment();
+      spdlog::error("{}: {} {} may be sent again after a restart", error,
+                    decision ? "decision" : "finding", format_id(decision ? 'd' : 'f', id));
+    }
+  } else {
+    // librdkafka has already retried for delivery.timeout.ms. Keep the message and send it again
+    // before the next commit; offsets stay behind it until it is delivered.
+    metrics_.produce_failures[role]->Increment();
+    spdlog::error("delivery to {} failed: {}; will retry", msg.topic_name(), msg.errstr());
+    retries_.push_back({static_cast<TopicRole>(role), msg.topic_name(),
+                        std::string(static_cast<const char*>(msg.payload()), msg.len()),
+                        msg.key() ? *msg.key() : std::string(), id});
+  }
+}
+
+}  // namespace portalwatch
