@@ -12,7 +12,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <csignal>
 #include <deque>
@@ -22,8 +21,6 @@
 #include <optional>
 #include <thread>
 
-#include "daemon/control.h"
-#include "daemon/control_server.h"
 #include "daemon/daemon_outputs.h"
 #include "daemon/finding_ledger.h"
 #include "daemon/geoip.h"
@@ -32,13 +29,12 @@
 #include "daemon/takeover.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
+#include "daemon/operator_commands.h"
 #include "daemon/partition_feeds.h"
 #include "daemon/pipeline.h"
 #include "daemon/service_notify.h"
 #include "daemon/state_store.h"
 #include "daemon/system_clock.h"
-#include "detectors/json_writer.h"
-#include "portalwatch_version.h"
 
 namespace portalwatch {
 
@@ -68,8 +64,7 @@ void delete_partitions(std::vector<RdKafka::TopicPartition*>& parts) {
 }
 
 class KafkaDaemon final : public RdKafka::RebalanceCb,
-                          public PartitionFeeds::Handler,
-                          public ControlHandler {
+                          public PartitionFeeds::Handler {
  public:
   KafkaDaemon(Config config, const DaemonOptions& options)
       : config_(std::move(config)),
@@ -101,7 +96,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       rd_kafka_queue_destroy(consumer_queue_);
       consumer_queue_ = nullptr;
     }
-    stop_control();
+    operator_.stop();
     if (!consumer_ && !outputs_.producing()) return true;  // released already, or never started
     auto released = std::make_shared<std::promise<void>>();
     auto done = released->get_future();
@@ -169,7 +164,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       }());
     }
     hooks_.configure(config_.hooks, "before the last stop");
-    if (store_) restore_settings();
+    if (store_) operator_.restore_settings();
     if (!outputs_.open_decision_log(config_.decisions.log, error)) return false;
     std::map<std::string, std::string> common = config_.kafka.properties;
     common["bootstrap.servers"] = config_.kafka.bootstrap_servers;
@@ -245,12 +240,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
                  config_.kafka.bootstrap_servers, config_.kafka.group_id,
                  instance.empty() ? std::string() : " (static member " + instance + ")", engine_.detectors().size(),
                  config_.metrics.enabled ? "on port " + std::to_string(metrics_.port()) : std::string("off"));
-    if (!config_.control.socket.empty() || config_.control.tcp.enabled) {
-      control_ = std::make_unique<ControlServer>(wall_clock_);
-      if (!control_->start(config_.control, *this, error)) return false;
-      spdlog::info("operator control on {}", config_.control.socket.empty() ? "TCP only" : config_.control.socket);
-    }
-    started_at_ = wall_clock_.now();
+    if (!operator_.start(config_.control, error)) return false;
     if (options_.on_ready) options_.on_ready(metrics_.port());
     return true;
   }
@@ -270,10 +260,10 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       const auto now = Clock::now();
       outputs_.poll();
       if (hooks_.enabled()) hooks_.drain_results();
-      drain_control();
+      operator_.drain();
       if (g_reload.exchange(false)) {
         notifier_.status("reloading");
-        const ControlReply r = reload();
+        const ControlReply r = operator_.reload();
         if (!r.ok) spdlog::error("SIGHUP: {}", r.error_message);
         notifier_.status(service_status());
       }
@@ -442,290 +432,6 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
                    r.detail, suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
     outputs_.dead_letter(msg, r.reason);
     finished(key, msg.offset);
-  }
-
-  // ---- operator control ------------------------------------------------------------------------
-  // Requests arrive on the control server's thread; they are carried out on the event loop (which
-  // owns every piece of state they touch) within a bounded wait.
-  struct ControlTask {
-    ControlPeer peer;
-    ControlRequest request;
-    std::promise<ControlReply> reply;
-  };
-
-  ControlReply handle(const ControlPeer& peer, const ControlRequest& request) override {
-    auto task = std::make_shared<ControlTask>();
-    task->peer = peer;
-    task->request = request;
-    auto reply = task->reply.get_future();
-    {
-      std::lock_guard lock(control_mu_);
-      if (control_stopping_) return ControlReply::failure(control_error::kUnavailable, "the daemon is stopping");
-      control_tasks_.push_back(task);
-    }
-    if (reply.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
-      return ControlReply::failure(control_error::kUnavailable, "the daemon did not answer within 10 s");
-    return reply.get();
-  }
-
-  void drain_control() {
-    std::vector<std::shared_ptr<ControlTask>> tasks;
-    {
-      std::lock_guard lock(control_mu_);
-      tasks.swap(control_tasks_);
-    }
-    for (auto& t : tasks) t->reply.set_value(execute(t->peer, t->request));
-  }
-
-  void stop_control() {
-    {
-      std::lock_guard lock(control_mu_);
-      control_stopping_ = true;
-    }
-    drain_control();  // whoever waits gets an answer before the server's stop() waits for them
-    if (control_) control_->stop();
-    control_.reset();
-  }
-
-  // A finding or decision published: the operator's recent lists and live streams.
-  void published(ControlStream stream, const std::string& json) {
-    remember(stream == ControlStream::kFindings ? recent_findings_ : recent_decisions_, json);
-    if (control_) control_->publish(stream, json);
-  }
-
-  static void remember(std::deque<std::string>& recent, const std::string& json) {
-    recent.push_back(json);
-    if (recent.size() > static_cast<std::size_t>(ControlRequest::kMaxLimit)) recent.pop_front();
-  }
-
-  static std::string items(const std::deque<std::string>& recent, int limit) {
-    std::string out = "{\"items\":[";
-    const std::size_t n = std::min(recent.size(), static_cast<std::size_t>(std::max(0, limit)));
-    for (std::size_t i = recent.size() - n; i < recent.size(); ++i) {
-      if (i != recent.size() - n) out.push_back(',');
-      out += recent[i];
-    }
-    return out + "]}";
-  }
-
-  static std::string lockdown_json(const Lockdown& l) {
-    std::string out = "{\"scope\":";
-    append_json_string(out, l.decision.scope.key());
-    out += ",\"action\":";
-    append_json_string(out, to_string(l.decision.action));
-    out += ",\"since\":\"" + format_rfc3339(l.decision.at) + "\",\"by\":";
-    append_json_string(out, l.decision.by);
-    out += ",\"reason\":";
-    append_json_string(out, l.decision.reason);
-    if (l.decision.expires > 0) out += ",\"expires\":\"" + format_rfc3339(l.decision.expires) + "\"";
-    out += std::string(",\"dry_run\":") + (l.decision.dry_run ? "true" : "false") + ",\"decision\":";
-    append_json_string(out, l.decision.id_string());
-    return out + "}";
-  }
-
-  std::string status_json() {
-    const auto& s = engine_.stats();
-    std::vector<std::string> problems;
-    std::vector<RdKafka::TopicPartition*> parts;
-    if (consumer_->assignment(parts) == RdKafka::ERR_NO_ERROR && parts.empty())
-      problems.emplace_back("no Kafka partition assigned");
-    delete_partitions(parts);
-    if (outputs_.delivery_failed()) problems.emplace_back("findings waiting to be delivered again");
-    std::string out = "{\"version\":\"" PORTALWATCH_VERSION "\",\"uptime_seconds\":";
-    append_json_int(out, (wall_clock_.now() - started_at_) / kSecondMs);
-    out += std::string(",\"health\":\"") + (problems.empty() ? "ok" : "degraded") + "\",\"health_reasons\":[";
-    for (std::size_t i = 0; i < problems.size(); ++i) {
-      if (i) out.push_back(',');
-      append_json_string(out, problems[i]);
-    }
-    out += "],\"events_received\":";
-    append_json_int(out, static_cast<std::int64_t>(s.received));
-    out += ",\"consumer_lag\":";
-    append_json_int(out, static_cast<std::int64_t>(metrics_.consumer_lag.Value()));
-    out += ",\"lockdowns\":[";
-    bool first = true;
-    for (const auto& [key, l] : policies_.active()) {
-      if (!first) out.push_back(',');
-      first = false;
-      out += lockdown_json(l);
-    }
-    out += "],\"silenced\":[";
-    first = true;
-    for (const auto& x : policies_.silences()) {
-      if (x.until <= wall_clock_.now()) continue;
-      if (!first) out.push_back(',');
-      first = false;
-      out += "{\"detector\":";
-      append_json_string(out, x.detector);
-      out += ",\"until\":\"" + format_rfc3339(x.until) + "\",\"by\":";
-      append_json_string(out, x.by);
-      out += ",\"reason\":";
-      append_json_string(out, x.reason);
-      out.push_back('}');
-    }
-    const std::string findings = items(recent_findings_, 20), decisions = items(recent_decisions_, 20);
-    out += "],\"recent_findings\":" + findings.substr(9, findings.size() - 10);
-    out += ",\"recent_decisions\":" + decisions.substr(9, decisions.size() - 10);
-    return out + "}";
-  }
-
-  std::string allowlist_json() const {
-    std::string out = "{\"networks\":[";
-    for (std::size_t i = 0; i < policies_.allowlist().size(); ++i) {
-      const auto& a = policies_.allowlist()[i];
-      if (i) out.push_back(',');
-      out += "{\"network\":";
-      append_json_string(out, a.network.to_string());
-      out += ",\"comment\":";
-      append_json_string(out, a.comment);
-      out += ",\"by\":";
-      append_json_string(out, a.by);
-      out += ",\"at\":\"" + format_rfc3339(a.at) + "\"}";
-    }
-    return out + "]}";
-  }
-
-  ControlReply execute(const ControlPeer& peer, const ControlRequest& r) {
-    const TimeMs now = wall_clock_.now();
-    switch (r.command) {
-      case ControlCommand::kStatus:
-        return ControlReply::success(status_json());
-      case ControlCommand::kFindings:
-        return ControlReply::success(items(recent_findings_, r.limit));
-      case ControlCommand::kDecisions:
-        return ControlReply::success(items(recent_decisions_, r.limit));
-      case ControlCommand::kLockdown: {
-        // The same path as a policy's decision: stored, logged, published, hooks run.
-        auto m = policies_.manual(r.scope, DecisionAction::kLockdown, r.on, peer.user, r.reason,
-                                  r.ttl_seconds * kSecondMs, now);
-        if (!m.error.empty()) return ControlReply::failure(control_error::kFailed, m.error);
-        if (m.changed) outputs_.decide(Decision(*m.decision));
-        return ControlReply::success("{\"decision\":" + m.decision->to_json() + ",\"changed\":" +
-                                     (m.changed ? "true" : "false") + "}");
-      }
-      case ControlCommand::kAllowlist: {
-        const std::string name = "allow/" + r.network.to_string();
-        if (r.op == AllowlistOp::kAdd) {
-          policies_.allow({r.network, r.comment, peer.operator_name(), now});
-          const std::string value = r.comment + '\n' + peer.operator_name() + '\n' + std::to_string(now);
-          if (!persist_setting(name, &value)) return ControlReply::failure(control_error::kFailed, "not stored");
-        } else if (r.op == AllowlistOp::kRemove) {
-          if (!policies_.disallow(r.network))
-            return ControlReply::failure(control_error::kFailed, r.network.to_string() + " is not on the allowlist");
-          if (!persist_setting(name, nullptr)) return ControlReply::failure(control_error::kFailed, "not stored");
-        }
-        return ControlReply::success(allowlist_json());
-      }
-      case ControlCommand::kSilence: {
-        const TimeMs until = r.seconds > 0 ? now + r.seconds * kSecondMs : 0;
-        policies_.silence({r.detector, until, peer.operator_name(), r.reason});
-        const std::string value = std::to_string(until) + '\n' + peer.operator_name() + '\n' + r.reason;
-        if (!persist_setting("silence/" + r.detector, until ? &value : nullptr))
-          return ControlReply::failure(control_error::kFailed, "not stored");
-        std::string out = "{\"detector\":";
-        append_json_string(out, r.detector);
-        out += until ? ",\"until\":\"" + format_rfc3339(until) + "\"}" : ",\"until\":null}";
-        return ControlReply::success(out);
-      }
-      case ControlCommand::kReload:
-        return reload();
-    }
-    return ControlReply::failure(control_error::kBadRequest, "unknown command");
-  }
-
-  bool persist_setting(const std::string& name, const std::string* value) {
-    if (!store_) return true;  // in memory only, as everything else without a state store
-    std::string error;
-    if (store_->write_setting(name, value, error)) return true;
-    metrics_.state_write_failures.Increment();
-    spdlog::error("{}", error);
-    return false;
-  }
-
-  void restore_settings() {
-    const auto split = [](const std::string& v) {
-      std::vector<std::string> parts;
-      std::size_t from = 0;
-      for (std::size_t nl; (nl = v.find('\n', from)) != std::string::npos; from = nl + 1) parts.push_back(v.substr(from, nl - from));
-      parts.push_back(v.substr(from));
-      return parts;
-    };
-    for (const auto& [name, value] : store_->settings("allow/")) {
-      const auto net = IpNetwork::parse(name.substr(6));
-      const auto p = split(value);
-      if (net && p.size() == 3) policies_.allow({*net, p[0], p[1], std::atoll(p[2].c_str())});
-    }
-    for (const auto& [name, value] : store_->settings("silence/")) {
-      const auto p = split(value);
-      if (p.size() == 3) policies_.silence({name.substr(8), std::atoll(p[0].c_str()), p[1], p[2]});
-    }
-    if (!policies_.allowlist().empty() || !policies_.silences().empty())
-      spdlog::info("{} allowlisted network(s), {} silenced detector(s) restored", policies_.allowlist().size(),
-                   policies_.silences().size());
-  }
-
-  // Reload: the configuration file is read and checked whole (an error anywhere changes nothing).
-  // Then, between two events: the detectors take their new settings keeping their windows and
-  // tables where the state's layout allows (Engine::reconfigure), and so do the input, time and
-  // sources settings; the response side (policies, hooks, the decision log and dry-run) is swapped
-  // in keeping lockdowns, the allowlist and silences; the log format and level change. Kafka, the
-  // state store, profiles, metrics, control and GeoIP keep the settings they started with.
-  ControlReply reload() {
-    if (config_.source.empty() || config_.source[0] == '<')
-      return ControlReply::failure(control_error::kFailed, "started with the built-in configuration: no file to re-read");
-    ConfigResult loaded = load_config(config_.source);
-    if (!loaded.config) {
-      spdlog::error("reload refused, the configuration in force stays:\n{}", loaded.errors);
-      return ControlReply::failure(control_error::kFailed, "the configuration has errors; nothing changed:\n" + loaded.errors);
-    }
-    Config& next = *loaded.config;
-
-    metrics_.sync(engine_);  // counted under the old set of instances first
-    const Engine::ReloadReport detectors = engine_.reconfigure(next.engine, std::move(next.detectors));
-    metrics_.rebind_detectors(engine_);
-    SourcesConfig sources_in_force = std::move(config_.engine.sources);
-    config_.engine = next.engine;
-    config_.text = next.text;  // the detectors as restart_if_late() builds them again
-    if (!detectors.sources_applied) config_.engine.sources = std::move(sources_in_force);
-
-    policies_.reconfigure(std::move(next.policies), next.decisions.dry_run);
-    config_.hooks = next.hooks;
-    hooks_.configure(config_.hooks, "when the hooks were reloaded");
-    if (next.decisions.log != config_.decisions.log) {
-      std::string ignored;  // the decision log is then off
-      outputs_.open_decision_log(next.decisions.log, ignored);
-    }
-    config_.decisions = next.decisions;
-    init_logging(next.log);
-    config_.log = next.log;
-
-    const auto names = [](const std::vector<std::string>& v) {
-      std::string out;
-      for (const auto& n : v) out += (out.empty() ? "" : ", ") + n;
-      return out.empty() ? std::string("none") : out;
-    };
-    spdlog::warn(
-        "configuration reloaded from {}: detectors with new settings and their state kept: {}; restarted "
-        "(type or window changed): {}; added: {}; removed: {}; {} policies, {} hooks{}",
-        config_.source, names(detectors.kept), names(detectors.restarted), names(detectors.added),
-        names(detectors.removed), policies_.policies().size(), config_.hooks.size(),
-        detectors.sources_applied ? "" : "; sources: new prefixes or learning period take effect at restart");
-    const auto json_names = [](const std::vector<std::string>& v) {
-      std::string out = "[";
-      for (size_t i = 0; i < v.size(); ++i) {
-        if (i) out.push_back(',');
-        append_json_string(out, v[i]);
-      }
-      return out + "]";
-    };
-    std::string out = "{\"reloaded\":true,\"errors\":[],\"applied\":[\"detectors\",\"input\",\"time\",";
-    if (detectors.sources_applied) out += "\"sources\",";
-    out += "\"policies\",\"hooks\",\"decisions\",\"log\"],\"detectors\":{\"kept\":" + json_names(detectors.kept) +
-           ",\"restarted\":" + json_names(detectors.restarted) + ",\"added\":" + json_names(detectors.added) +
-           ",\"removed\":" + json_names(detectors.removed) + "},\"unchanged_until_restart\":[";
-    if (!detectors.sources_applied) out += "\"sources\",";
-    out += "\"kafka\",\"state\",\"profiles\",\"metrics\",\"control\",\"geoip\"]}";
-    return ControlReply::success(out);
   }
 
   static std::vector<TopicPartitionKey> keys_of(const std::vector<RdKafka::TopicPartition*>& partitions) {
@@ -1100,6 +806,17 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     metrics_.assigned_partitions.Set(static_cast<double>(assigned));
   }
 
+  // Why the daemon is degraded (portalwatchctl status).
+  std::vector<std::string> health_problems() {
+    std::vector<std::string> problems;
+    std::vector<RdKafka::TopicPartition*> parts;
+    if (consumer_->assignment(parts) == RdKafka::ERR_NO_ERROR && parts.empty())
+      problems.emplace_back("no Kafka partition assigned");
+    delete_partitions(parts);
+    if (outputs_.delivery_failed()) problems.emplace_back("findings waiting to be delivered again");
+    return problems;
+  }
+
   // One line for `systemctl status`.
   std::string service_status() const {
     return fmt::format("{} events, {} rejected, {} findings, {} lockdown(s) in force, lag {}", engine_.stats().received,
@@ -1121,7 +838,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     stop_deadline_ = deadline;
     shutdown_deadline_ = deadline;
     notifier_.stopping("shutting down: " + service_status());
-    stop_control();
+    operator_.stop();
     spdlog::info("shutting down (at most {} s): committing processed offsets", config_.shutdown.timeout_ms / 1000);
     commit_processed(nullptr, true, config_.shutdown.timeout_ms / 4);
     if (hooks_.enabled()) {
@@ -1212,16 +929,12 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   // Findings and decisions past the pipeline: the state store, the log, the topics, the hooks.
   DaemonOutputs outputs_{config_.kafka, store_.get(), metrics_, engine_, policies_, hooks_,
                          {options_.on_finding, options_.on_decision,
-                          [this](ControlStream stream, const std::string& json) { published(stream, json); }}};
+                          [this](ControlStream stream, const std::string& json) { operator_.published(stream, json); }}};
   Pipeline pipeline_{engine_, policies_, ledger_, outputs_, outputs_};  // the event path from the engine on
-  std::unique_ptr<ControlServer> control_;
+  // The operator's commands (portalwatchctl, SIGHUP's reload).
+  OperatorCommands operator_{config_, wall_clock_, engine_, metrics_, policies_, store_.get(), hooks_, outputs_,
+                             [this] { return health_problems(); }};
   ServiceNotifier notifier_;
-  std::mutex control_mu_;
-  std::vector<std::shared_ptr<ControlTask>> control_tasks_;  // from the control server's thread
-  bool control_stopping_ = false;
-
-  std::deque<std::string> recent_findings_, recent_decisions_;
-  TimeMs started_at_ = 0;
 
   PipelineStats synced_;  // what sync_pipeline_metrics() has counted
   std::uint64_t synced_waits_ = 0;

@@ -1,0 +1,315 @@
+#include "daemon/operator_commands.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "daemon/log.h"
+#include "detectors/json_writer.h"
+#include "portalwatch_version.h"
+
+namespace portalwatch {
+
+namespace {
+
+void remember(std::deque<std::string>& recent, const std::string& json) {
+  recent.push_back(json);
+  if (recent.size() > static_cast<std::size_t>(ControlRequest::kMaxLimit)) recent.pop_front();
+}
+
+std::string items(const std::deque<std::string>& recent, int limit) {
+  std::string out = "{\"items\":[";
+  const std::size_t n = std::min(recent.size(), static_cast<std::size_t>(std::max(0, limit)));
+  for (std::size_t i = recent.size() - n; i < recent.size(); ++i) {
+    if (i != recent.size() - n) out.push_back(',');
+    out += recent[i];
+  }
+  return out + "]}";
+}
+
+std::string lockdown_json(const Lockdown& l) {
+  std::string out = "{\"scope\":";
+  append_json_string(out, l.decision.scope.key());
+  out += ",\"action\":";
+  append_json_string(out, to_string(l.decision.action));
+  out += ",\"since\":\"" + format_rfc3339(l.decision.at) + "\",\"by\":";
+  append_json_string(out, l.decision.by);
+  out += ",\"reason\":";
+  append_json_string(out, l.decision.reason);
+  if (l.decision.expires > 0) out += ",\"expires\":\"" + format_rfc3339(l.decision.expires) + "\"";
+  out += std::string(",\"dry_run\":") + (l.decision.dry_run ? "true" : "false") + ",\"decision\":";
+  append_json_string(out, l.decision.id_string());
+  return out + "}";
+}
+
+}  // namespace
+
+bool OperatorCommands::start(const ControlConfig& config, std::string& error) {
+  if (!config.socket.empty() || config.tcp.enabled) {
+    server_ = std::make_unique<ControlServer>(clock_);
+    if (!server_->start(config, *this, error)) return false;
+    spdlog::info("operator control on {}", config.socket.empty() ? "TCP only" : config.socket);
+  }
+  started_at_ = clock_.now();
+  return true;
+}
+
+ControlReply OperatorCommands::handle(const ControlPeer& peer, const ControlRequest& request) {
+  auto task = std::make_shared<ControlTask>();
+  task->peer = peer;
+  task->request = request;
+  auto reply = task->reply.get_future();
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_)
+      return ControlReply::failure(control_error::kUnavailable, "the daemon is stopping");
+    tasks_.push_back(task);
+  }
+  if (reply.wait_for(std::chrono::seconds(10)) != std::future_status::ready)
+    return ControlReply::failure(control_error::kUnavailable,
+                                 "the daemon did not answer within 10 s");
+  return reply.get();
+}
+
+void OperatorCommands::drain() {
+  std::vector<std::shared_ptr<ControlTask>> tasks;
+  {
+    std::lock_guard lock(mu_);
+    tasks.swap(tasks_);
+  }
+  for (auto& t : tasks) t->reply.set_value(execute(t->peer, t->request));
+}
+
+void OperatorCommands::stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  drain();  // whoever waits gets an answer before the server's stop() waits for them
+  if (server_) server_->stop();
+  server_.reset();
+}
+
+void OperatorCommands::published(ControlStream stream, const std::string& json) {
+  remember(stream == ControlStream::kFindings ? recent_findings_ : recent_decisions_, json);
+  if (server_) server_->publish(stream, json);
+}
+
+std::string OperatorCommands::status_json() {
+  const auto& s = engine_.stats();
+  const std::vector<std::string> problems = problems_();
+  std::string out = "{\"version\":\"" PORTALWATCH_VERSION "\",\"uptime_seconds\":";
+  append_json_int(out, (clock_.now() - started_at_) / kSecondMs);
+  out += std::string(",\"health\":\"") + (problems.empty() ? "ok" : "degraded") +
+         "\",\"health_reasons\":[";
+  for (std::size_t i = 0; i < problems.size(); ++i) {
+    if (i) out.push_back(',');
+    append_json_string(out, problems[i]);
+  }
+  out += "],\"events_received\":";
+  append_json_int(out, static_cast<std::int64_t>(s.received));
+  out += ",\"consumer_lag\":";
+  append_json_int(out, static_cast<std::int64_t>(metrics_.consumer_lag.Value()));
+  out += ",\"lockdowns\":[";
+  bool first = true;
+  for (const auto& [key, l] : policies_.active()) {
+    if (!first) out.push_back(',');
+    first = false;
+    out += lockdown_json(l);
+  }
+  out += "],\"silenced\":[";
+  first = true;
+  for (const auto& x : policies_.silences()) {
+    if (x.until <= clock_.now()) continue;
+    if (!first) out.push_back(',');
+    first = false;
+    out += "{\"detector\":";
+    append_json_string(out, x.detector);
+    out += ",\"until\":\"" + format_rfc3339(x.until) + "\",\"by\":";
+    append_json_string(out, x.by);
+    out += ",\"reason\":";
+    append_json_string(out, x.reason);
+    out.push_back('}');
+  }
+  const std::string findings = items(recent_findings_, 20),
+                    decisions = items(recent_decisions_, 20);
+  out += "],\"recent_findings\":" + findings.substr(9, findings.size() - 10);
+  out += ",\"recent_decisions\":" + decisions.substr(9, decisions.size() - 10);
+  return out + "}";
+}
+
+std::string OperatorCommands::allowlist_json() const {
+  std::string out = "{\"networks\":[";
+  for (std::size_t i = 0; i < policies_.allowlist().size(); ++i) {
+    const auto& a = policies_.allowlist()[i];
+    if (i) out.push_back(',');
+    out += "{\"network\":";
+    append_json_string(out, a.network.to_string());
+    out += ",\"comment\":";
+    append_json_string(out, a.comment);
+    out += ",\"by\":";
+    append_json_string(out, a.by);
+    out += ",\"at\":\"" + format_rfc3339(a.at) + "\"}";
+  }
+  return out + "]}";
+}
+
+ControlReply OperatorCommands::execute(const ControlPeer& peer, const ControlRequest& r) {
+  const TimeMs now = clock_.now();
+  switch (r.command) {
+    case ControlCommand::kStatus:
+      return ControlReply::success(status_json());
+    case ControlCommand::kFindings:
+      return ControlReply::success(items(recent_findings_, r.limit));
+    case ControlCommand::kDecisions:
+      return ControlReply::success(items(recent_decisions_, r.limit));
+    case ControlCommand::kLockdown: {
+      // The same path as a policy's decision: stored, logged, published, hooks run.
+      auto m = policies_.manual(r.scope, DecisionAction::kLockdown, r.on, peer.user, r.reason,
+                                r.ttl_seconds * kSecondMs, now);
+      if (!m.error.empty()) return ControlReply::failure(control_error::kFailed, m.error);
+      if (m.changed) outputs_.decide(Decision(*m.decision));
+      return ControlReply::success("{\"decision\":" + m.decision->to_json() +
+                                   ",\"changed\":" + (m.changed ? "true" : "false") + "}");
+    }
+    case ControlCommand::kAllowlist: {
+      const std::string name = "allow/" + r.network.to_string();
+      if (r.op == AllowlistOp::kAdd) {
+        policies_.allow({r.network, r.comment, peer.operator_name(), now});
+        const std::string value =
+            r.comment + '\n' + peer.operator_name() + '\n' + std::to_string(now);
+        if (!persist_setting(name, &value))
+          return ControlReply::failure(control_error::kFailed, "not stored");
+      } else if (r.op == AllowlistOp::kRemove) {
+        if (!policies_.disallow(r.network))
+          return ControlReply::failure(control_error::kFailed,
+                                       r.network.to_string() + " is not on the allowlist");
+        if (!persist_setting(name, nullptr))
+          return ControlReply::failure(control_error::kFailed, "not stored");
+      }
+      return ControlReply::success(allowlist_json());
+    }
+    case ControlCommand::kSilence: {
+      const TimeMs until = r.seconds > 0 ? now + r.seconds * kSecondMs : 0;
+      policies_.silence({r.detector, until, peer.operator_name(), r.reason});
+      const std::string value =
+          std::to_string(until) + '\n' + peer.operator_name() + '\n' + r.reason;
+      if (!persist_setting("silence/" + r.detector, until ? &value : nullptr))
+        return ControlReply::failure(control_error::kFailed, "not stored");
+      std::string out = "{\"detector\":";
+      append_json_string(out, r.detector);
+      out += until ? ",\"until\":\"" + format_rfc3339(until) + "\"}" : ",\"until\":null}";
+      return ControlReply::success(out);
+    }
+    case ControlCommand::kReload:
+      return reload();
+  }
+  return ControlReply::failure(control_error::kBadRequest, "unknown command");
+}
+
+bool OperatorCommands::persist_setting(const std::string& name, const std::string* value) {
+  if (!store_) return true;  // in memory only, as everything else without a state store
+  std::string error;
+  if (store_->write_setting(name, value, error)) return true;
+  metrics_.state_write_failures.Increment();
+  spdlog::error("{}", error);
+  return false;
+}
+
+void OperatorCommands::restore_settings() {
+  const auto split = [](const std::string& v) {
+    std::vector<std::string> parts;
+    std::size_t from = 0;
+    for (std::size_t nl; (nl = v.find('\n', from)) != std::string::npos; from = nl + 1)
+      parts.push_back(v.substr(from, nl - from));
+    parts.push_back(v.substr(from));
+    return parts;
+  };
+  for (const auto& [name, value] : store_->settings("allow/")) {
+    const auto net = IpNetwork::parse(name.substr(6));
+    const auto p = split(value);
+    if (net && p.size() == 3) policies_.allow({*net, p[0], p[1], std::atoll(p[2].c_str())});
+  }
+  for (const auto& [name, value] : store_->settings("silence/")) {
+    const auto p = split(value);
+    if (p.size() == 3) policies_.silence({name.substr(8), std::atoll(p[0].c_str()), p[1], p[2]});
+  }
+  if (!policies_.allowlist().empty() || !policies_.silences().empty())
+    spdlog::info("{} allowlisted network(s), {} silenced detector(s) restored",
+                 policies_.allowlist().size(), policies_.silences().size());
+}
+
+// Reload: the configuration file is read and checked whole (an error anywhere changes nothing).
+// Then, between two events: the detectors take their new settings keeping their windows and
+// tables where the state's layout allows (Engine::reconfigure), and so do the input, time and
+// sources settings; the response side (policies, hooks, the decision log and dry-run) is swapped
+// in keeping lockdowns, the allowlist and silences; the log format and level change. Kafka, the
+// state store, profiles, metrics, control and GeoIP keep the settings they started with.
+ControlReply OperatorCommands::reload() {
+  if (config_.source.empty() || config_.source[0] == '<')
+    return ControlReply::failure(control_error::kFailed,
+                                 "started with the built-in configuration: no file to re-read");
+  ConfigResult loaded = load_config(config_.source);
+  if (!loaded.config) {
+    spdlog::error("reload refused, the configuration in force stays:\n{}", loaded.errors);
+    return ControlReply::failure(
+        control_error::kFailed, "the configuration has errors; nothing changed:\n" + loaded.errors);
+  }
+  Config& next = *loaded.config;
+
+  metrics_.sync(engine_);  // counted under the old set of instances first
+  const Engine::ReloadReport detectors =
+      engine_.reconfigure(next.engine, std::move(next.detectors));
+  metrics_.rebind_detectors(engine_);
+  SourcesConfig sources_in_force = std::move(config_.engine.sources);
+  config_.engine = next.engine;
+  config_.text = next.text;  // the detectors as KafkaDaemon::restart_if_late() builds them again
+  if (!detectors.sources_applied) config_.engine.sources = std::move(sources_in_force);
+
+  policies_.reconfigure(std::move(next.policies), next.decisions.dry_run);
+  config_.hooks = next.hooks;
+  hooks_.configure(config_.hooks, "when the hooks were reloaded");
+  if (next.decisions.log != config_.decisions.log) {
+    std::string ignored;  // the decision log is then off
+    outputs_.open_decision_log(next.decisions.log, ignored);
+  }
+  config_.decisions = next.decisions;
+  init_logging(next.log);
+  config_.log = next.log;
+
+  const auto names = [](const std::vector<std::string>& v) {
+    std::string out;
+    for (const auto& n : v) out += (out.empty() ? "" : ", ") + n;
+    return out.empty() ? std::string("none") : out;
+  };
+  spdlog::warn(
+      "configuration reloaded from {}: detectors with new settings and their state kept: {}; "
+      "restarted "
+      "(type or window changed): {}; added: {}; removed: {}; {} policies, {} hooks{}",
+      config_.source, names(detectors.kept), names(detectors.restarted), names(detectors.added),
+      names(detectors.removed), policies_.policies().size(), config_.hooks.size(),
+      detectors.sources_applied
+          ? ""
+          : "; sources: new prefixes or learning period take effect at restart");
+  const auto json_names = [](const std::vector<std::string>& v) {
+    std::string out = "[";
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (i) out.push_back(',');
+      append_json_string(out, v[i]);
+    }
+    return out + "]";
+  };
+  std::string out =
+      "{\"reloaded\":true,\"errors\":[],\"applied\":[\"detectors\",\"input\",\"time\",";
+  if (detectors.sources_applied) out += "\"sources\",";
+  out += "\"policies\",\"hooks\",\"decisions\",\"log\"],\"detectors\":{\"kept\":" +
+         json_names(detectors.kept) + ",\"restarted\":" + json_names(detectors.restarted) +
+         ",\"added\":" + json_names(detectors.added) +
+         ",\"removed\":" + json_names(detectors.removed) + "},\"unchanged_until_restart\":[";
+  if (!detectors.sources_applied) out += "\"sources\",";
+  out += "\"kafka\",\"state\",\"profiles\",\"metrics\",\"control\",\"geoip\"]}";
+  return ControlReply::success(out);
+}
+
+}  // namespace portalwatch
