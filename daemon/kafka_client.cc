@@ -19,6 +19,15 @@ std::unique_ptr<RdKafka::Conf> make_kafka_conf(const std::map<std::string, std::
   return conf;
 }
 
+std::map<std::string, std::string> kafka_common_properties(const KafkaConfig& kafka) {
+  std::map<std::string, std::string> common = kafka.properties;
+  common["bootstrap.servers"] = kafka.bootstrap_servers;
+  if (!common.count("client.id")) common["client.id"] = "portalwatch";
+  // Statistics feed the broker health metrics and the broker lost/back log lines.
+  if (!common.count("statistics.interval.ms")) common["statistics.interval.ms"] = "1000";
+  return common;
+}
+
 std::string group_instance_id(const std::string& configured) {
   if (configured != "auto") return configured;
   char host[256] = {};

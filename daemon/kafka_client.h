@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 
+#include "daemon/config.h"
 #include "daemon/kafka_stats.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
@@ -20,6 +21,10 @@ namespace portalwatch {
 /// it (in `error`, and nullptr is returned).
 std::unique_ptr<RdKafka::Conf> make_kafka_conf(const std::map<std::string, std::string>& props,
                                                std::string& error);
+
+/// The librdkafka properties both clients start from: kafka.properties, the bootstrap servers,
+/// and the client id and statistics interval unless configured.
+std::map<std::string, std::string> kafka_common_properties(const KafkaConfig& kafka);
 
 /// kafka.group_instance_id: "auto" is the host name (characters Kafka does not take become '-').
 std::string group_instance_id(const std::string& configured);

@@ -1,23 +1,12 @@
 #include "daemon/kafka_daemon.h"
 
-#include <librdkafka/rdkafka.h>
-#include <librdkafka/rdkafkacpp.h>
-
-#include <fcntl.h>
-#include <poll.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <algorithm>
 #include <chrono>
 #include <csignal>
-#include <deque>
+#include <cstdio>
+#include <cstdlib>
 #include <future>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -26,11 +15,10 @@
 #include "daemon/geoip.h"
 #include "daemon/hook_coordinator.h"
 #include "daemon/kafka_client.h"
-#include "daemon/takeover.h"
+#include "daemon/kafka_source.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
 #include "daemon/operator_commands.h"
-#include "daemon/partition_feeds.h"
 #include "daemon/pipeline.h"
 #include "daemon/service_notify.h"
 #include "daemon/state_store.h"
@@ -42,13 +30,8 @@ namespace {
 
 constexpr std::size_t kSuppressedReplayed = 0;
 constexpr std::size_t kSuppressedRepeat = 1;
-// Taking over partitions: how many of the newest findings of each alerts partition are read back.
-constexpr std::int64_t kTakeoverFindings = 20'000;
-// With no partition assigned for this long, time goes on by the wall clock (lockdowns end).
-constexpr auto kUnassignedIdle = std::chrono::seconds(30);
 
 using Clock = std::chrono::steady_clock;
-using TopicPartitionKey = std::pair<std::string, std::int32_t>;
 
 std::atomic<bool> g_stop{false};
 
@@ -58,13 +41,7 @@ std::atomic<bool> g_reload{false};
 
 void on_reload_signal(int) { g_reload.store(true); }
 
-void delete_partitions(std::vector<RdKafka::TopicPartition*>& parts) {
-  RdKafka::TopicPartition::destroy(parts);
-  parts.clear();
-}
-
-class KafkaDaemon final : public RdKafka::RebalanceCb,
-                          public PartitionFeeds::Handler {
+class KafkaDaemon final {
  public:
   KafkaDaemon(Config config, const DaemonOptions& options)
       : config_(std::move(config)),
@@ -73,14 +50,9 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         geoip_(start_geoip(config_, wall_clock_, geoip_error_)),
         engine_(config_.engine, std::move(config_.detectors), &wall_clock_, store_.get(), geoip_.get()),
         metrics_(engine_, geoip_.get()),
-        policies_(std::move(config_.policies), config_.decisions.dry_run),
-        error_limiter_(std::chrono::seconds(10)),
-        reject_limiter_(std::chrono::seconds(std::max(0, config_.log.reject_log_interval_seconds))) {}
+        policies_(std::move(config_.policies), config_.decisions.dry_run) {}
 
-  ~KafkaDaemon() override {
-    release_kafka(false);
-    for (int fd : wake_) if (fd >= 0) ::close(fd);
-  }
+  ~KafkaDaemon() { release_kafka(false); }
 
   /// Destroys the Kafka clients (librdkafka's threads end). With may_abandon, waits no longer than
   /// what is left of the shutdown time (at least 250 ms) and returns false if they have not
@@ -89,33 +61,14 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   /// and a large backlog fetched, destroying the consumer took 31 s after a bounded close.
   bool release_kafka(bool may_abandon) {
     const auto started = Clock::now();
-    committer_.reset();  // its queue before the consumer
-    feeds_.reset();      // the partitions' queues and the messages they hold, likewise
-    if (consumer_queue_) {
-      rd_kafka_queue_io_event_enable(consumer_queue_, -1, nullptr, 0);
-      rd_kafka_queue_destroy(consumer_queue_);
-      consumer_queue_ = nullptr;
-    }
+    source_.release_queues();
     operator_.stop();
-    if (!consumer_ && !outputs_.producing()) return true;  // released already, or never started
+    if (!source_.has_consumer() && !outputs_.producing()) return true;  // released already, or never started
     auto released = std::make_shared<std::promise<void>>();
     auto done = released->get_future();
     std::thread releaser([this, released] {
       outputs_.release_producer();
-      if (!ever_assigned_ && cooperative_sticky_ && rd_kafka_version() < 0x020300ff) {
-        // librdkafka before 2.3.0 (Debian bookworm has 2.0.2) aborts when it destroys a
-        // cooperative-sticky consumer that never received an assignment (its issue 4312): the
-        // consumer, closed already, is kept to the end of the process instead.
-        // Its callbacks must not reach this daemon any more: the event callback is detached and kept
-        // with it (the rebalance callback is only served by polls, which end here).
-        consumer_events_->detach();
-        static std::mutex kept_mu;
-        static auto* kept = new std::vector<std::pair<std::unique_ptr<RdKafka::KafkaConsumer>,
-                                                      std::unique_ptr<DetachableEventCb>>>;
-        std::lock_guard lock(kept_mu);
-        kept->emplace_back(std::move(consumer_), std::move(consumer_events_));
-      }
-      consumer_.reset();
+      source_.release_consumer();
       released->set_value();
     });
     const auto until = std::max(shutdown_deadline_.value_or(started), started + std::chrono::milliseconds(250));
@@ -166,66 +119,12 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     hooks_.configure(config_.hooks, "before the last stop");
     if (store_) operator_.restore_settings();
     if (!outputs_.open_decision_log(config_.decisions.log, error)) return false;
-    std::map<std::string, std::string> common = config_.kafka.properties;
-    common["bootstrap.servers"] = config_.kafka.bootstrap_servers;
-    if (!common.count("client.id")) common["client.id"] = "portalwatch";
-    // Statistics feed the broker health metrics and the broker lost/back log lines.
-    if (!common.count("statistics.interval.ms")) common["statistics.interval.ms"] = "1000";
-    kafka_common_ = common;
-
-    auto cconf_props = common;
-    cconf_props["group.id"] = config_.kafka.group_id;
-    const std::string instance = group_instance_id(config_.kafka.group_instance_id);
-    if (!instance.empty()) cconf_props["group.instance.id"] = instance;
-    // A rebalance moves only the partitions that change owner; the others go on being read.
-    if (!cconf_props.count("partition.assignment.strategy")) cconf_props["partition.assignment.strategy"] = "cooperative-sticky";
-    cooperative_sticky_ = cconf_props["partition.assignment.strategy"].find("cooperative-sticky") != std::string::npos;
-    cconf_props["enable.auto.commit"] = "false";        // we commit what we finished, when delivered
-    cconf_props["enable.auto.offset.store"] = "false";  // stored only after an event is processed
-    if (!cconf_props.count("auto.offset.reset")) cconf_props["auto.offset.reset"] = "earliest";
-    // How long the broker may hold a fetch is latency added to detection: librdkafka's 500 ms by
-    // default. 10 ms costs an idle consumer a hundred small fetches a second per broker.
-    if (!cconf_props.count("fetch.wait.max.ms")) cconf_props["fetch.wait.max.ms"] = "10";
-    // The event-time merge must know when a partition has nothing more (PartitionFeeds).
-    cconf_props["enable.partition.eof"] = "true";
-    // Each partition is read from its own queue, so these bound each partition's prefetch, not the
-    // consumer's (librdkafka's defaults, 64 MiB and 100,000 messages, would allow gigabytes).
-    if (!cconf_props.count("queued.max.messages.kbytes")) cconf_props["queued.max.messages.kbytes"] = "4096";
-    if (!cconf_props.count("queued.min.messages")) cconf_props["queued.min.messages"] = "20000";
-    auto cconf = make_kafka_conf(cconf_props, error);
-    if (!cconf) return false;
-    // A fetch may wait this long on the broker; its round trip is not slowness.
-    const double fetch_wait_seconds = std::atof(cconf_props["fetch.wait.max.ms"].c_str()) / 1000.0;
-    client_events_.set_slow_rtt(KafkaClient::kConsumer, std::max(1.0, 2 * fetch_wait_seconds));
-    std::string err;
-    cconf->set("rebalance_cb", static_cast<RdKafka::RebalanceCb*>(this), err);
-    consumer_events_ = std::make_unique<DetachableEventCb>(&client_events_);
-    cconf->set("event_cb", static_cast<RdKafka::EventCb*>(consumer_events_.get()), err);
-    consumer_.reset(RdKafka::KafkaConsumer::create(cconf.get(), err));
-    if (!consumer_) {
-      error = "cannot create Kafka consumer: " + err;
-      return false;
-    }
-    committer_ = std::make_unique<GroupCommitter>(
-        consumer_->c_ptr(), [this](int e, const std::vector<GroupCommitter::Result>& r) { commit_done(e, r); });
-    if (::pipe2(wake_, O_NONBLOCK | O_CLOEXEC) != 0) {
-      error = std::string("cannot create a pipe: ") + std::strerror(errno);
-      return false;
-    }
-    static const char kWake = 'c';
-    consumer_queue_ = rd_kafka_queue_get_consumer(consumer_->c_ptr());
-    rd_kafka_queue_io_event_enable(consumer_queue_, wake_[1], &kWake, 1);
-    feeds_ = std::make_unique<PartitionFeeds>(consumer_->c_ptr(), engine_, *this,
-                                              std::chrono::milliseconds(config_.kafka.max_partition_wait_ms), wake_[1]);
-
+    const std::map<std::string, std::string> common = kafka_common_properties(config_.kafka);
+    if (!source_.start(common, error)) return false;
     if (!outputs_.start_producer(common, client_events_, error)) return false;
 
     outputs_.resend_undelivered();
-    const auto rc = consumer_->subscribe(config_.kafka.topics);
-    if (rc != RdKafka::ERR_NO_ERROR) {
-      error = "cannot subscribe: " + RdKafka::err2str(rc);
-      return false;
-    }
+    if (!source_.subscribe(error)) return false;
     if (config_.metrics.enabled) {
       try {
         metrics_.serve(config_.metrics.listen);
@@ -236,6 +135,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     }
     std::string topics;
     for (const auto& t : config_.kafka.topics) topics += (topics.empty() ? "" : ",") + t;
+    const std::string& instance = source_.instance();
     spdlog::info("portalwatch consuming {} from {} as group {}{}; {} detector(s); metrics {}", topics,
                  config_.kafka.bootstrap_servers, config_.kafka.group_id,
                  instance.empty() ? std::string() : " (static member " + instance + ")", engine_.detectors().size(),
@@ -253,10 +153,10 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     auto next_sync = started;
     auto next_tick = started;
     auto next_lag = started;
-    no_partitions_since_ = started;
+    source_.started(started);
     while (!stop.load(std::memory_order_relaxed)) {
       if (options_.duration && Clock::now() - started >= *options_.duration) break;
-      const auto wait_until = consume_some();
+      const auto wait_until = source_.consume_some();
       const auto now = Clock::now();
       outputs_.poll();
       if (hooks_.enabled()) hooks_.drain_results();
@@ -276,7 +176,7 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         // Time goes on by the wall clock only while there is no event to carry it: lockdowns end
         // even when one took the portal down and stopped the events. While events wait (a backlog),
         // event time alone moves (Pipeline), as in a replay.
-        if (input_idle(now)) pipeline_.advance_to(std::max(engine_.watermark(), wall_clock_.now()));
+        if (source_.input_idle(now)) pipeline_.advance_to(std::max(engine_.watermark(), wall_clock_.now()));
         next_tick = now + std::chrono::seconds(1);
       }
       if (now >= next_sync) {
@@ -285,72 +185,16 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
         next_sync = now + std::chrono::milliseconds(250);
       }
       if (now >= next_lag) {
-        update_lag();
+        source_.update_lag();
         next_lag = now + std::chrono::seconds(1);
       }
       if (now >= next_commit) {
-        commit_processed(nullptr, /*wait=*/false);
+        source_.commit(/*wait=*/false);
         next_commit = now + std::chrono::milliseconds(config_.kafka.commit_interval_ms);
       }
-      if (wait_until) wait_for_input(std::min(*wait_until, now + std::chrono::milliseconds(config_.kafka.poll_timeout_ms)));
+      if (wait_until) source_.wait_for_input(std::min(*wait_until, now + std::chrono::milliseconds(config_.kafka.poll_timeout_ms)));
     }
     shutdown();
-  }
-
-  // The event path's Kafka end: the consumer's own queue (rebalances, errors, statistics, and
-  // messages of a partition whose queue was not set apart yet), then the partitions' events in
-  // event-time order, at most a batch of them. Returns when to wait until (nothing could go), or
-  // nothing when it stopped at the end of a batch.
-  std::optional<Clock::time_point> consume_some() {
-    rd_kafka_t* rk = consumer_->c_ptr();
-    drain_wake();
-    auto now = Clock::now();
-    for (int i = 0; i < 10'000; ++i) {
-      rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 0);  // serves rebalance_cb and event_cb
-      if (!m) break;
-      if (m->rkt && (m->err == RD_KAFKA_RESP_ERR_NO_ERROR || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)) {
-        feeds_->route(m, now);  // takes it
-        continue;
-      }
-      consume_error(m->err, rd_kafka_message_errstr(m));
-      rd_kafka_message_destroy(m);
-    }
-    feeds_->refresh(now);
-    constexpr int kBatch = 1024;
-    PartitionFeeds::Ready ready;
-    Clock::time_point wait_until = Clock::time_point::max();
-    for (int n = 0; n < kBatch; ++n) {
-      if ((n & 63) == 63) now = Clock::now();
-      if (!feeds_->next(ready, now, wait_until)) return wait_until;
-      process(*ready.message, *ready.event);
-      feeds_->done(now);
-    }
-    return std::nullopt;
-  }
-
-  // Until a partition's queue or the consumer's gets something (librdkafka writes to the pipe), or
-  // until `until`.
-  void wait_for_input(Clock::time_point until) {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
-    if (ms <= 0) return;
-    pollfd p{wake_[0], POLLIN, 0};
-    ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(ms, 1000)));
-  }
-
-  void drain_wake() {
-    char buf[256];
-    while (::read(wake_[0], buf, sizeof buf) > 0) {
-    }
-  }
-
-  // Every assigned partition read to its end, or none assigned for a while (another member of the
-  // group has them all, or the group has not settled): no event will carry time.
-  bool input_idle(Clock::time_point now) {
-    if (feeds_->assigned_count() > 0) {
-      no_partitions_since_ = now;
-      return feeds_->idle();
-    }
-    return now - no_partitions_since_ >= kUnassignedIdle;
   }
 
   void sync_pipeline_metrics() {
@@ -360,459 +204,14 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     metrics_.findings_suppressed[kSuppressedRepeat]->Increment(
         static_cast<double>(p.suppressed_repeat - synced_.suppressed_repeat));
     synced_ = p;
-    metrics_.input_held_messages.Set(static_cast<double>(feeds_ ? feeds_->held_messages() : 0));
-    if (feeds_) metrics_.partition_waits_expired.Increment(static_cast<double>(feeds_->waits_expired() - synced_waits_));
-    if (feeds_) synced_waits_ = feeds_->waits_expired();
+    source_.sync_metrics();
   }
 
  private:
-  void consume_error(rd_kafka_resp_err_t err, const char* text) {
-    if (err == RD_KAFKA_RESP_ERR__PARTITION_EOF || err == RD_KAFKA_RESP_ERR__TIMED_OUT) return;
-    metrics_.consume_errors.Increment();
-    std::uint64_t suppressed = 0;
-    if (error_limiter_.allow(0, suppressed))
-      spdlog::warn("kafka consume error: {}{}", text ? text : rd_kafka_err2str(err),
-                   suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
-  }
-
-  // PartitionFeeds::Handler: librdkafka's error on a partition.
-  void error(const rd_kafka_message_t& m) override { consume_error(m.err, rd_kafka_message_errstr(&m)); }
-
-  // PartitionFeeds::Handler: read again after this process lost the partition (a session timeout,
-  // a rebalance) and got it back: the detectors' windows hold this event already; a second pass
-  // would count it twice (and take a finding for one already published).
-  bool skip(const rd_kafka_message_t& m) override {
-    const TopicPartitionKey key{rd_kafka_topic_name(m.rkt), m.partition};
-    const auto seen = seen_until_.find(key);
-    if (seen == seen_until_.end() || m.offset >= seen->second) return false;
-    next_offsets_[key] = m.offset + 1;
-    dirty_ = true;
-    return true;
-  }
-
-  // An event whose turn came (PartitionFeeds: the oldest of the partitions' next events), decoded.
-  void process(const rd_kafka_message_t& msg, Event& event) {
-    const TopicPartitionKey key{rd_kafka_topic_name(msg.rkt), msg.partition};
-    const auto t0 = Clock::now();
-    // An event the profile store already includes (processed, then the process died before its
-    // Kafka offset was committed) runs through the detectors but does not count twice.
-    const bool included = store_ && msg.offset < store_->position(key.first + "/" + std::to_string(key.second));
-    // Taken over from another member, which processed it and published its findings (see
-    // start_warmup()); this member's profiles learn it, its findings are not published again.
-    const auto taken = taken_over_until_.find(key);
-    const bool inherited = taken != taken_over_until_.end() && msg.offset < taken->second;
-    // Read again after a late assignment (see restart_if_late()): the profiles have it; a finding
-    // it raises is published unless exactly that finding was published before.
-    const auto rebuilt_it = rebuild_until_.find(key);
-    const bool rebuilt = rebuilt_it != rebuild_until_.end() && msg.offset < rebuilt_it->second;
-    pipeline_.process(event, {.findings_published = inherited || (included && !rebuilt),
-                              .profiles_include = included || rebuilt,
-                              .read_again = rebuilt});
-    if (included || inherited || rebuilt) metrics_.events_warmup.Increment();
-    metrics_.processing_latency.Observe(std::chrono::duration<double>(Clock::now() - t0).count());
-    finished(key, msg.offset);
-  }
-
-  // Fully processed (its findings queued for delivery; the commit waits for that delivery).
-  void finished(const TopicPartitionKey& key, std::int64_t offset) {
-    seen_until_[key] = offset + 1;
-    next_offsets_[key] = offset + 1;
-    mark_warmup(key, offset);
-    dirty_ = true;
-    if (options_.on_processed) options_.on_processed(key.first, key.second, offset);
-  }
-
-  // PartitionFeeds::Handler: counted by the engine; logged (within limits) and copied to the dead
-  // letter topic.
-  void rejected(const rd_kafka_message_t& msg, const Engine::Result& r) override {
-    const TopicPartitionKey key{rd_kafka_topic_name(msg.rkt), msg.partition};
-    std::uint64_t suppressed = 0;
-    if (reject_limiter_.allow(static_cast<size_t>(r.reason), suppressed))
-      spdlog::warn("rejected message {}/{}@{} ({}): {}{}", key.first, key.second, msg.offset, to_string(r.reason),
-                   r.detail, suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
-    outputs_.dead_letter(msg, r.reason);
-    finished(key, msg.offset);
-  }
-
-  static std::vector<TopicPartitionKey> keys_of(const std::vector<RdKafka::TopicPartition*>& partitions) {
-    std::vector<TopicPartitionKey> keys;
-    keys.reserve(partitions.size());
-    for (auto* p : partitions) keys.emplace_back(p->topic(), p->partition());
-    return keys;
-  }
-
-  // RebalanceCb, for both the eager and the cooperative protocol.
-  void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
-                    std::vector<RdKafka::TopicPartition*>& partitions) override {
-    metrics_.rebalances.Increment();
-    const bool cooperative = consumer->rebalance_protocol() == "COOPERATIVE";
-    std::string list;
-    for (auto* p : partitions) list += (list.empty() ? "" : ",") + p->topic() + "/" + std::to_string(p->partition());
-    if (err == RdKafka::ERR__ASSIGN_PARTITIONS) {
-      ever_assigned_ = true;
-      spdlog::info("kafka: assigned {} ({})", list.empty() ? "nothing" : list, cooperative ? "cooperative" : "eager");
-      restart_if_late(*consumer, partitions, cooperative);
-      start_warmup(*consumer, partitions);
-      // Each partition's queue is set apart before fetching starts (librdkafka then keeps it so).
-      feeds_->assigned(keys_of(partitions), Clock::now());
-      if (cooperative) {
-        if (RdKafka::Error* e = consumer->incremental_assign(partitions)) {
-          spdlog::error("kafka: incremental assign failed: {}", e->str());
-          delete e;
-        }
-      } else {
-        consumer->assign(partitions);
-      }
-    } else if (err == RdKafka::ERR__REVOKE_PARTITIONS) {
-      spdlog::info("kafka: revoked {} ({})", list.empty() ? "nothing" : list, cooperative ? "cooperative" : "eager");
-      // Commit what we finished on these partitions before another consumer takes them.
-      commit_processed(&partitions);
-      feeds_->revoked(keys_of(partitions));  // what they held unprocessed is the next owner's
-      if (cooperative) {
-        if (RdKafka::Error* e = consumer->incremental_unassign(partitions)) {
-          spdlog::error("kafka: incremental unassign failed: {}", e->str());
-          delete e;
-        }
-      } else {
-        consumer->unassign();
-      }
-      for (auto* p : partitions) {
-        next_offsets_.erase({p->topic(), p->partition()});
-        // warmup_marks_ stay: a partition assigned again (eager: every partition is revoked before
-        // each assignment) may have to be read again from its warm-up point (restart_if_late()).
-        rebuild_until_.erase({p->topic(), p->partition()});
-        group_behind_.erase({p->topic(), p->partition()});
-        taken_over_until_.erase({p->topic(), p->partition()});
-        lag_from_.erase({p->topic(), p->partition()});
-      }
-    } else {
-      spdlog::error("kafka: rebalance error: {}", RdKafka::err2str(err));
-      feeds_->revoke_all();
-      lag_from_.clear();
-      consumer->unassign();
-    }
-  }
-
-  // Commits the next offset of every fully processed partition (or only of `only`), after every
-  // finding produced so far has been delivered: a crash never commits past an undelivered alert.
-  //
-  // The periodic commit (wait false) never blocks the event loop for long: findings get a short
-  // wait to be delivered (else the commit waits for the next round) and the offsets go out
-  // asynchronously, their outcome served at the next round. While a broker or the group coordinator
-  // is unreachable, a blocking commit would stall processing, metrics and the watchdog for as long
-  // as the session timeout. Revocation and shutdown (wait true) wait for the outcome, all waits
-  // together within wait_ms (shutdown gives what its time limit leaves).
-  void commit_processed(const std::vector<RdKafka::TopicPartition*>* only, bool wait = true, int wait_ms = 15000) {
-    auto until = Clock::now() + std::chrono::milliseconds(wait_ms);
-    if (stop_deadline_) until = std::min(until, *stop_deadline_);
-    const auto budget = [&](int most) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
-      return static_cast<int>(std::clamp<std::int64_t>(left, 0, most));
-    };
-    // Outcomes of earlier asynchronous commits first: a failed one makes its partitions due again.
-    // A commit that waits (revocation, shutdown) waits for them too.
-    if (wait) committer_->drain(budget(5000));
-    else committer_->serve(0);
-    if (!dirty_ && !only) return;
-    std::vector<RdKafka::TopicPartition*> offsets;
-    for (const auto& [tp, next] : next_offsets_) {
-      if (only) {
-        bool wanted = false;
-        for (auto* p : *only) wanted |= p->topic() == tp.first && p->partition() == tp.second;
-        if (!wanted) continue;
-      }
-      // Still warming up (re-reading what the store already includes): nothing new to commit,
-      // and the stored position and the group's offset must not move back. Unless the store has
-      // it but the group's commit failed: then the group gets it again.
-      if (store_ && next <= store_->position(tp.first + "/" + std::to_string(tp.second))) {
-        const auto behind = group_behind_.find(tp);
-        if (behind == group_behind_.end() || next < behind->second) continue;
-      }
-      // Re-reading what another member processed: the group's offset must not move back.
-      if (const auto taken = taken_over_until_.find(tp); taken != taken_over_until_.end() && next <= taken->second)
-        continue;
-      // Re-reading what this process had read before a late assignment: likewise (from where it
-      // had read to on, the offset is the one its first reading would have committed).
-      if (const auto rebuilt = rebuild_until_.find(tp); rebuilt != rebuild_until_.end() && next < rebuilt->second)
-        continue;
-      offsets.push_back(RdKafka::TopicPartition::create(tp.first, tp.second, next));
-    }
-    if (offsets.empty()) return;
-    if (outputs_.producing()) {
-      outputs_.send_failed_again();
-      const auto rc = outputs_.flush(wait ? budget(only ? 10000 : 2000) : 100);
-      if (rc != RdKafka::ERR_NO_ERROR || outputs_.delivery_failed()) {
-        // Keep the offsets uncommitted until every finding is delivered. A periodic round that
-        // only found deliveries in flight is deferred to the next; for long, it is a problem.
-        const auto now = Clock::now();
-        if (!commit_deferred_since_) commit_deferred_since_ = now;
-        std::uint64_t suppressed = 0;
-        if ((wait || outputs_.delivery_failed() || now - *commit_deferred_since_ >= std::chrono::seconds(10)) &&
-            error_limiter_.allow(3, suppressed)) {
-          spdlog::warn("kafka: findings not yet delivered ({}); offsets not committed for {:.1f} s{}",
-                       !outputs_.delivery_failed() ? RdKafka::err2str(rc) : "a delivery failed",
-                       std::chrono::duration<double>(now - *commit_deferred_since_).count(),
-                       suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
-          metrics_.commit_failures.Increment();
-        }
-        delete_partitions(offsets);
-        return;
-      }
-      commit_deferred_since_.reset();
-    }
-    // Ledger entries whose window ended before the watermark cannot suppress anything any more.
-    const std::vector<std::string> forget = ledger_.prune(engine_.watermark());
-    // A late assignment reads the warm-up period again (restart_if_late()).
-    ledger_.forget_published_before(engine_.watermark() - config_.state.warmup_ms);
-    const std::map<std::string, std::int64_t> warmups = warmup_offsets(offsets);
-    if (store_) {
-      // Profiles first, with the positions they include: a crash between the two replays events
-      // the store already has, which process() then does not apply twice.
-      std::map<std::string, std::int64_t> positions;
-      for (auto* p : offsets) {
-        const std::string tp = p->topic() + "/" + std::to_string(p->partition());
-        if (p->offset() > store_->position(tp)) positions[tp] = p->offset();
-      }
-      std::string error;
-      if (!store_->commit(positions, true, error, forget, warmups)) {
-        spdlog::error("{}; offsets not committed this round", error);
-        metrics_.commit_failures.Increment();
-        delete_partitions(offsets);
-        return;
-      }
-    }
-    consumer_->offsets_store(offsets);
-    if (!only) dirty_ = false;
-    // Each offset goes with its partition's warm-up offset, for a member that takes it over.
-    std::map<TopicPartitionKey, std::int64_t> next, warmup;
-    for (auto* p : offsets) {
-      next[{p->topic(), p->partition()}] = p->offset();
-      const auto w = warmups.find(p->topic() + "/" + std::to_string(p->partition()));
-      if (w != warmups.end()) warmup[{p->topic(), p->partition()}] = w->second;
-    }
-    committer_->commit(next, warmup, !wait, budget(10000));
-    delete_partitions(offsets);
-  }
-
-  // A commit's outcome (a synchronous one at once, an asynchronous one when served).
-  void commit_done(int err, const std::vector<GroupCommitter::Result>& results) {
-    for (const auto& r : results)
-      if (!err) err = r.err;
-    if (!err) {
-      metrics_.commits.Increment();
-      for (const auto& r : results) {
-        auto it = group_behind_.find({r.topic, r.partition});
-        if (it != group_behind_.end() && it->second <= r.offset) group_behind_.erase(it);
-      }
-      return;
-    }
-    // The state store has these positions already; the group gets them again at the next round.
-    for (const auto& r : results) group_behind_[{r.topic, r.partition}] = r.offset;
-    dirty_ = true;
-    metrics_.commit_failures.Increment();
-    std::uint64_t suppressed = 0;
-    if (error_limiter_.allow(2, suppressed))
-      spdlog::warn("kafka: offset commit failed: {}{}", RdKafka::err2str(static_cast<RdKafka::ErrorCode>(err)),
-                   suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
-  }
-
-  // One mark a second of event time per partition: (watermark, offset of the event then).
-  void mark_warmup(const TopicPartitionKey& tp, std::int64_t offset) {
-    auto& marks = warmup_marks_[tp];
-    const TimeMs wm = engine_.watermark();
-    if (marks.empty() || wm >= marks.back().first + kSecondMs) marks.emplace_back(wm, offset);
-  }
-
-  // Where each partition's warm-up would start if the daemon stopped now: the last mark at or
-  // before (watermark - warm-up period).
-  std::map<std::string, std::int64_t> warmup_offsets(const std::vector<RdKafka::TopicPartition*>& offsets) {
-    std::map<std::string, std::int64_t> out;
-    const TimeMs from = engine_.watermark() - config_.state.warmup_ms;
-    for (auto* p : offsets) {
-      auto it = warmup_marks_.find({p->topic(), p->partition()});
-      if (it == warmup_marks_.end() || it->second.empty()) continue;
-      auto& marks = it->second;
-      while (marks.size() > 1 && marks[1].first <= from) marks.pop_front();
-      out[p->topic() + "/" + std::to_string(p->partition())] = marks.front().second;
-    }
-    return out;
-  }
-
-  // A partition new to this process, assigned while it holds partitions it has read (the second
-  // step of an assignment, a member leaving the group): its events are likely older than this
-  // process's stream time and would all be late. Detection starts again from nothing and the
-  // partitions it holds are read again from their warm-up points (the last mark at or before
-  // stream time less state.warmup_minutes), merged in event-time order with the new ones, as
-  // after a restart (Pipeline::restart): the events read again change no profile and move no
-  // committed offset back, and a finding they raise is published unless exactly that finding was
-  // published already (EventOrigin::read_again).
-  void restart_if_late(RdKafka::KafkaConsumer& consumer, std::vector<RdKafka::TopicPartition*>& partitions,
-                       bool cooperative) {
-    bool late = false;
-    for (auto* p : partitions) late |= seen_until_.find({p->topic(), p->partition()}) == seen_until_.end();
-    if (!late || engine_.watermark() == 0) return;  // nothing read yet
-    // The partitions read before that are in this list (eager: every partition is revoked first
-    // and assigned again; cooperative: lost and assigned again) and, cooperative, those that stay
-    // assigned (not in this list).
-    std::vector<TopicPartitionKey> held, staying;
-    for (auto* p : partitions)
-      if (seen_until_.count({p->topic(), p->partition()})) held.emplace_back(p->topic(), p->partition());
-    if (cooperative)
-      for (const auto& [tp, from] : lag_from_)
-        if (seen_until_.count(tp) && std::find(held.begin(), held.end(), tp) == held.end()) staying.push_back(tp);
-    held.insert(held.end(), staying.begin(), staying.end());
-    if (held.empty()) return;
-    if (config_.state.warmup_ms <= 0) {
-      spdlog::warn("kafka: partitions assigned after this process moved on; with no warm-up "
-                   "(state.warmup_minutes: 0) their older events are late");
-      return;
-    }
-    std::vector<DetectorInstance> fresh = build_detectors_again(config_);
-    if (fresh.empty()) {
-      spdlog::warn("kafka: partitions assigned after this process moved on; the detectors cannot be built "
-                   "again from the configuration, so their older events are late");
-      return;
-    }
-    const TimeMs from = engine_.watermark() - config_.state.warmup_ms;
-    std::map<TopicPartitionKey, std::int64_t> rewind;
-    for (const auto& tp : held) {
-      std::int64_t offset = RdKafka::Topic::OFFSET_BEGINNING;
-      if (const auto it = warmup_marks_.find(tp); it != warmup_marks_.end() && !it->second.empty()) {
-        auto& marks = it->second;
-        while (marks.size() > 1 && marks[1].first <= from) marks.pop_front();
-        offset = marks.front().second;
-      }
-      rewind[tp] = offset;
-    }
-    const TimeMs stream_time = engine_.watermark();
-    metrics_.sync(engine_);  // what the instances counted so far
-    pipeline_.restart(std::move(fresh));
-    metrics_.rebind_detectors(engine_);
-    metrics_.detection_restarts.Increment();
-    // The detectors hold nothing now: a partition read before and not held is new when it comes
-    // back; the marks are made again as the events are read again.
-    warmup_marks_.clear();
-    std::int64_t again = 0;
-    for (const auto& [tp, offset] : rewind) {
-      const std::int64_t until = seen_until_[tp];
-      rebuild_until_[tp] = std::max(rebuild_until_[tp], until);
-      if (offset >= 0) again += until - offset;
-    }
-    seen_until_.clear();
-    spdlog::warn("kafka: partitions assigned after this process moved on: detection starts again at stream time {}; "
-                 "{} partition(s) held are read again from their warm-up points ({} events)",
-                 format_rfc3339(stream_time), held.size(), again);
-    for (auto* p : partitions)
-      if (const auto it = rewind.find({p->topic(), p->partition()}); it != rewind.end()) p->set_offset(it->second);
-    if (staying.empty()) return;
-    // Those that stay assigned are sought back; what was fetched of them is dropped.
-    feeds_->revoked(staying);
-    rd_kafka_topic_partition_list_t* seek = rd_kafka_topic_partition_list_new(static_cast<int>(staying.size()));
-    for (const auto& tp : staying)
-      rd_kafka_topic_partition_list_add(seek, tp.first.c_str(), tp.second)->offset = rewind[tp];
-    if (rd_kafka_error_t* e = rd_kafka_seek_partitions(consumer.c_ptr(), seek, 10000)) {
-      spdlog::error("kafka: seeking partitions back to their warm-up points failed: {}", rd_kafka_error_string(e));
-      rd_kafka_error_destroy(e);
-    }
-    for (int i = 0; i < seek->cnt; ++i)
-      if (seek->elems[i].err)
-        spdlog::error("kafka: {}/{}: seeking back to offset {} failed: {}", seek->elems[i].topic,
-                      seek->elems[i].partition, seek->elems[i].offset, rd_kafka_err2str(seek->elems[i].err));
-    rd_kafka_topic_partition_list_destroy(seek);
-    feeds_->assigned(staying, Clock::now());
-    for (const auto& tp : staying) {
-      next_offsets_.erase(tp);
-      lag_from_[tp] = std::max(lag_from_[tp], rebuild_until_[tp]);
-    }
-  }
-
-  // On assignment: a partition this daemon's store is current for is read again from its warm-up
-  // offset; the events up to the stored position are "included" (see process()). A partition
-  // another member was reading (this store is behind the group, or has never seen it) is read
-  // again from the warm-up offset that member committed with its offsets: its events up to the
-  // group's offset rebuild the windows and publish nothing, and the findings it published are
-  // read back from the alerts topic into the ledger, so that an attack it reported but whose
-  // offset it had not committed yet is not reported a second time.
-  void start_warmup(RdKafka::KafkaConsumer& consumer, std::vector<RdKafka::TopicPartition*>& partitions) {
-    std::vector<std::pair<std::string, std::int32_t>> keys;
-    for (auto* p : partitions) keys.emplace_back(p->topic(), p->partition());
-    std::vector<GroupPosition> group;
-    const bool known = committed_positions(consumer.c_ptr(), keys, group, 10000);
-    bool taking_over = false;
-    for (std::size_t i = 0; i < partitions.size(); ++i) {
-      auto* p = partitions[i];
-      const std::string tp = p->topic() + "/" + std::to_string(p->partition());
-      const std::int64_t position = store_ ? store_->position(tp) : -1, from = store_ ? store_->warmup(tp) : -1;
-      const std::int64_t group_offset = known ? group[i].offset : -1;
-      lag_from_[keys[i]] = std::max(group_offset, position);
-      // The store has more than the group (a commit failed, or the partition was lost before the
-      // group took it): the group gets the store's position once that is read to again.
-      if (known && position > group_offset) group_behind_[keys[i]] = position;
-      if (const auto rebuilt = rebuild_until_.find(keys[i]); rebuilt != rebuild_until_.end()) {
-        lag_from_[keys[i]] = std::max(lag_from_[keys[i]], rebuilt->second);
-        continue;  // read again from its warm-up point (restart_if_late() set the offset)
-      }
-      if (const auto seen = seen_until_.find(keys[i]); seen != seen_until_.end()) {
-        // Assigned again to this process: its detectors still hold what it read (see process()).
-        spdlog::info("kafka: {}: assigned again; events before offset {} are in the detectors already", tp,
-                     seen->second);
-        continue;
-      }
-      if (from >= 0 && position >= 0 && from < position && known && group_offset <= position) {
-        p->set_offset(from);
-        spdlog::info("kafka: {}: warming up from offset {} ({} events already processed, read again to rebuild windows)",
-                     tp, from, position - from);
-        continue;
-      }
-      if (known && group[i].warmup >= 0 && group[i].warmup < group_offset) {
-        p->set_offset(group[i].warmup);
-        taken_over_until_[keys[i]] = group_offset;
-        taking_over = true;
-        spdlog::info("kafka: {}: taking over at offset {}; warming up from offset {} (processed by another member)", tp,
-                     group_offset, group[i].warmup);
-        continue;
-      }
-      if (position >= 0 && group_offset > position)
-        spdlog::info("kafka: {}: no warm-up (group at {}, this state store at {})", tp, group_offset, position);
-    }
-    if (taking_over && !config_.kafka.alerts_topic.empty()) {
-      std::string error;
-      const auto published = read_published_findings(kafka_common_, config_.kafka.alerts_topic, kTakeoverFindings,
-                                                      std::chrono::seconds(5), error);
-      for (const auto& f : published) ledger_.remember(f.ledger_key, f.entry);
-      if (!error.empty()) spdlog::warn("kafka: taking over partitions: {}; a finding may be reported twice", error);
-      spdlog::info("kafka: {} recent finding(s) read back from {} into the ledger", published.size(),
-                   config_.kafka.alerts_topic);
-    }
-  }
-
-  // Lag: per assigned partition, its high watermark (librdkafka's, from fetches and from the
-  // statistics' offset queries) less the next offset to process: what this process has processed,
-  // else where the group or the state store had got to when the partition was assigned (the events
-  // read again to warm up are not lag), else the partition's start.
-  void update_lag() {
-    std::int64_t lag = 0;
-    std::size_t assigned = 0;
-    for (const auto& [tp, from] : lag_from_) {
-      ++assigned;
-      std::int64_t low = 0, high = 0;
-      if (consumer_->get_watermark_offsets(tp.first, tp.second, &low, &high) != RdKafka::ERR_NO_ERROR || high < 0) continue;
-      std::int64_t next = std::max(from, low);
-      if (const auto it = next_offsets_.find(tp); it != next_offsets_.end()) next = std::max(next, it->second);
-      if (const auto it = rebuild_until_.find(tp); it != rebuild_until_.end()) next = std::max(next, it->second);
-      if (high > next) lag += high - next;
-    }
-    metrics_.consumer_lag.Set(static_cast<double>(lag));
-    metrics_.assigned_partitions.Set(static_cast<double>(assigned));
-  }
-
   // Why the daemon is degraded (portalwatchctl status).
   std::vector<std::string> health_problems() {
     std::vector<std::string> problems;
-    std::vector<RdKafka::TopicPartition*> parts;
-    if (consumer_->assignment(parts) == RdKafka::ERR_NO_ERROR && parts.empty())
-      problems.emplace_back("no Kafka partition assigned");
-    delete_partitions(parts);
+    if (source_.nothing_assigned()) problems.emplace_back("no Kafka partition assigned");
     if (outputs_.delivery_failed()) problems.emplace_back("findings waiting to be delivered again");
     return problems;
   }
@@ -835,12 +234,12 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
       return std::max(std::chrono::milliseconds(0),
                       std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()) - reserve);
     };
-    stop_deadline_ = deadline;
+    source_.set_deadline(deadline);
     shutdown_deadline_ = deadline;
     notifier_.stopping("shutting down: " + service_status());
     operator_.stop();
     spdlog::info("shutting down (at most {} s): committing processed offsets", config_.shutdown.timeout_ms / 1000);
-    commit_processed(nullptr, true, config_.shutdown.timeout_ms / 4);
+    source_.commit(true, config_.shutdown.timeout_ms / 4);
     if (hooks_.enabled()) {
       // A quarter of the budget is kept for Kafka: deliveries and leaving the group.
       hooks_.stop(left(std::chrono::milliseconds(config_.shutdown.timeout_ms / 4)));
@@ -854,50 +253,15 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
     }
     // A twentieth of the budget is left for the rest: the state store's close, freeing the tables.
     // The revocation's commit while leaving the group waits no longer either.
-    stop_deadline_ = std::max(deadline - std::chrono::milliseconds(config_.shutdown.timeout_ms / 20),
-                              Clock::now() + std::chrono::seconds(1));
-    close_consumer(*stop_deadline_);
+    const auto close_by = std::max(deadline - std::chrono::milliseconds(config_.shutdown.timeout_ms / 20),
+                                   Clock::now() + std::chrono::seconds(1));
+    source_.set_deadline(close_by);
+    source_.close(close_by);
     metrics_.sync(engine_);
     const auto& s = engine_.stats();
     spdlog::info("stopped after {} events ({} rejected), {} findings ({} repeats suppressed) in {} ms", s.received,
                  s.rejected_total(), pipeline_.stats().published, pipeline_.stats().suppressed_repeat,
                  std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started).count());
-  }
-
-  // Leaves the group (revoking the partitions, which commits once more) by `deadline`. The close
-  // runs in librdkafka's background (rd_kafka_consumer_close_queue) with its callbacks served here,
-  // because with the coordinator unreachable a blocking close() waits for as long as that lasts.
-  // Past the deadline the daemon stops without it: the offsets were committed as far as the cluster
-  // allowed, and the group gives the partitions to another member after session.timeout.ms. (The
-  // C++ consumer's destructor does not close again: RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE.)
-  void close_consumer(Clock::time_point deadline) {
-    rd_kafka_t* rk = consumer_->c_ptr();
-    rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
-    if (rd_kafka_error_t* e = rd_kafka_consumer_close_queue(rk, queue)) {
-      spdlog::warn("kafka: leaving the consumer group: {}", rd_kafka_error_string(e));
-      rd_kafka_error_destroy(e);
-    } else {
-      // Polled as events: callbacks (event_cb) are served by the poll; the revocation comes back as
-      // a rebalance event, handled by rebalance_cb as in any rebalance; the end is a terminate op.
-      while (!rd_kafka_consumer_closed(rk) && Clock::now() < deadline) {
-        rd_kafka_event_t* ev = rd_kafka_queue_poll(queue, 100);
-        if (!ev) continue;
-        if (rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
-          std::vector<RdKafka::TopicPartition*> partitions;
-          if (const rd_kafka_topic_partition_list_t* list = rd_kafka_event_topic_partition_list(ev))
-            for (int i = 0; i < list->cnt; ++i)
-              partitions.push_back(RdKafka::TopicPartition::create(list->elems[i].topic, list->elems[i].partition));
-          rebalance_cb(consumer_.get(), static_cast<RdKafka::ErrorCode>(rd_kafka_event_error(ev)), partitions);
-          RdKafka::TopicPartition::destroy(partitions);
-        }
-        rd_kafka_event_destroy(ev);
-      }
-      if (!rd_kafka_consumer_closed(rk))
-        spdlog::warn("kafka: leaving the consumer group did not finish in the shutdown time (coordinator "
-                     "unreachable?); stopping without it: the group reassigns the partitions after "
-                     "session.timeout.ms");
-    }
-    rd_kafka_queue_destroy(queue);
   }
 
   static std::unique_ptr<StateStore> open_store(const StateConfig& sc, const ProfilesConfig& pc, std::string& error) {
@@ -919,8 +283,6 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   Engine engine_;
   Metrics metrics_;
   KafkaClientEvents client_events_{metrics_};  // both clients' event callback: outlives them
-  std::unique_ptr<DetachableEventCb> consumer_events_;  // before consumer_: outlives it
-  std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
   FindingLedger ledger_;
   PolicyEngine policies_;
   // Hooks run off the event path; an "on" decision whose hooks have all run is stored so.
@@ -934,39 +296,13 @@ class KafkaDaemon final : public RdKafka::RebalanceCb,
   // The operator's commands (portalwatchctl, SIGHUP's reload).
   OperatorCommands operator_{config_, wall_clock_, engine_, metrics_, policies_, store_.get(), hooks_, outputs_,
                              [this] { return health_problems(); }};
+  // The event path's Kafka end: the consumer, partitions in event-time order, commits.
+  KafkaSource source_{config_, pipeline_, store_.get(), metrics_, outputs_, client_events_, options_.on_processed};
   ServiceNotifier notifier_;
 
   PipelineStats synced_;  // what sync_pipeline_metrics() has counted
-  std::uint64_t synced_waits_ = 0;
-  std::map<TopicPartitionKey, std::int64_t> next_offsets_;
-  std::map<TopicPartitionKey, std::deque<std::pair<TimeMs, std::int64_t>>> warmup_marks_;
-  std::unique_ptr<GroupCommitter> committer_;
-  // Set by shutdown(): waits for Kafka (commits in a revocation while leaving the group) end by then.
-  std::optional<Clock::time_point> stop_deadline_;
-  std::optional<Clock::time_point> shutdown_deadline_;  // when SIGTERM's shutdown.timeout_seconds end
-  std::optional<Clock::time_point> commit_deferred_since_;  // periodic commits waiting for deliveries
-  std::map<TopicPartitionKey, std::int64_t> group_behind_;
-  // Per partition, the offset after the last event this process ran through the detectors.
-  std::map<TopicPartitionKey, std::int64_t> seen_until_;
-  // Per partition taken over from another member: the group's offset then. Events before it are
-  // re-read to warm up, publish nothing and must not move the group's offset back.
-  std::map<TopicPartitionKey, std::int64_t> taken_over_until_;
-  // Per partition read again after a late assignment (restart_if_late()): the offset this process
-  // had read to. Events before it are in the profiles already and move no committed offset back.
-  std::map<TopicPartitionKey, std::int64_t> rebuild_until_;
-  // Per assigned partition, where its new events begin (the group's or the store's position when
-  // it was assigned): update_lag() counts from there until something is processed.
-  std::map<TopicPartitionKey, std::int64_t> lag_from_;
-  std::map<std::string, std::string> kafka_common_;  // librdkafka properties of both clients  // in the state store, the group's commit failed
-  bool dirty_ = false;
-  std::unique_ptr<PartitionFeeds> feeds_;  // the assigned partitions, read in event-time order
-  rd_kafka_queue_t* consumer_queue_ = nullptr;  // the consumer's own queue, for its wake-ups
-  int wake_[2] = {-1, -1};  // librdkafka writes to [1] when a queue gets something; the loop waits on [0]
-  Clock::time_point no_partitions_since_{};
-  bool ever_assigned_ = false;      // a rebalance has given this consumer an assignment (maybe empty)
-  bool cooperative_sticky_ = false;  // the consumer's assignment strategy
-  LogLimiter<4> error_limiter_;
-  LogLimiter<kRejectReasonCount> reject_limiter_;
+  // when SIGTERM's shutdown.timeout_seconds end
+  std::optional<Clock::time_point> shutdown_deadline_;
 };
 
 }  // namespace

@@ -264,7 +264,7 @@ ControlReply OperatorCommands::reload() {
   metrics_.rebind_detectors(engine_);
   SourcesConfig sources_in_force = std::move(config_.engine.sources);
   config_.engine = next.engine;
-  config_.text = next.text;  // the detectors as KafkaDaemon::restart_if_late() builds them again
+  config_.text = next.text;  // the detectors as KafkaSource::restart_if_late() builds them again
   if (!detectors.sources_applied) config_.engine.sources = std::move(sources_in_force);
 
   policies_.reconfigure(std::move(next.policies), next.decisions.dry_run);

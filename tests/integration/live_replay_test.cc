@@ -686,7 +686,7 @@ TEST_CASE("integration: live equals replay: the daemon killed with SIGKILL twice
 
 // Partitions assigned after the daemon has moved on bring events older than its stream time: the
 // daemon starts detection again and reads the partitions it held again from their warm-up points,
-// merged in event-time order with the new ones (KafkaDaemon's restart_if_late()).
+// merged in event-time order with the new ones (KafkaSource's restart_if_late()).
 TEST_CASE("integration: live equals replay: partitions assigned to the daemon in two steps") {
   const Shared& s = shared();
   const auto t0 = SteadyClock::now();
