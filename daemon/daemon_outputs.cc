@@ -60,6 +60,8 @@ bool DaemonOutputs::start_producer(const std::map<std::string, std::string>& com
 }
 
 bool DaemonOutputs::open_decision_log(const std::string& path, std::string& error) {
+  if (path == decision_log_path_) return true;
+  decision_log_path_ = path;
   if (path.empty()) {
     decision_log_.reset();
     return true;

@@ -52,7 +52,9 @@ class DaemonOutputs final : public FindingOutput,
   /// `error` set when librdkafka refuses.
   bool start_producer(const std::map<std::string, std::string>& common, RdKafka::EventCb& events,
                       std::string& error);
-  /// The decision log (appended to; none for ""). False with `error` set when it cannot be opened.
+  /// The decision log (appended to; none for ""), at start-up and on reload; nothing changes
+  /// when it is the path given last. False with `error` set when it cannot be opened (there is
+  /// then no decision log).
   bool open_decision_log(const std::string& path, std::string& error);
   /// Decisions, then findings, staged before the last stop whose delivery the broker never
   /// confirmed: sent again with their own ids (a consumer of the topics may see one twice and can
@@ -119,6 +121,7 @@ class DaemonOutputs final : public FindingOutput,
   PolicyEngine& policies_;
   HookCoordinator& hooks_;
   Observers observers_;
+  std::string decision_log_path_;  // as last given to open_decision_log()
   std::unique_ptr<std::FILE, FileCloser> decision_log_;
   std::vector<Retry> retries_;  // failed deliveries, produced again before the next commit
   std::unique_ptr<RdKafka::Producer> producer_;

@@ -1,6 +1,9 @@
 // `portalwatchd run`: consume portal events from Kafka in a consumer group, detect, and publish
-// findings, with at-least-once processing (offsets committed only after an event is fully
-// processed and its findings delivered).
+// findings and decisions, with at-least-once processing (offsets committed only after an event is
+// fully processed and its findings delivered). run_daemon() puts the parts together, in the
+// order an event takes them: KafkaSource (consumer, partitions in event-time order, commits) →
+// Pipeline (engine, repeat filter, policies) → DaemonOutputs (state store, log, topics) →
+// HookCoordinator; beside them OperatorCommands (portalwatchctl, reload).
 #pragma once
 
 #include <atomic>
@@ -13,6 +16,7 @@
 
 #include "daemon/config.h"
 #include "daemon/hooks.h"
+#include "detectors/time.h"
 #include "detectors/decision.h"
 #include "detectors/finding.h"
 
@@ -34,6 +38,9 @@ struct DaemonOptions {
   std::function<void(const std::string&, const std::string&, bool, const std::string&)> on_hook;
   /// Passed to the hook runner (benchmarks time hook starts with it).
   HookRunnerOptions hooks;
+  /// The wall clock (lockdowns ending while the input is idle, time clamps, the control status,
+  /// GeoIP database ages); none: the system's. Must outlive run_daemon().
+  const Clock* wall_clock = nullptr;
   /// Called once the metrics endpoint is up, with its port (tests bind port 0).
   std::function<void(int metrics_port)> on_ready;
   /// After the shutdown, when librdkafka's threads have not ended within what is left of
@@ -43,8 +50,9 @@ struct DaemonOptions {
   bool exit_if_kafka_does_not_stop = false;
 };
 
-/// Runs until stop becomes true (or the duration passes). Returns the process exit code:
-/// 0 after a clean shutdown, 1 when start-up failed (the reason is logged). See
+/// Starts up in ordered steps, runs until stop becomes true (or the duration passes), shuts
+/// down, and tears down what start-up did, in reverse, whether it completed or not. Returns the
+/// process exit code: 0 after a clean shutdown, 1 when start-up failed (the reason is logged). See
 /// DaemonOptions::exit_if_kafka_does_not_stop.
 int run_daemon(Config config, const DaemonOptions& options, const std::atomic<bool>& stop);
 

@@ -245,7 +245,10 @@ void OperatorCommands::restore_settings() {
 // tables where the state's layout allows (Engine::reconfigure), and so do the input, time and
 // sources settings; the response side (policies, hooks, the decision log and dry-run) is swapped
 // in keeping lockdowns, the allowlist and silences; the log format and level change. Kafka, the
-// state store, profiles, metrics, control and GeoIP keep the settings they started with.
+// state store, profiles, metrics, control and GeoIP keep the settings they started with. The
+// configuration is read by load_config and the hooks, the decision log and the log are set up by
+// the same functions as at start-up (HookCoordinator::configure, DaemonOutputs::open_decision_log,
+// init_logging).
 ControlReply OperatorCommands::reload() {
   if (config_.source.empty() || config_.source[0] == '<')
     return ControlReply::failure(control_error::kFailed,
@@ -270,10 +273,8 @@ ControlReply OperatorCommands::reload() {
   policies_.reconfigure(std::move(next.policies), next.decisions.dry_run);
   config_.hooks = next.hooks;
   hooks_.configure(config_.hooks, "when the hooks were reloaded");
-  if (next.decisions.log != config_.decisions.log) {
-    std::string ignored;  // the decision log is then off
-    outputs_.open_decision_log(next.decisions.log, ignored);
-  }
+  std::string ignored;  // the decision log is then off
+  outputs_.open_decision_log(next.decisions.log, ignored);
   config_.decisions = next.decisions;
   init_logging(next.log);
   config_.log = next.log;

@@ -180,11 +180,13 @@ inline Config test_config(const std::string& bootstrap, const std::string& topic
   return c;
 }
 
-/// Runs the daemon in a thread; records every processed (partition, offset).
+/// Runs the daemon in a thread; records every processed (partition, offset). wall_clock, when
+/// given, must outlive it.
 class DaemonThread {
  public:
-  explicit DaemonThread(Config config) {
+  explicit DaemonThread(Config config, const Clock* wall_clock = nullptr) {
     DaemonOptions o;
+    o.wall_clock = wall_clock;
     o.on_processed = [this](const std::string&, std::int32_t partition, std::int64_t offset) {
       std::lock_guard lock(mu_);
       processed_.emplace_back(partition, offset);

@@ -51,6 +51,28 @@ TEST_CASE("integration: events from the project's producer are consumed, brute_f
   CHECK(committed_total(broker->bootstrap(), "pw-it-1", "events", 3) == static_cast<std::int64_t>(events.size()));
 }
 
+TEST_CASE("integration: the daemon's wall clock is the one it is given: events a day ahead of it are processed at its now") {
+  struct FixedClock final : Clock {
+    TimeMs t = 0;
+    TimeMs now() const override { return t; }
+  } clock;
+  const TimeMs now = SystemClock().now();
+  clock.t = (now - kDayMs) / kSecondMs * kSecondMs;
+  auto broker = start_broker({{"events", 1}, {"alerts", 1}});
+  const auto events = attack_stream(now, 20);
+  produce_all(broker->bootstrap(), "events", events);
+
+  DaemonThread daemon(test_config(broker->bootstrap(), "events", "pw-it-clock"), &clock);
+  REQUIRE(daemon.wait_processed(events.size(), std::chrono::seconds(30)));
+  const auto alerts = consume_some(broker->bootstrap(), "alerts", 1, std::chrono::seconds(20));
+  CHECK(daemon.stop() == 0);
+
+  REQUIRE(alerts.size() == 1);
+  CHECK(alerts[0].find("\"detector\":\"brute_force\"") != std::string::npos);
+  // Stamped more than time.max_future_seconds after the daemon's now: processed at its now.
+  CHECK(alerts[0].find("\"at\":\"" + format_rfc3339(clock.t) + "\"") != std::string::npos);
+}
+
 TEST_CASE("integration: events produced with kcat are consumed and detected") {
   auto broker = start_broker({{"events", 1}, {"alerts", 1}});
   const auto events = attack_stream(SystemClock().now() - 60 * kSecondMs, 20);
