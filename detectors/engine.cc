@@ -62,6 +62,12 @@ Engine::Engine(EngineOptions options, std::vector<DetectorInstance> detectors,
 }
 
 // What follows from the set of detectors: source classification, profiles, enrichment.
+void Engine::detectors_changed() {
+  decoder_.reconfigure(options_.fields, options_.max_message_bytes, fields_used(detectors_));
+  ++decoder_generation_;  // the sources' own decoders follow (configure_decoder)
+  configure_from_detectors();
+}
+
 void Engine::configure_from_detectors() {
   classify_sources_ = false;
   for (const auto& d : detectors_) classify_sources_ |= d.detector->uses_source_class();
@@ -110,9 +116,7 @@ Engine::ReloadReport Engine::reconfigure(const EngineOptions& options, std::vect
   if (report.sources_applied) options_.sources = options.sources;
   detectors_ = std::move(next);
   counts_ = std::move(counts);
-  decoder_.reconfigure(options_.fields, options_.max_message_bytes, fields_used(detectors_));
-  ++decoder_generation_;
-  configure_from_detectors();
+  detectors_changed();
   return report;
 }
 
@@ -128,9 +132,7 @@ void Engine::restart(std::vector<DetectorInstance> fresh) {
   recent_ = {};
   recent_count_ = 0;
   recent_pos_ = 0;
-  decoder_.reconfigure(options_.fields, options_.max_message_bytes, fields_used(detectors_));
-  ++decoder_generation_;
-  configure_from_detectors();
+  detectors_changed();
 }
 
 std::unique_ptr<EventDecoder> Engine::make_decoder() {

@@ -180,6 +180,9 @@ class Engine {
   SourceClassifier sources_;
   bool classify_sources_ = false;  // some detector reads the source class
   void configure_from_detectors();
+  // After detectors_ was replaced (reconfigure, restart): the decoders read the fields the new
+  // instances use, and what the engine derives from them is derived again.
+  void detectors_changed();
 
   std::unique_ptr<MemoryProfileBook> own_profiles_;
   ProfileBook* given_profiles_ = nullptr;  // from the constructor (a persistent store), may be null
