@@ -488,14 +488,20 @@ std::map<std::string, std::int64_t> KafkaSource::warmup_offsets(
     const std::vector<RdKafka::TopicPartition*>& offsets) {
   std::map<std::string, std::int64_t> out;
   const TimeMs from = engine_.watermark() - config_.state.warmup_ms;
-  for (auto* p : offsets) {
-    auto it = warmup_marks_.find({p->topic(), p->partition()});
-    if (it == warmup_marks_.end() || it->second.empty()) continue;
-    auto& marks = it->second;
-    while (marks.size() > 1 && marks[1].first <= from) marks.pop_front();
-    out[p->topic() + "/" + std::to_string(p->partition())] = marks.front().second;
-  }
+  for (auto* p : offsets)
+    if (const auto offset = warmup_offset({p->topic(), p->partition()}, from))
+      out[p->topic() + "/" + std::to_string(p->partition())] = *offset;
   return out;
+}
+
+// The offset of the partition's last mark at or before stream time `from` (the marks before it
+// go); none without marks.
+std::optional<std::int64_t> KafkaSource::warmup_offset(const TopicPartitionKey& tp, TimeMs from) {
+  const auto it = warmup_marks_.find(tp);
+  if (it == warmup_marks_.end() || it->second.empty()) return std::nullopt;
+  auto& marks = it->second;
+  while (marks.size() > 1 && marks[1].first <= from) marks.pop_front();
+  return marks.front().second;
 }
 
 // A partition new to this process, assigned while it holds partitions it has read (the second
@@ -541,15 +547,8 @@ void KafkaSource::restart_if_late(RdKafka::KafkaConsumer& consumer,
   }
   const TimeMs from = engine_.watermark() - config_.state.warmup_ms;
   std::map<TopicPartitionKey, std::int64_t> rewind;
-  for (const auto& tp : held) {
-    std::int64_t offset = RdKafka::Topic::OFFSET_BEGINNING;
-    if (const auto it = warmup_marks_.find(tp); it != warmup_marks_.end() && !it->second.empty()) {
-      auto& marks = it->second;
-      while (marks.size() > 1 && marks[1].first <= from) marks.pop_front();
-      offset = marks.front().second;
-    }
-    rewind[tp] = offset;
-  }
+  for (const auto& tp : held)
+    rewind[tp] = warmup_offset(tp, from).value_or(RdKafka::Topic::OFFSET_BEGINNING);
   const TimeMs stream_time = engine_.watermark();
   metrics_.sync(engine_);  // what the instances counted so far
   pipeline_.restart(std::move(fresh));
@@ -567,8 +566,7 @@ void KafkaSource::restart_if_late(RdKafka::KafkaConsumer& consumer,
   seen_until_.clear();
   spdlog::warn(
       "kafka: partitions assigned after this process moved on: detection starts again at stream "
-      "time {}; "
-      "{} partition(s) held are read again from their warm-up points ({} events)",
+      "time {}; {} partition(s) held are read again from their warm-up points ({} events)",
       format_rfc3339(stream_time), held.size(), again);
   for (auto* p : partitions)
     if (const auto it = rewind.find({p->topic(), p->partition()}); it != rewind.end())

@@ -110,6 +110,7 @@ class KafkaSource final : private RdKafka::RebalanceCb, private PartitionFeeds::
   void mark_warmup(const TopicPartitionKey& tp, std::int64_t offset);
   std::map<std::string, std::int64_t> warmup_offsets(
       const std::vector<RdKafka::TopicPartition*>& offsets);
+  std::optional<std::int64_t> warmup_offset(const TopicPartitionKey& tp, TimeMs from);
   void restart_if_late(RdKafka::KafkaConsumer& consumer,
                        std::vector<RdKafka::TopicPartition*>& partitions, bool cooperative);
   void start_warmup(RdKafka::KafkaConsumer& consumer,
