@@ -61,15 +61,17 @@ bool DaemonOutputs::start_producer(const std::map<std::string, std::string>& com
 
 bool DaemonOutputs::open_decision_log(const std::string& path, std::string& error) {
   if (path == decision_log_path_) return true;
-  decision_log_path_ = path;
-  if (path.empty()) {
-    decision_log_.reset();
-    return true;
+  std::unique_ptr<std::FILE, FileCloser> opened;
+  if (!path.empty()) {
+    opened.reset(std::fopen(path.c_str(), "ae"));
+    if (!opened) {
+      error = "cannot open the decision log " + path + ": " + std::strerror(errno);
+      return false;  // the log in use, if any, stays
+    }
   }
-  decision_log_.reset(std::fopen(path.c_str(), "ae"));
-  if (decision_log_) return true;
-  error = "cannot open the decision log " + path + ": " + std::strerror(errno);
-  return false;
+  decision_log_ = std::move(opened);
+  decision_log_path_ = path;
+  return true;
 }
 
 void DaemonOutputs::resend_undelivered() {

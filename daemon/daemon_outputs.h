@@ -53,8 +53,8 @@ class DaemonOutputs final : public FindingOutput,
   bool start_producer(const std::map<std::string, std::string>& common, RdKafka::EventCb& events,
                       std::string& error);
   /// The decision log (appended to; none for ""), at start-up and on reload; nothing changes
-  /// when it is the path given last. False with `error` set when it cannot be opened (there is
-  /// then no decision log).
+  /// when it is the path given last. False with `error` set when it cannot be opened: the log in
+  /// use before, if any, stays in use (a reload that names an unwritable file is refused).
   bool open_decision_log(const std::string& path, std::string& error);
   /// Decisions, then findings, staged before the last stop whose delivery the broker never
   /// confirmed: sent again with their own ids (a consumer of the topics may see one twice and can
@@ -121,7 +121,7 @@ class DaemonOutputs final : public FindingOutput,
   PolicyEngine& policies_;
   HookCoordinator& hooks_;
   Observers observers_;
-  std::string decision_log_path_;  // as last given to open_decision_log()
+  std::string decision_log_path_;  // as last opened by open_decision_log() ("": none)
   std::unique_ptr<std::FILE, FileCloser> decision_log_;
   std::vector<Retry> retries_;  // failed deliveries, produced again before the next commit
   std::unique_ptr<RdKafka::Producer> producer_;

@@ -112,7 +112,19 @@ bool KafkaSource::start(const std::map<std::string, std::string>& common, std::s
 
 bool KafkaSource::subscribe(std::string& error) {
   const auto rc = consumer_->subscribe(config_.kafka.topics);
-  if (rc == RdKafka::ERR_NO_ERROR) return true;
+  if (rc == RdKafka::ERR_NO_ERROR) {
+    if (config_.kafka.group_lag_interval_ms > 0) {
+      const auto reset = kafka_common_.find("auto.offset.reset");
+      const bool from_latest = reset != kafka_common_.end() &&
+                               (reset->second == "latest" || reset->second == "largest" ||
+                                reset->second == "end");
+      group_lag_ = std::make_unique<GroupLagProbe>(
+          *consumer_, config_.kafka.topics, from_latest, metrics_.group_lag,
+          std::chrono::milliseconds(config_.kafka.group_lag_interval_ms));
+      group_lag_->start();
+    }
+    return true;
+  }
   error = "cannot subscribe: " + RdKafka::err2str(rc);
   return false;
 }
@@ -133,6 +145,7 @@ void KafkaSource::sync_metrics() {
 }
 
 void KafkaSource::release_queues() {
+  group_lag_.reset();  // its thread asks the consumer
   committer_.reset();  // its queue before the consumer
   feeds_.reset();      // the partitions' queues and the messages they hold, likewise
   if (consumer_queue_) {
@@ -329,8 +342,9 @@ void KafkaSource::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorC
     }
     for (auto* p : partitions) {
       next_offsets_.erase({p->topic(), p->partition()});
-      // warmup_marks_ stay: a partition assigned again (eager: every partition is revoked before
-      // each assignment) may have to be read again from its warm-up point (restart_if_late()).
+      // warmup_marks_ stay (commits shrink them): a partition assigned again (eager: every
+      // partition is revoked before each assignment) may have to be read again from its warm-up
+      // point (restart_if_late()).
       rebuild_until_.erase({p->topic(), p->partition()});
       group_behind_.erase({p->topic(), p->partition()});
       taken_over_until_.erase({p->topic(), p->partition()});
@@ -422,6 +436,11 @@ void KafkaSource::commit_processed(const std::vector<RdKafka::TopicPartition*>* 
   const std::vector<std::string> forget = ledger_.prune(engine_.watermark());
   // A late assignment reads the warm-up period again (restart_if_late()).
   ledger_.forget_published_before(engine_.watermark() - config_.state.warmup_ms);
+  // The marks of partitions this process no longer holds shrink as stream time moves on, to the
+  // last one (where it stopped reading): a partition held once costs one mark, not a warm-up's.
+  for (const auto& held : warmup_marks_)
+    if (!next_offsets_.count(held.first))
+      warmup_offset(held.first, engine_.watermark() - config_.state.warmup_ms);
   const std::map<std::string, std::int64_t> warmups = warmup_offsets(offsets);
   if (store_) {
     // Profiles first, with the positions they include: a crash between the two replays events
@@ -698,6 +717,7 @@ void KafkaSource::update_lag() {
 // allowed, and the group gives the partitions to another member after session.timeout.ms. (The
 // C++ consumer's destructor does not close again: RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE.)
 void KafkaSource::close(Clock::time_point deadline) {
+  group_lag_.reset();  // no question to the cluster while leaving the group
   rd_kafka_t* rk = consumer_->c_ptr();
   rd_kafka_queue_t* queue = rd_kafka_queue_new(rk);
   if (rd_kafka_error_t* e = rd_kafka_consumer_close_queue(rk, queue)) {

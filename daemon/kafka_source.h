@@ -22,6 +22,7 @@
 #include "daemon/config.h"
 #include "daemon/daemon_outputs.h"
 #include "daemon/finding_ledger.h"
+#include "daemon/group_lag.h"
 #include "daemon/kafka_client.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
@@ -50,7 +51,8 @@ class KafkaSource final : private RdKafka::RebalanceCb, private PartitionFeeds::
   /// Creates the consumer (`common`: the properties both Kafka clients share) and the queues it
   /// is read from; nothing is read before subscribe(). False with `error` set when it cannot.
   bool start(const std::map<std::string, std::string>& common, std::string& error);
-  /// Joins the group on kafka.topics.
+  /// Joins the group on kafka.topics, and measures the group's lag from then on
+  /// (kafka.group_lag_interval_ms) until close() or release_queues().
   bool subscribe(std::string& error);
   /// The static member id (kafka.group_instance_id resolved; "" for a dynamic member).
   const std::string& instance() const { return instance_; }
@@ -130,6 +132,7 @@ class KafkaSource final : private RdKafka::RebalanceCb, private PartitionFeeds::
   std::unique_ptr<DetachableEventCb> consumer_events_;  // before consumer_: outlives it
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
   std::unique_ptr<GroupCommitter> committer_;
+  std::unique_ptr<GroupLagProbe> group_lag_;  // its thread uses consumer_
   std::unique_ptr<PartitionFeeds> feeds_;       // the assigned partitions, read in event-time order
   rd_kafka_queue_t* consumer_queue_ = nullptr;  // the consumer's own queue, for its wake-ups
   // librdkafka writes to [1] when a queue gets something; the loop waits on [0].

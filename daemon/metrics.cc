@@ -45,6 +45,13 @@ Metrics::Metrics(const Engine& engine, const GeoIp* geoip)
                        .Help("Messages between the consumer's position and the high watermark, summed over assigned partitions")
                        .Register(*registry_)
                        .Add({})),
+      group_lag(BuildGauge()
+                    .Name("portalwatch_consumer_group_lag_messages")
+                    .Help("Messages between the consumer group's committed offsets and the high "
+                          "watermarks, over every partition of the topics (whichever member holds "
+                          "them); NaN while the cluster cannot tell")
+                    .Register(*registry_)
+                    .Add({})),
       assigned_partitions(BuildGauge()
                               .Name("portalwatch_kafka_assigned_partitions")
                               .Help("Partitions currently assigned to this consumer")

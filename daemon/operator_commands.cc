@@ -244,11 +244,13 @@ void OperatorCommands::restore_settings() {
 // Then, between two events: the detectors take their new settings keeping their windows and
 // tables where the state's layout allows (Engine::reconfigure), and so do the input, time and
 // sources settings; the response side (policies, hooks, the decision log and dry-run) is swapped
-// in keeping lockdowns, the allowlist and silences; the log format and level change. Kafka, the
+// in keeping lockdowns, the allowlist and silences; the log format and level change. A decision
+// log that cannot be opened refuses the reload as an error in the file does. Kafka, the
 // state store, profiles, metrics, control and GeoIP keep the settings they started with. The
-// configuration is read by load_config and the hooks, the decision log and the log are set up by
-// the same functions as at start-up (HookCoordinator::configure, DaemonOutputs::open_decision_log,
-// init_logging).
+// configuration is read, and its detectors and policies built, by load_config as at start-up;
+// Engine::reconfigure and PolicyEngine::reconfigure swap them in with the running state, and the
+// hooks, the decision log and the log are set up by the start-up functions themselves
+// (HookCoordinator::configure, DaemonOutputs::open_decision_log, init_logging).
 ControlReply OperatorCommands::reload() {
   if (config_.source.empty() || config_.source[0] == '<')
     return ControlReply::failure(control_error::kFailed,
@@ -260,6 +262,15 @@ ControlReply OperatorCommands::reload() {
         control_error::kFailed, "the configuration has errors; nothing changed:\n" + loaded.errors);
   }
   Config& next = *loaded.config;
+  // The one part of the new configuration that can still fail is opening its decision log: first,
+  // so that a reload naming a file the daemon cannot write is refused with nothing changed (the
+  // log in use stays) rather than turning the decision log off.
+  std::string error;
+  if (!outputs_.open_decision_log(next.decisions.log, error)) {
+    spdlog::error("reload refused, the configuration in force stays: {}", error);
+    return ControlReply::failure(control_error::kFailed,
+                                 "the configuration cannot be applied; nothing changed: " + error);
+  }
 
   metrics_.sync(engine_);  // counted under the old set of instances first
   const Engine::ReloadReport detectors =
@@ -273,9 +284,7 @@ ControlReply OperatorCommands::reload() {
   policies_.reconfigure(std::move(next.policies), next.decisions.dry_run);
   config_.hooks = next.hooks;
   hooks_.configure(config_.hooks, "when the hooks were reloaded");
-  std::string ignored;  // the decision log is then off
-  outputs_.open_decision_log(next.decisions.log, ignored);
-  config_.decisions = next.decisions;
+  config_.decisions = next.decisions;  // its log was opened above
   init_logging(next.log);
   config_.log = next.log;
 

@@ -361,6 +361,14 @@ kill -HUP "$RESP_PID"
 for _ in $(seq 1 50); do grep -q 'reload refused' "$WORK/response2.log" && break; sleep 0.1; done
 check "SIGHUP with a broken file is refused with its errors, the daemon keeps running" bash -c "
   grep -q 'reload refused' '$WORK/response2.log' && grep -q 'response.yaml:[0-9]*:[0-9]*: ' '$WORK/response2.log' && kill -0 $RESP_PID"
+# A reload whose decision log cannot be opened is refused as a whole: the log in use stays.
+sed "s|log: \"$WORK/decisions.jsonl\"|log: \"$WORK/no-such-dir/decisions.jsonl\"|" "$WORK/response.good" > "$WORK/response.yaml"
+"${CTL[@]}" reload > "$WORK/reload-badlog.txt" 2>&1; rc=$?
+check "a reload naming a decision log that cannot be opened is refused (exit 1), naming the file" bash -c "
+  [ $rc -eq 1 ] && grep -q 'cannot open the decision log $WORK/no-such-dir/decisions.jsonl' '$WORK/reload-badlog.txt'"
+"${CTL[@]}" lockdown on --scope app:e2e-reload-check --reason "after a refused reload" > /dev/null 2>&1
+check "after the refused reload decisions are still written to the decision log in use" bash -c "
+  [ \$(wc -l < '$WORK/decisions.jsonl') -eq 3 ] && tail -1 '$WORK/decisions.jsonl' | grep -q '\"value\":\"e2e-reload-check\"'"
 cp "$WORK/response.good" "$WORK/response.yaml"
 kill -TERM "$RESP_PID"; wait "$RESP_PID"
 kill "$WEB_PID" 2>/dev/null; wait "$WEB_PID" 2>/dev/null
@@ -379,6 +387,7 @@ kafka:
   topics: [reload-events]
   alerts_topic: reload-alerts
   commit_interval_ms: 200
+  group_lag_interval_ms: 300
 metrics:
   listen: "127.0.0.1:$LMPORT"
 control:
@@ -436,6 +445,11 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 check "every event streamed across the reload is processed (16,013)" grep -qE '^portalwatch_events_received_total 16013$' "$WORK/reload-metrics.txt"
+for _ in $(seq 1 50); do
+  curl -sf "http://127.0.0.1:$LMPORT/metrics" | grep -qE '^portalwatch_consumer_group_lag_messages 0$' && break
+  sleep 0.2
+done
+check "the group's lag, from its committed offsets, comes down to 0" bash -c "curl -sf 'http://127.0.0.1:$LMPORT/metrics' | grep -qE '^portalwatch_consumer_group_lag_messages 0$'"
 timeout 10 kcat -C -b "$BOOT" -t reload-alerts -o beginning -e -q > "$WORK/reload-alerts.jsonl" 2>/dev/null
 check "the new threshold is in force with the failures before the reload counted: medium at 13 failures" python3 -c "
 import json; a=[json.loads(l) for l in open('$WORK/reload-alerts.jsonl') if l.strip()]

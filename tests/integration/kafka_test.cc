@@ -10,6 +10,12 @@
 #include <fstream>
 #include <map>
 
+#include <prometheus/registry.h>
+
+#include <cmath>
+#include <thread>
+
+#include "daemon/group_lag.h"
 #include "tests/integration/kafka_harness.h"
 
 namespace portalwatch::test {
@@ -171,6 +177,56 @@ TEST_CASE("integration: cooperative rebalancing, and rejected messages are count
   CHECK(alerts.size() == 1);
   // Rejected messages are processed too: their offsets are committed like any other.
   CHECK(committed_total(broker->bootstrap(), "pw-it-dlq", "events", 2) == static_cast<std::int64_t>(events.size()));
+}
+
+TEST_CASE("integration: the group's lag is measured from its committed offsets over every partition, by a consumer given none") {
+  auto broker = start_broker({{"lagged", 3}});
+  const auto events = attack_stream(SystemClock().now() - 60 * kSecondMs, 40);
+  produce_all(broker->bootstrap(), "lagged", events);
+  const auto marks = partition_watermarks(broker->bootstrap(), "lagged", 3);
+  REQUIRE(marks[0].second > 1);
+  std::int64_t total = 0;
+  for (const auto& [low, high] : marks) total += high - low;
+  REQUIRE(total == static_cast<std::int64_t>(events.size()));
+
+  // A consumer of the group that never subscribes: nothing is assigned to it.
+  std::string err;
+  std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+  conf->set("bootstrap.servers", broker->bootstrap(), err);
+  conf->set("group.id", "pw-it-group-lag", err);
+  std::unique_ptr<RdKafka::KafkaConsumer> c(RdKafka::KafkaConsumer::create(conf.get(), err));
+  REQUIRE(c);
+  prometheus::Registry registry;
+  auto& gauge = prometheus::BuildGauge().Name("lag").Register(registry).Add({});
+  GroupLagProbe earliest(*c, {"lagged"}, false, gauge, std::chrono::milliseconds(100));
+  GroupLagProbe latest(*c, {"lagged"}, true, gauge, std::chrono::milliseconds(100));
+  GroupLagProbe pattern(*c, {"^lag+ed$", "no-such-topic"}, false, gauge, std::chrono::milliseconds(100));
+  CHECK(earliest.measure() == total);  // nothing committed: from the oldest message
+  CHECK(latest.measure() == 0);        // nothing committed: from the end
+  CHECK(pattern.measure() == total);
+
+  // The group commits half of partition 0 and all of partition 1.
+  std::vector<RdKafka::TopicPartition*> offsets = {RdKafka::TopicPartition::create("lagged", 0, marks[0].second / 2),
+                                                   RdKafka::TopicPartition::create("lagged", 1, marks[1].second)};
+  REQUIRE(c->commitSync(offsets) == RdKafka::ERR_NO_ERROR);
+  RdKafka::TopicPartition::destroy(offsets);
+  const std::int64_t waiting = (marks[0].second - marks[0].second / 2) + (marks[2].second - marks[2].first);
+  CHECK(earliest.measure() == waiting);
+  CHECK(latest.measure() == marks[0].second - marks[0].second / 2);
+  CHECK(pattern.measure() == waiting);
+
+  // On its thread: the gauge follows; NaN once the cluster is gone.
+  earliest.start();
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline && gauge.Value() != static_cast<double>(waiting))
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  CHECK(gauge.Value() == static_cast<double>(waiting));
+  broker.reset();
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline && !std::isnan(gauge.Value()))
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(std::isnan(gauge.Value()));
+  earliest.stop();
 }
 
 }  // namespace portalwatch::test
