@@ -18,6 +18,7 @@
 #include <librdkafka/rdkafkacpp.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -26,6 +27,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -62,8 +65,31 @@ struct Result {
   std::uint64_t messages = 0;
   double per_second = 0;
   double peak_rss_mib = 0;  // the daemon's
+  // The daemon's CPU time per event while it processed (user + system, from /proc): the whole
+  // process (librdkafka's threads fetching included) and its event loop's thread alone.
+  double cpu_us_per_event = 0, loop_cpu_us_per_event = 0;
   bool complete = false;
 };
+
+// CPU seconds (user + system) of a process, or of one of its threads.
+double cpu_seconds(pid_t pid, pid_t tid = 0) {
+  std::ifstream in(tid ? "/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/stat"
+                       : "/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto close = text.rfind(')');  // the command name may hold spaces
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(text.substr(close + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; fields >> field; ++i) {  // field 3 is the state
+    if (i == 14) utime = std::atof(field.c_str());
+    if (i == 15) {
+      stime = std::atof(field.c_str());
+      break;
+    }
+  }
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
 
 // Counts every message of the topic from the beginning of each partition.
 Result bare_consumer(const std::string& bootstrap, const std::string& group, int partitions, std::uint64_t expected) {
@@ -112,7 +138,7 @@ Result daemon_run(const std::string& portalwatchd, const std::string& shipped, c
   Result r;
   const pid_t pid = test::spawn_daemon_at(portalwatchd, config, log);
   if (pid < 0) return r;
-  double seen_first = -1;
+  double seen_first = -1, cpu_first = 0, loop_cpu_first = 0;
   Steady::time_point first{};
   auto progress_at = Steady::now();
   double received = 0;
@@ -121,9 +147,14 @@ Result daemon_run(const std::string& portalwatchd, const std::string& shipped, c
     const auto now = Steady::now();
     const double n = test::metric(test::scrape(port), "portalwatch_events_received_total");
     if (n > received) progress_at = now, received = n;
-    if (seen_first < 0 && n > 0) seen_first = n, first = now;
+    if (seen_first < 0 && n > 0) {
+      seen_first = n, first = now;
+      cpu_first = cpu_seconds(pid), loop_cpu_first = cpu_seconds(pid, pid);
+    }
     if (n >= static_cast<double>(expected)) {
       r.per_second = (n - seen_first) / seconds(now - first);
+      r.cpu_us_per_event = 1e6 * (cpu_seconds(pid) - cpu_first) / (n - seen_first);
+      r.loop_cpu_us_per_event = 1e6 * (cpu_seconds(pid, pid) - loop_cpu_first) / (n - seen_first);
       break;
     }
     int status = 0;
@@ -216,19 +247,25 @@ int main(int argc, char** argv) {
   char tmpl[] = "/tmp/portalwatch-bench-kafka-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
   const std::string shipped = bench::read_text(PORTALWATCH_SOURCE_DIR "/config/portalwatch.yaml");
-  std::printf("%-6s %16s %18s %8s %16s\n", "round", "bare msgs/s", "daemon events/s", "ratio", "daemon peak MiB");
-  std::vector<double> bare_rates, daemon_rates;
+  std::printf("%-6s %16s %18s %8s %16s %16s %16s\n", "round", "bare msgs/s", "daemon events/s", "ratio",
+              "daemon peak MiB", "daemon CPU us/ev", "its loop us/ev");
+  std::vector<double> bare_rates, daemon_rates, daemon_cpu, loop_cpu;
   bool all_counted = true;
   for (int round = 1; round <= rounds; ++round) {
     const Result bare = bare_consumer(broker->bootstrap(), "bare-" + std::to_string(round), partitions, events);
     const Result daemon = daemon_run(portalwatchd, shipped, broker->bootstrap(), dir, round, events);
-    std::printf("%-6d %16.0f %18.0f %7.1f%% %16.1f%s%s\n", round, bare.per_second, daemon.per_second,
-                bare.per_second > 0 ? 100 * daemon.per_second / bare.per_second : 0, daemon.peak_rss_mib,
+    std::printf("%-6d %16.0f %18.0f %7.1f%% %16.1f %16.2f %16.2f%s%s\n", round, bare.per_second,
+                daemon.per_second, bare.per_second > 0 ? 100 * daemon.per_second / bare.per_second : 0,
+                daemon.peak_rss_mib, daemon.cpu_us_per_event, daemon.loop_cpu_us_per_event,
                 bare.complete ? "" : "  BARE COUNT SHORT", daemon.complete ? "" : "  DAEMON COUNT SHORT");
     std::fflush(stdout);
     all_counted = all_counted && bare.complete && daemon.complete;
     if (bare.complete) bare_rates.push_back(bare.per_second);
-    if (daemon.complete) daemon_rates.push_back(daemon.per_second);
+    if (daemon.complete) {
+      daemon_rates.push_back(daemon.per_second);
+      daemon_cpu.push_back(daemon.cpu_us_per_event);
+      loop_cpu.push_back(daemon.loop_cpu_us_per_event);
+    }
     if (!bare.complete)
       std::printf("  bare consumer counted %llu of %llu\n", static_cast<unsigned long long>(bare.messages),
                   static_cast<unsigned long long>(events));
@@ -241,5 +278,7 @@ int main(int argc, char** argv) {
               "counts %s\n",
               bare_median, daemon_median, bare_median > 0 ? 100 * daemon_median / bare_median : 0,
               all_counted ? "all equal to the events produced" : "SHORT (see above)");
+  std::printf("median CPU per event: daemon %.2f us (its event loop %.2f us)\n", median(daemon_cpu),
+              median(loop_cpu));
   return all_counted ? 0 : 1;
 }

@@ -4,8 +4,10 @@
 // nowhere), so what one partition has fetched never waits behind another's: a partition that runs
 // ahead is simply not read, and librdkafka stops fetching it once its queue holds
 // queued.min.messages or queued.max.messages.kbytes (which then apply per partition). Memory for
-// the merge is bounded by those two settings times the partitions assigned, plus one decoded event
-// per partition.
+// the merge is bounded by those two settings times the partitions assigned, plus, per partition,
+// the batch of up to 256 messages taken out of its queue and one decoded event (with a decoder of
+// its own: with hundreds of partitions per member, the decoders and the messages are cold by the
+// time their turn comes, and the event loop's cost per event grows; bench/run kafka measures it).
 //
 // Each partition's next message is decoded as soon as it reaches the front (by a decoder of its
 // own, so that the decoded events of all partitions stay valid together) to learn its event time;

@@ -57,7 +57,7 @@ class PartitionMerge {
   Next next(Instant now);
 
   std::size_t active() const { return active_; }
-  std::size_t with_head() const { return with_head_; }
+  std::size_t with_head() const { return heap_.size(); }
   /// Times a partition's wait ran out and time went on without it.
   std::uint64_t waits_expired() const { return waits_expired_; }
 
@@ -72,15 +72,32 @@ class PartitionMerge {
     Instant empty_since{};
   };
 
+  // The slots with a head in a binary min-heap by (head time, slot), with each slot's place in
+  // it: the oldest head in O(1), a head in or out in O(log partitions), nothing allocated once
+  // the vectors have grown (a member may hold hundreds of partitions).
+  bool older(std::size_t a, std::size_t b) const {
+    return heads_[a] < heads_[b] || (heads_[a] == heads_[b] && a < b);
+  }
+  void heap_push(std::size_t slot);
+  void heap_erase(std::size_t slot);
+  void sift_up(std::size_t at);
+  void sift_down(std::size_t at);
+  void place(std::size_t at, std::size_t slot) {
+    heap_[at] = slot;
+    heap_at_[slot] = at;
+  }
+  // The used slots with no head that are not at their end (they may hold the others back), with
+  // each one's place in that list.
+  void empty_add(std::size_t slot);
+  void empty_erase(std::size_t slot);
+
   std::chrono::milliseconds max_wait_;
   std::vector<Slot> slots_;
-  // Head times by slot, kNoHead for none: scanned whole for the oldest (a few dozen partitions at
-  // most per member; a flat scan beats a tree that allocates on every event).
-  std::vector<TimeMs> heads_;
+  std::vector<TimeMs> heads_;  // head time by slot, kNoHead for none
+  std::vector<std::size_t> heap_, heap_at_;
+  std::vector<std::size_t> empties_, empty_at_;
   std::vector<std::size_t> free_;
   std::size_t active_ = 0;
-  std::size_t with_head_ = 0;
-  std::size_t empty_ = 0;  // used slots with no head that are not at their end
   std::uint64_t waits_expired_ = 0;
 };
 

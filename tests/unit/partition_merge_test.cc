@@ -153,3 +153,68 @@ TEST_CASE("merge: sorted partitions fetched in random bursts come out in global 
 }
 
 }  // namespace portalwatch::test
+
+namespace portalwatch::test {
+
+TEST_CASE("merge: with hundreds of partitions joining, leaving and ending at random, the choice is a full scan's") {
+  // The heap of heads and the list of empty partitions against the plain definition, recomputed
+  // over every partition at each step.
+  std::mt19937 rng(20261206);
+  PartitionMerge m(milliseconds(1000));
+  struct Model {
+    bool used = false, has_head = false, at_end = false;
+    TimeMs head = 0;
+  };
+  std::vector<Model> model;
+  std::vector<std::size_t> used;
+  Instant now = t0;
+  for (int step = 0; step < 200000; ++step) {
+    now += milliseconds(1);
+    const int op = std::uniform_int_distribution<int>(0, 99)(rng);
+    if (used.size() < 3 || (op < 3 && used.size() < 600)) {
+      const std::size_t slot = m.add(now);
+      if (slot >= model.size()) model.resize(slot + 1);
+      model[slot] = Model{.used = true};
+      used.push_back(slot);
+      continue;
+    }
+    const std::size_t pick = std::uniform_int_distribution<std::size_t>(0, used.size() - 1)(rng);
+    const std::size_t slot = used[pick];
+    Model& s = model[slot];
+    if (op < 5) {
+      m.remove(slot);
+      s = Model{};
+      used.erase(used.begin() + static_cast<std::ptrdiff_t>(pick));
+    } else if (op < 55 && !s.has_head) {
+      s.has_head = true, s.at_end = false;
+      s.head = std::uniform_int_distribution<TimeMs>(0, 50)(rng);  // many ties
+      m.set_head(slot, s.head);
+    } else if (op < 60 && !s.has_head) {
+      s.at_end = !s.at_end;
+      m.set_at_end(slot, s.at_end, now);
+    }
+    // The oldest head, ties to the lower slot; every partition with nothing and not at its end
+    // has an expired wait or is past it (set far behind: they were added with no last event).
+    std::size_t best = model.size();
+    for (std::size_t i = 0; i < model.size(); ++i)
+      if (model[i].used && model[i].has_head && (best == model.size() || model[i].head < model[best].head))
+        best = i;
+    std::size_t with_head = 0;
+    for (const auto& x : model) with_head += x.used && x.has_head;
+    REQUIRE(m.with_head() == with_head);
+    // Asked past every wait, the merge releases the oldest head whenever there is one.
+    const auto n = m.next(now + std::chrono::hours(1));
+    if (best == model.size()) {
+      REQUIRE(n.what == What::kNothing);
+      continue;
+    }
+    REQUIRE(n.what == What::kRelease);
+    REQUIRE(n.slot == best);
+    if (std::uniform_int_distribution<int>(0, 1)(rng)) {
+      m.take_head(best, now);
+      model[best].has_head = false;
+    }
+  }
+}
+
+}  // namespace portalwatch::test
