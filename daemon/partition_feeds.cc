@@ -12,7 +12,13 @@ constexpr std::size_t kBatch = 256;  // messages taken from a partition's queue 
 
 PartitionFeeds::PartitionFeeds(rd_kafka_s* consumer, Engine& engine, Handler& handler,
                                std::chrono::milliseconds max_wait, int wake_fd)
-    : consumer_(consumer), engine_(engine), handler_(handler), wake_fd_(wake_fd), merge_(max_wait) {}
+    : consumer_(consumer),
+      engine_(engine),
+      decoder_(engine.make_decoder()),
+      decoder_generation_(engine.decoder_generation()),
+      handler_(handler),
+      wake_fd_(wake_fd),
+      merge_(max_wait) {}
 
 PartitionFeeds::~PartitionFeeds() { revoke_all(); }
 
@@ -35,8 +41,6 @@ void PartitionFeeds::assigned(const std::vector<std::pair<std::string, std::int3
       static const char kWake = 'p';
       rd_kafka_queue_io_event_enable(f->queue, wake_fd_, &kWake, 1);
     }
-    f->decoder = engine_.make_decoder();
-    f->decoder_generation = engine_.decoder_generation();
     f->slot = merge_.add(now);
     if (by_slot_.size() <= f->slot) by_slot_.resize(f->slot + 1, nullptr);
     by_slot_[f->slot] = f.get();
@@ -120,19 +124,20 @@ void PartitionFeeds::fill(Feed& f, Instant now) {
       rd_kafka_message_destroy(m);
       continue;
     }
-    // A reload changed how messages are read: this partition's decoder follows before its next
-    // message (none of its events is held now).
-    if (f.decoder_generation != engine_.decoder_generation()) {
-      engine_.configure_decoder(*f.decoder);
-      f.decoder_generation = engine_.decoder_generation();
+    // A reload changed how messages are read: the decoder follows before the next message (the
+    // heads decoded before keep their text).
+    if (decoder_generation_ != engine_.decoder_generation()) {
+      engine_.configure_decoder(*decoder_);
+      decoder_generation_ = engine_.decoder_generation();
     }
     const std::string_view payload(static_cast<const char*>(m->payload), m->len);
-    const Engine::Result r = engine_.decode(*f.decoder, payload, false, f.event);
+    const Engine::Result r = engine_.decode(*decoder_, payload, false, f.event);
     if (!r.accepted) {
       handler_.rejected(*m, r);
       rd_kafka_message_destroy(m);
       continue;
     }
+    keep_strings(f.event, f.text);
     f.head = m;
     merge_.set_head(f.slot, engine_.ordering_time(f.event.timestamp));
   }

@@ -5,13 +5,14 @@
 // ahead is simply not read, and librdkafka stops fetching it once its queue holds
 // queued.min.messages or queued.max.messages.kbytes (which then apply per partition). Memory for
 // the merge is bounded by those two settings times the partitions assigned, plus, per partition,
-// the batch of up to 256 messages taken out of its queue and one decoded event (with a decoder of
-// its own: with hundreds of partitions per member, the decoders and the messages are cold by the
-// time their turn comes, and the event loop's cost per event grows; bench/run kafka measures it).
+// the batch of up to 256 messages taken out of its queue and one decoded event (with hundreds of
+// partitions per member, the messages are cold by the time their turn comes, and the event loop's
+// cost per event grows; bench/run kafka measures it).
 //
-// Each partition's next message is decoded as soon as it reaches the front (by a decoder of its
-// own, so that the decoded events of all partitions stay valid together) to learn its event time;
-// a rejected or skipped message goes at once, in its partition's order, through the handler.
+// Each partition's next message is decoded as soon as it reaches the front, to learn its event
+// time, by one decoder for all partitions; the event then keeps a copy of its text
+// (keep_strings), so that the decoded heads of all partitions stay valid together. A rejected or
+// skipped message goes at once, in its partition's order, through the handler.
 #pragma once
 
 #include <chrono>
@@ -94,9 +95,8 @@ class PartitionFeeds {
     rd_kafka_queue_s* queue = nullptr;
     std::deque<rd_kafka_message_s*> fetched;  // taken from the queue, in offset order
     rd_kafka_message_s* head = nullptr;       // decoded, waiting for its turn
-    std::unique_ptr<EventDecoder> decoder;
-    std::uint64_t decoder_generation = 0;
-    Event event;
+    Event event;        // head's, its text in text (keep_strings)
+    std::string text;
     std::size_t slot = 0;
     bool at_end = false;
   };
@@ -106,6 +106,9 @@ class PartitionFeeds {
 
   rd_kafka_s* consumer_;
   Engine& engine_;
+  // One decoder for every partition (kept hot in the caches); each head's event keeps its own text.
+  std::unique_ptr<EventDecoder> decoder_;
+  std::uint64_t decoder_generation_ = 0;
   Handler& handler_;
   int wake_fd_;
   PartitionMerge merge_;

@@ -99,7 +99,7 @@ class Engine {
 
   /// Decodes a message with `decoder` (one of make_decoder()'s) without processing it: for a
   /// source that holds several decoded events at once and chooses which goes first (the Kafka
-  /// source's event-time merge keeps one per partition). A rejected message is counted here; an
+  /// source's event-time merge keeps one per partition, its text copied by keep_strings()). A rejected message is counted here; an
   /// accepted one when it is processed (process_event).
   Result decode(EventDecoder& decoder, std::string_view message, bool padded, Event& ev) {
     const DecodeResult r = decoder.decode(message, padded, ev);

@@ -75,6 +75,30 @@ std::string_view field_name(Field f) noexcept {
   return "";
 }
 
+void keep_strings(Event& ev, std::string& store) {
+  // Every text field of Event: one added there must be added here (the size check below fails
+  // until it is looked at).
+  static_assert(sizeof(Event) == 568, "Event changed: does keep_strings() keep every text field?");
+  std::string_view* const fields[] = {
+      &ev.action_text, &ev.reason_text,  &ev.user_name,   &ev.user_folded, &ev.user_id,
+      &ev.source_ip_text, &ev.source_class, &ev.geo_country, &ev.geo_region, &ev.geo_city,
+      &ev.as_org,      &ev.user_agent,   &ev.device_id,   &ev.session_id,  &ev.url_path,
+      &ev.http_method, &ev.app,          &ev.record_id};
+  std::size_t total = 0;
+  for (const std::string_view* f : fields) total += f->size();
+  for (std::uint8_t i = 0; i < ev.role_count; ++i) total += ev.roles[i].size();
+  store.clear();
+  store.reserve(total);  // no reallocation below: the fields pointed there stay valid
+  const auto keep = [&store](std::string_view& v) {
+    if (v.empty()) return;
+    const std::size_t at = store.size();
+    store.append(v);
+    v = std::string_view(store.data() + at, v.size());
+  };
+  for (std::string_view* f : fields) keep(*f);
+  for (std::uint8_t i = 0; i < ev.role_count; ++i) keep(ev.roles[i]);
+}
+
 std::string_view normalize_user(std::string_view name, std::string& buf) {
   bool has_upper = false;
   for (char c : name)

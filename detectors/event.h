@@ -163,4 +163,9 @@ struct Event {
   bool is_auth() const noexcept { return action == Action::kLogin || action == Action::kMfa; }
 };
 
+/// Copies the text each field of `ev` points at into `store` and points the fields there, so that
+/// the event outlives the buffers it was decoded from (a decoder's, a message's): the event-time
+/// merge holds one decoded event per partition while a single decoder reads them all.
+void keep_strings(Event& ev, std::string& store);
+
 }  // namespace portalwatch
