@@ -71,6 +71,10 @@ void read_kafka(MapReader& root, KafkaConfig& k) {
       static_cast<int>(m.get_int("max_partition_wait_ms", k.max_partition_wait_ms, 0, 600000));
   k.group_lag_interval_ms = static_cast<int>(
       m.get_int("group_lag_interval_ms", k.group_lag_interval_ms, 0, 24 * 3600 * 1000));
+  if (k.group_lag_interval_ms > 0 && k.group_lag_interval_ms < 1000)
+    m.child("group_lag_interval_ms")
+        .error("must be 0 (not measured) or at least 1000: each measure asks the cluster about "
+               "every partition of the topics");
   const auto props = m.child("properties");
   MapReader pm(props);
   pm.accept_all_keys();

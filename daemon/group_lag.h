@@ -20,41 +20,53 @@ namespace portalwatch {
 
 class GroupLagProbe {
  public:
+  struct Options {
+    /// As subscribed: a name starting with ^ is a POSIX extended regular expression, as in
+    /// librdkafka.
+    std::vector<std::string> topics;
+    /// librdkafka's topic.blacklist (comma-separated regular expressions): topics not counted.
+    std::string blacklist;
+    /// The group starts a partition it never committed at its end (auto.offset.reset latest):
+    /// such a partition counts no lag (otherwise from its oldest retained message).
+    bool from_latest = false;
+    std::chrono::milliseconds interval{15000};
+  };
+  struct Measure {
+    std::int64_t lag = 0;           ///< over the partitions that could be measured
+    std::size_t unmeasured = 0;     ///< partitions whose offset or watermarks the cluster refused
+  };
+
   /// `consumer` (of the group; it need not be subscribed) must outlive the probe or its stop().
-  /// `topics` as subscribed (a name starting with ^ is a regular expression, as in librdkafka);
-  /// `from_latest`: the group starts a partition it never committed at its end
-  /// (auto.offset.reset latest), so such a partition counts no lag.
-  GroupLagProbe(RdKafka::KafkaConsumer& consumer, std::vector<std::string> topics,
-                bool from_latest, prometheus::Gauge& lag, std::chrono::milliseconds interval);
+  /// `lag` and `unmeasured` read NaN while a measure fails as a whole.
+  GroupLagProbe(RdKafka::KafkaConsumer& consumer, Options options, prometheus::Gauge& lag,
+                prometheus::Gauge& unmeasured);
   ~GroupLagProbe();
   GroupLagProbe(const GroupLagProbe&) = delete;
   GroupLagProbe& operator=(const GroupLagProbe&) = delete;
 
-  /// Measures every interval on its own thread (the first measure at once) until stop(); the
-  /// gauge reads NaN while the cluster cannot tell (no series value is better than a stale one).
+  /// Measures every interval on its own thread (the first at once) until stop().
   void start();
-  /// Waits for a measure under way to give up (each request waits at most 2 s). Idempotent.
+  /// Asks the thread to stop without waiting: no request to the cluster starts after this (one
+  /// under way ends within its 2 s timeout). For the start of a shutdown.
+  void request_stop();
+  /// request_stop(), then waits for the thread. Idempotent.
   void stop();
 
-  /// One measure, on the calling thread: the group's messages not yet committed over every
-  /// partition of the topics; nothing when the metadata, the committed offsets or a watermark
-  /// could not be had. A partition the group never committed counts from its oldest retained
-  /// message (none with from_latest).
-  std::optional<std::int64_t> measure();
+  /// One measure, on the calling thread; nothing (with `error` set) when the topics' metadata or
+  /// the group's committed offsets could not be had, or stop was requested.
+  std::optional<Measure> measure(std::string& error);
 
  private:
   void run();
   bool stopping();
 
   RdKafka::KafkaConsumer& consumer_;
-  std::vector<std::string> topics_;
+  Options options_;
   prometheus::Gauge& lag_;
-  bool from_latest_;
-  std::chrono::milliseconds interval_;
+  prometheus::Gauge& unmeasured_;
   std::mutex mutex_;
   std::condition_variable wake_;
   bool stop_ = false;
-  bool warned_ = false;
   std::thread thread_;
 };
 

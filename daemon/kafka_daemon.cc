@@ -391,6 +391,7 @@ class KafkaDaemon final {
               reserve);
     };
     p.source.set_deadline(deadline);
+    p.source.stop_measuring();
     shutdown_deadline_ = deadline;
     notifier_.stopping("shutting down: " + service_status());
     p.operator_commands.stop();

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <mutex>
 
 namespace portalwatch {
@@ -114,14 +115,21 @@ bool KafkaSource::subscribe(std::string& error) {
   const auto rc = consumer_->subscribe(config_.kafka.topics);
   if (rc == RdKafka::ERR_NO_ERROR) {
     if (config_.kafka.group_lag_interval_ms > 0) {
+      GroupLagProbe::Options o;
+      o.topics = config_.kafka.topics;
       const auto reset = kafka_common_.find("auto.offset.reset");
-      const bool from_latest = reset != kafka_common_.end() &&
-                               (reset->second == "latest" || reset->second == "largest" ||
-                                reset->second == "end");
-      group_lag_ = std::make_unique<GroupLagProbe>(
-          *consumer_, config_.kafka.topics, from_latest, metrics_.group_lag,
-          std::chrono::milliseconds(config_.kafka.group_lag_interval_ms));
+      o.from_latest = reset != kafka_common_.end() &&
+                      (reset->second == "latest" || reset->second == "largest" ||
+                       reset->second == "end");
+      if (const auto b = kafka_common_.find("topic.blacklist"); b != kafka_common_.end())
+        o.blacklist = b->second;
+      o.interval = std::chrono::milliseconds(config_.kafka.group_lag_interval_ms);
+      group_lag_ = std::make_unique<GroupLagProbe>(*consumer_, std::move(o), metrics_.group_lag,
+                                                   metrics_.group_lag_unmeasured);
       group_lag_->start();
+    } else {
+      metrics_.group_lag.Set(std::numeric_limits<double>::quiet_NaN());  // not measured
+      metrics_.group_lag_unmeasured.Set(std::numeric_limits<double>::quiet_NaN());
     }
     return true;
   }

@@ -79,6 +79,11 @@ class KafkaSource final : private RdKafka::RebalanceCb, private PartitionFeeds::
   /// The group gave this consumer no partition (a health problem).
   bool nothing_assigned();
 
+  /// The shutdown begins: the group's lag is not measured any more (no new request to the
+  /// cluster; close() waits for one under way).
+  void stop_measuring() {
+    if (group_lag_) group_lag_->request_stop();
+  }
   /// The shutdown: waits for Kafka (a revocation's commit while leaving the group) end by then.
   void set_deadline(Clock::time_point deadline) { stop_deadline_ = deadline; }
   /// Leaves the group (revoking the partitions, which commits once more) by `deadline`.

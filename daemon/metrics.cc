@@ -52,6 +52,13 @@ Metrics::Metrics(const Engine& engine, const GeoIp* geoip)
                           "them); NaN while the cluster cannot tell")
                     .Register(*registry_)
                     .Add({})),
+      group_lag_unmeasured(BuildGauge()
+                               .Name("portalwatch_consumer_group_lag_unmeasured_partitions")
+                               .Help("Partitions left out of portalwatch_consumer_group_lag_messages "
+                                     "because the cluster did not give their committed offset or "
+                                     "watermarks (a leader unreachable)")
+                               .Register(*registry_)
+                               .Add({})),
       assigned_partitions(BuildGauge()
                               .Name("portalwatch_kafka_assigned_partitions")
                               .Help("Partitions currently assigned to this consumer")

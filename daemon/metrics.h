@@ -60,6 +60,7 @@ class Metrics {
   prometheus::Histogram& processing_latency;  ///< seconds to decode and detect one event
   prometheus::Gauge& consumer_lag;            ///< messages behind the partitions' high watermarks
   prometheus::Gauge& group_lag;  ///< the whole group's messages not committed (GroupLagProbe)
+  prometheus::Gauge& group_lag_unmeasured;  ///< partitions left out of group_lag (cluster refused)
   prometheus::Gauge& assigned_partitions;
   prometheus::Gauge& input_held_messages;  ///< fetched, waiting for their turn in the event-time merge
   prometheus::Counter& partition_waits_expired;  ///< a partition held the others back for max_partition_wait_ms

@@ -1,7 +1,8 @@
 // One decoded portal event (the input contract of ../shared/event-schema.md).
 //
-// String fields are views into the decoder's buffers: valid until the next event is decoded.
-// A detector that keeps a value copies it.
+// String fields are views into the decoder's buffers: valid until the next event is decoded
+// (or into a buffer of the holder's own after keep_strings()). A detector that keeps a value
+// copies it.
 #pragma once
 
 #include <array>

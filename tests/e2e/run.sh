@@ -387,7 +387,7 @@ kafka:
   topics: [reload-events]
   alerts_topic: reload-alerts
   commit_interval_ms: 200
-  group_lag_interval_ms: 300
+  group_lag_interval_ms: 1000
 metrics:
   listen: "127.0.0.1:$LMPORT"
 control:

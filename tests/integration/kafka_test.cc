@@ -198,12 +198,29 @@ TEST_CASE("integration: the group's lag is measured from its committed offsets o
   REQUIRE(c);
   prometheus::Registry registry;
   auto& gauge = prometheus::BuildGauge().Name("lag").Register(registry).Add({});
-  GroupLagProbe earliest(*c, {"lagged"}, false, gauge, std::chrono::milliseconds(100));
-  GroupLagProbe latest(*c, {"lagged"}, true, gauge, std::chrono::milliseconds(100));
-  GroupLagProbe pattern(*c, {"^lag+ed$", "no-such-topic"}, false, gauge, std::chrono::milliseconds(100));
-  CHECK(earliest.measure() == total);  // nothing committed: from the oldest message
-  CHECK(latest.measure() == 0);        // nothing committed: from the end
-  CHECK(pattern.measure() == total);
+  auto& unmeasured = prometheus::BuildGauge().Name("unmeasured").Register(registry).Add({});
+  const auto probe = [&](std::vector<std::string> topics, bool from_latest, std::string blacklist = "") {
+    GroupLagProbe::Options o;
+    o.topics = std::move(topics);
+    o.from_latest = from_latest;
+    o.blacklist = std::move(blacklist);
+    o.interval = std::chrono::milliseconds(100);
+    return std::make_unique<GroupLagProbe>(*c, std::move(o), gauge, unmeasured);
+  };
+  auto earliest = probe({"lagged"}, false), latest = probe({"lagged"}, true),
+       pattern = probe({"^lag+ed$", "no-such-topic"}, false), excluded = probe({"^lag.*"}, false, "^lagg");
+  const auto lag = [](GroupLagProbe& p) {
+    std::string error;
+    const auto m = p.measure(error);
+    INFO(error);
+    REQUIRE(m);
+    CHECK(m->unmeasured == 0);
+    return m->lag;
+  };
+  CHECK(lag(*earliest) == total);  // nothing committed: from the oldest message
+  CHECK(lag(*latest) == 0);        // nothing committed: from the end
+  CHECK(lag(*pattern) == total);
+  CHECK(lag(*excluded) == 0);      // topic.blacklist
 
   // The group commits half of partition 0 and all of partition 1.
   std::vector<RdKafka::TopicPartition*> offsets = {RdKafka::TopicPartition::create("lagged", 0, marks[0].second / 2),
@@ -211,22 +228,23 @@ TEST_CASE("integration: the group's lag is measured from its committed offsets o
   REQUIRE(c->commitSync(offsets) == RdKafka::ERR_NO_ERROR);
   RdKafka::TopicPartition::destroy(offsets);
   const std::int64_t waiting = (marks[0].second - marks[0].second / 2) + (marks[2].second - marks[2].first);
-  CHECK(earliest.measure() == waiting);
-  CHECK(latest.measure() == marks[0].second - marks[0].second / 2);
-  CHECK(pattern.measure() == waiting);
+  CHECK(lag(*earliest) == waiting);
+  CHECK(lag(*latest) == marks[0].second - marks[0].second / 2);
+  CHECK(lag(*pattern) == waiting);
 
-  // On its thread: the gauge follows; NaN once the cluster is gone.
-  earliest.start();
+  // On its thread: the gauges follow; NaN once the cluster is gone.
+  earliest->start();
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (std::chrono::steady_clock::now() < deadline && gauge.Value() != static_cast<double>(waiting))
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   CHECK(gauge.Value() == static_cast<double>(waiting));
+  CHECK(unmeasured.Value() == 0);
   broker.reset();
   deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline && !std::isnan(gauge.Value()))
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   CHECK(std::isnan(gauge.Value()));
-  earliest.stop();
+  earliest->stop();
 }
 
 }  // namespace portalwatch::test

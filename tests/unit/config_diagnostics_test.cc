@@ -45,3 +45,21 @@ TEST_CASE("config: control characters in keys and values are escaped in diagnost
 }
 
 }  // namespace portalwatch
+
+namespace portalwatch {
+
+TEST_CASE("config: kafka.group_lag_interval_ms is 0 (not measured) or at least a second, named with its line") {
+  ConfigResult r = load_config_text("kafka:\n  group_lag_interval_ms: 300\n", "c.yaml");
+  REQUIRE_FALSE(r.config);
+  CHECK(r.errors.find("c.yaml:2:") == 0);
+  CHECK(r.errors.find("kafka.group_lag_interval_ms: must be 0 (not measured) or at least 1000") != std::string::npos);
+  r = load_config_text("kafka:\n  group_lag_interval_ms: 0\n", "c.yaml");
+  REQUIRE(r.config);
+  CHECK(r.config->kafka.group_lag_interval_ms == 0);
+  r = load_config_text("kafka:\n  group_lag_interval_ms: 5000\n", "c.yaml");
+  REQUIRE(r.config);
+  CHECK(r.config->kafka.group_lag_interval_ms == 5000);
+  CHECK(load_config_text("kafka: {}\n", "c.yaml").config->kafka.group_lag_interval_ms == 15000);
+}
+
+}  // namespace portalwatch
