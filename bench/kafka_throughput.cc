@@ -20,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -68,6 +69,9 @@ struct Result {
   // The daemon's CPU time per event while it processed (user + system, from /proc): the whole
   // process (librdkafka's threads fetching included) and its event loop's thread alone.
   double cpu_us_per_event = 0, loop_cpu_us_per_event = 0;
+  // The daemon's buffers for the event-time merge: the most they held at a scrape
+  // (portalwatch_kafka_buffered_bytes), and the pauses of partitions over their share.
+  double buffered_peak_mib = 0, pauses = 0;
   bool complete = false;
 };
 
@@ -145,8 +149,12 @@ Result daemon_run(const std::string& portalwatchd, const std::string& shipped, c
   for (;;) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     const auto now = Steady::now();
-    const double n = test::metric(test::scrape(port), "portalwatch_events_received_total");
+    const std::string text = test::scrape(port);
+    const double n = test::metric(text, "portalwatch_events_received_total");
     if (n > received) progress_at = now, received = n;
+    if (const double b = test::metric(text, "portalwatch_kafka_buffered_bytes"); b > 0)
+      r.buffered_peak_mib = std::max(r.buffered_peak_mib, b / (1 << 20));
+    if (const double p = test::metric(text, "portalwatch_kafka_partition_pauses_total"); p > 0) r.pauses = p;
     if (seen_first < 0 && n > 0) {
       seen_first = n, first = now;
       cpu_first = cpu_seconds(pid), loop_cpu_first = cpu_seconds(pid, pid);
@@ -247,16 +255,17 @@ int main(int argc, char** argv) {
   char tmpl[] = "/tmp/portalwatch-bench-kafka-XXXXXX";
   const std::string dir = mkdtemp(tmpl);
   const std::string shipped = bench::read_text(PORTALWATCH_SOURCE_DIR "/config/portalwatch.yaml");
-  std::printf("%-6s %16s %18s %8s %16s %16s %16s\n", "round", "bare msgs/s", "daemon events/s", "ratio",
-              "daemon peak MiB", "daemon CPU us/ev", "its loop us/ev");
+  std::printf("%-6s %16s %18s %8s %16s %16s %16s %14s %8s\n", "round", "bare msgs/s", "daemon events/s", "ratio",
+              "daemon peak MiB", "daemon CPU us/ev", "its loop us/ev", "buffered MiB", "pauses");
   std::vector<double> bare_rates, daemon_rates, daemon_cpu, loop_cpu;
   bool all_counted = true;
   for (int round = 1; round <= rounds; ++round) {
     const Result bare = bare_consumer(broker->bootstrap(), "bare-" + std::to_string(round), partitions, events);
     const Result daemon = daemon_run(portalwatchd, shipped, broker->bootstrap(), dir, round, events);
-    std::printf("%-6d %16.0f %18.0f %7.1f%% %16.1f %16.2f %16.2f%s%s\n", round, bare.per_second,
+    std::printf("%-6d %16.0f %18.0f %7.1f%% %16.1f %16.2f %16.2f %14.1f %8.0f%s%s\n", round, bare.per_second,
                 daemon.per_second, bare.per_second > 0 ? 100 * daemon.per_second / bare.per_second : 0,
                 daemon.peak_rss_mib, daemon.cpu_us_per_event, daemon.loop_cpu_us_per_event,
+                daemon.buffered_peak_mib, daemon.pauses,
                 bare.complete ? "" : "  BARE COUNT SHORT", daemon.complete ? "" : "  DAEMON COUNT SHORT");
     std::fflush(stdout);
     all_counted = all_counted && bare.complete && daemon.complete;

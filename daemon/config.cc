@@ -69,6 +69,7 @@ void read_kafka(MapReader& root, KafkaConfig& k) {
   k.poll_timeout_ms = static_cast<int>(m.get_int("poll_timeout_ms", k.poll_timeout_ms, 1, 10000));
   k.max_partition_wait_ms =
       static_cast<int>(m.get_int("max_partition_wait_ms", k.max_partition_wait_ms, 0, 600000));
+  k.buffer_mb = static_cast<int>(m.get_int("buffer_mb", k.buffer_mb, 1, 65536));
   k.group_lag_interval_ms = static_cast<int>(
       m.get_int("group_lag_interval_ms", k.group_lag_interval_ms, 0, 24 * 3600 * 1000));
   if (k.group_lag_interval_ms > 0 && k.group_lag_interval_ms < 1000)

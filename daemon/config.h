@@ -32,6 +32,10 @@ struct KafkaConfig {
   /// Partitions are read in event-time order (PartitionMerge): one with nothing fetched yet, whose
   /// next event may be older than the others', holds them back for at most this long in a row.
   int max_partition_wait_ms = 2000;
+  /// MiB of messages all partitions hold together while they wait for their turn in that order
+  /// (PartitionFeeds): a partition over its share (this over the partitions assigned, at least
+  /// 64 KiB) is paused.
+  int buffer_mb = 256;
   /// How often portalwatch_consumer_group_lag_messages is measured (the whole group's lag, from
   /// its committed offsets; GroupLagProbe); 0: not measured.
   int group_lag_interval_ms = 15000;

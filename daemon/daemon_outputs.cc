@@ -166,15 +166,14 @@ void DaemonOutputs::write_lockdown(const std::string& key, const Lockdown* on,
     spdlog::error("{}: {}", error, consequence);
 }
 
-void DaemonOutputs::dead_letter(const rd_kafka_message_t& msg, RejectReason reason) {
+void DaemonOutputs::dead_letter(std::string_view topic, std::int32_t partition, std::int64_t offset,
+                                std::string_view key, std::string_view payload, RejectReason reason) {
   if (dead_letter_topic_.empty() || !producer_) return;
   auto* headers = RdKafka::Headers::create();
   headers->add("portalwatch.reason", std::string(to_string(reason)));
-  headers->add("portalwatch.source", std::string(rd_kafka_topic_name(msg.rkt)) + "/" +
-                                         std::to_string(msg.partition) + "@" +
-                                         std::to_string(msg.offset));
-  produce(TopicRole::kDeadLetter, dead_letter_topic_, msg.payload, msg.len,
-          msg.key ? std::string(static_cast<const char*>(msg.key), msg.key_len) : std::string(),
+  headers->add("portalwatch.source", std::string(topic) + "/" + std::to_string(partition) + "@" +
+                                         std::to_string(offset));
+  produce(TopicRole::kDeadLetter, dead_letter_topic_, payload.data(), payload.size(), std::string(key),
           headers);
 }
 

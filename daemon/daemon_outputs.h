@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "daemon/config.h"
@@ -77,7 +78,8 @@ class DaemonOutputs final : public FindingOutput,
                       const std::string& consequence = {});
   /// A message the source rejected, copied to the dead-letter topic (when there is one) with
   /// its reason and origin (topic/partition@offset) as headers.
-  void dead_letter(const rd_kafka_message_t& msg, RejectReason reason);
+  void dead_letter(std::string_view topic, std::int32_t partition, std::int64_t offset,
+                   std::string_view key, std::string_view payload, RejectReason reason);
 
   /// Whether there is a producer (a topic to produce to, and not released).
   bool producing() const { return producer_ != nullptr; }

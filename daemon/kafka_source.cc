@@ -107,7 +107,8 @@ bool KafkaSource::start(const std::map<std::string, std::string>& common, std::s
   rd_kafka_queue_io_event_enable(consumer_queue_, wake_[1], &kWake, 1);
   feeds_ = std::make_unique<PartitionFeeds>(
       consumer_->c_ptr(), engine_, static_cast<PartitionFeeds::Handler&>(*this),
-      std::chrono::milliseconds(config_.kafka.max_partition_wait_ms), wake_[1]);
+      std::chrono::milliseconds(config_.kafka.max_partition_wait_ms), wake_[1],
+      static_cast<std::size_t>(config_.kafka.buffer_mb) * 1024 * 1024);
   return true;
 }
 
@@ -150,6 +151,11 @@ void KafkaSource::sync_metrics() {
     metrics_.partition_waits_expired.Increment(
         static_cast<double>(feeds_->waits_expired() - synced_waits_));
   if (feeds_) synced_waits_ = feeds_->waits_expired();
+  metrics_.input_buffered_bytes.Set(static_cast<double>(feeds_ ? feeds_->held_bytes() : 0));
+  if (feeds_) {
+    metrics_.partition_pauses.Increment(static_cast<double>(feeds_->pauses() - synced_pauses_));
+    synced_pauses_ = feeds_->pauses();
+  }
 }
 
 void KafkaSource::release_queues() {
@@ -206,7 +212,7 @@ std::optional<KafkaSource::Clock::time_point> KafkaSource::consume_some() {
   for (int n = 0; n < kBatch; ++n) {
     if ((n & 63) == 63) now = Clock::now();
     if (!feeds_->next(ready, now, wait_until)) return wait_until;
-    process(*ready.message, *ready.event);
+    process(ready.message, *ready.event);
     feeds_->done(now);
   }
   return std::nullopt;
@@ -255,8 +261,8 @@ void KafkaSource::error(const rd_kafka_message_t& m) {
 // PartitionFeeds::Handler: read again after this process lost the partition (a session timeout,
 // a rebalance) and got it back: the detectors' windows hold this event already; a second pass
 // would count it twice (and take a finding for one already published).
-bool KafkaSource::skip(const rd_kafka_message_t& m) {
-  const TopicPartitionKey key{rd_kafka_topic_name(m.rkt), m.partition};
+bool KafkaSource::skip(const PartitionFeeds::Message& m) {
+  const TopicPartitionKey key{std::string(m.topic), m.partition};
   const auto seen = seen_until_.find(key);
   if (seen == seen_until_.end() || m.offset >= seen->second) return false;
   next_offsets_[key] = m.offset + 1;
@@ -265,8 +271,8 @@ bool KafkaSource::skip(const rd_kafka_message_t& m) {
 }
 
 // An event whose turn came (PartitionFeeds: the oldest of the partitions' next events), decoded.
-void KafkaSource::process(const rd_kafka_message_t& msg, Event& event) {
-  const TopicPartitionKey key{rd_kafka_topic_name(msg.rkt), msg.partition};
+void KafkaSource::process(const PartitionFeeds::Message& msg, Event& event) {
+  const TopicPartitionKey key{std::string(msg.topic), msg.partition};
   const auto t0 = Clock::now();
   // An event the profile store already includes (processed, then the process died before its
   // Kafka offset was committed) runs through the detectors but does not count twice.
@@ -299,14 +305,14 @@ void KafkaSource::finished(const TopicPartitionKey& key, std::int64_t offset) {
 
 // PartitionFeeds::Handler: counted by the engine; logged (within limits) and copied to the dead
 // letter topic.
-void KafkaSource::rejected(const rd_kafka_message_t& msg, const Engine::Result& r) {
-  const TopicPartitionKey key{rd_kafka_topic_name(msg.rkt), msg.partition};
+void KafkaSource::rejected(const PartitionFeeds::Message& msg, const Engine::Result& r) {
+  const TopicPartitionKey key{std::string(msg.topic), msg.partition};
   std::uint64_t suppressed = 0;
   if (reject_limiter_.allow(static_cast<size_t>(r.reason), suppressed))
     spdlog::warn("rejected message {}/{}@{} ({}): {}{}", key.first, key.second, msg.offset,
                  to_string(r.reason), r.detail,
                  suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
-  outputs_.dead_letter(msg, r.reason);
+  outputs_.dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.payload, r.reason);
   finished(key, msg.offset);
 }
 

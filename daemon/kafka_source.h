@@ -102,12 +102,12 @@ class KafkaSource final : private RdKafka::RebalanceCb, private PartitionFeeds::
 
   void drain_wake();
   void consume_error(rd_kafka_resp_err_t err, const char* text);
-  void process(const rd_kafka_message_t& msg, Event& event);
+  void process(const PartitionFeeds::Message& msg, Event& event);
   void finished(const TopicPartitionKey& key, std::int64_t offset);
   // PartitionFeeds::Handler
   void error(const rd_kafka_message_t& m) override;
-  bool skip(const rd_kafka_message_t& m) override;
-  void rejected(const rd_kafka_message_t& msg, const Engine::Result& r) override;
+  bool skip(const PartitionFeeds::Message& m) override;
+  void rejected(const PartitionFeeds::Message& msg, const Engine::Result& r) override;
   // RdKafka::RebalanceCb
   void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
                     std::vector<RdKafka::TopicPartition*>& partitions) override;
@@ -143,6 +143,7 @@ class KafkaSource final : private RdKafka::RebalanceCb, private PartitionFeeds::
   // librdkafka writes to [1] when a queue gets something; the loop waits on [0].
   int wake_[2] = {-1, -1};
   std::uint64_t synced_waits_ = 0;  // what sync_metrics() has counted
+  std::uint64_t synced_pauses_ = 0;
   std::map<TopicPartitionKey, std::int64_t> next_offsets_;
   std::map<TopicPartitionKey, std::deque<std::pair<TimeMs, std::int64_t>>> warmup_marks_;
   std::optional<Clock::time_point> stop_deadline_;  // set_deadline()

@@ -76,6 +76,18 @@ Metrics::Metrics(const Engine& engine, const GeoIp* geoip)
                                         "kafka.max_partition_wait_ms and event time went on without it")
                                   .Register(*registry_)
                                   .Add({})),
+      input_buffered_bytes(BuildGauge()
+                               .Name("portalwatch_kafka_buffered_bytes")
+                               .Help("Bytes of the messages fetched and waiting for their turn in event-time order "
+                                     "(keys and payloads; kafka.buffer_mb bounds it, see the README)")
+                               .Register(*registry_)
+                               .Add({})),
+      partition_pauses(BuildCounter()
+                           .Name("portalwatch_kafka_partition_pauses_total")
+                           .Help("Times a partition's fetching was paused because its buffer held more than its "
+                                 "share of kafka.buffer_mb (resumed at half)")
+                           .Register(*registry_)
+                           .Add({})),
       last_event_time(BuildGauge()
                           .Name("portalwatch_event_time_watermark_seconds")
                           .Help("Event-time watermark (newest event time minus allowed lateness), Unix seconds")

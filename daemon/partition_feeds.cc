@@ -4,16 +4,22 @@
 
 #include <algorithm>
 
+#include "daemon/log.h"
+
 namespace portalwatch {
 
 namespace {
-constexpr std::size_t kBatch = 256;  // messages taken from a partition's queue at once
-}
+constexpr std::size_t kBatch = 256;            // messages taken from a partition's queue at once
+constexpr std::size_t kMinShare = 64 * 1024;   // a partition's share of buffer_bytes, at least
+
+std::size_t bytes_of(const rd_kafka_message_t& m) { return m.len + m.key_len; }
+}  // namespace
 
 PartitionFeeds::PartitionFeeds(rd_kafka_s* consumer, Engine& engine, Handler& handler,
-                               std::chrono::milliseconds max_wait, int wake_fd)
+                               std::chrono::milliseconds max_wait, int wake_fd, std::size_t buffer_bytes)
     : consumer_(consumer),
       engine_(engine),
+      buffer_bytes_(buffer_bytes),
       decoder_(engine.make_decoder()),
       decoder_generation_(engine.decoder_generation()),
       handler_(handler),
@@ -26,6 +32,16 @@ PartitionFeeds::Feed* PartitionFeeds::find(const std::string& topic, std::int32_
   for (auto& f : feeds_)
     if (f->partition == partition && f->topic == topic) return f.get();
   return nullptr;
+}
+
+std::size_t PartitionFeeds::share() const {
+  return std::max(kMinShare, buffer_bytes_ / std::max<std::size_t>(1, feeds_.size()));
+}
+
+PartitionFeeds::Message PartitionFeeds::view(const Feed& f, const rd_kafka_message_t& m) {
+  return {f.topic, f.partition, m.offset,
+          std::string_view(static_cast<const char*>(m.key), m.key ? m.key_len : 0),
+          std::string_view(static_cast<const char*>(m.payload), m.payload ? m.len : 0)};
 }
 
 void PartitionFeeds::assigned(const std::vector<std::pair<std::string, std::int32_t>>& partitions, Instant now) {
@@ -48,13 +64,25 @@ void PartitionFeeds::assigned(const std::vector<std::pair<std::string, std::int3
   }
 }
 
+void PartitionFeeds::release(Feed& f, rd_kafka_message_t* m) {
+  const std::size_t n = bytes_of(*m);
+  f.bytes -= n;
+  held_bytes_ -= n;
+  rd_kafka_message_destroy(m);
+  if (f.paused && f.bytes <= share() / 4 * 3) set_paused(f, false);
+}
+
 void PartitionFeeds::drop(Feed& f) {
   if (released_ == &f) released_ = nullptr;
   if (moved_ == &f) moved_ = nullptr;
+  // Not left paused for a later assignment of it to this consumer.
+  if (f.paused) set_paused(f, false);
   if (f.head) rd_kafka_message_destroy(f.head);
   f.head = nullptr;
   for (auto* m : f.fetched) rd_kafka_message_destroy(m);
   f.fetched.clear();
+  held_bytes_ -= f.bytes;
+  f.bytes = 0;
   if (f.queue) {
     rd_kafka_queue_io_event_enable(f.queue, -1, nullptr, 0);
     rd_kafka_queue_destroy(f.queue);
@@ -79,6 +107,44 @@ void PartitionFeeds::revoke_all() {
   feeds_.clear();
 }
 
+void PartitionFeeds::set_paused(Feed& f, bool paused) {
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, f.topic.c_str(), f.partition);
+  rd_kafka_resp_err_t err =
+      paused ? rd_kafka_pause_partitions(consumer_, list) : rd_kafka_resume_partitions(consumer_, list);
+  if (!err) err = list->elems[0].err;
+  rd_kafka_topic_partition_list_destroy(list);
+  if (err) {
+    // Not paused: it goes on being fetched as far as librdkafka's queued.* settings let it. Not
+    // resumed: tried again as its next message goes.
+    std::uint64_t suppressed = 0;
+    if (error_limiter_.allow(0, suppressed))
+      spdlog::warn("kafka: {} {}/{} failed: {}{}", paused ? "pausing" : "resuming", f.topic, f.partition,
+                   rd_kafka_err2str(err), suppressed ? fmt::format(" [{} similar suppressed]", suppressed) : "");
+    return;
+  }
+  f.paused = paused;
+  if (paused) ++pauses_;
+}
+
+// Everything the queue holds is taken (librdkafka's queued.* settings bound it), so that a pause
+// drops only what was still on its way: nothing fetched is fetched twice.
+void PartitionFeeds::pull(Feed& f) {
+  if (!f.queue || f.paused) return;
+  rd_kafka_message_t* batch[kBatch];
+  for (;;) {
+    const ssize_t n = rd_kafka_consume_batch_queue(f.queue, 0, batch, kBatch);
+    if (n <= 0) break;
+    for (ssize_t i = 0; i < n; ++i) {
+      f.bytes += bytes_of(*batch[i]);
+      held_bytes_ += bytes_of(*batch[i]);
+    }
+    f.fetched.insert(f.fetched.end(), batch, batch + n);
+    if (static_cast<std::size_t>(n) < kBatch) break;
+  }
+  if (f.bytes > share()) set_paused(f, true);
+}
+
 void PartitionFeeds::route(rd_kafka_message_s* m, Instant now) {
   Feed* f = m->rkt ? find(rd_kafka_topic_name(m->rkt), m->partition) : nullptr;
   if (!f) {
@@ -89,6 +155,8 @@ void PartitionFeeds::route(rd_kafka_message_s* m, Instant now) {
   auto at = f->fetched.begin();
   while (at != f->fetched.end() && (*at)->offset <= m->offset) ++at;
   f->fetched.insert(at, m);
+  f->bytes += bytes_of(*m);
+  held_bytes_ += bytes_of(*m);
   if (!f->head) fill(*f, now);
 }
 
@@ -97,18 +165,15 @@ void PartitionFeeds::route(rd_kafka_message_s* m, Instant now) {
 void PartitionFeeds::fill(Feed& f, Instant now) {
   while (!f.head) {
     if (f.fetched.empty()) {
-      if (!f.queue) return;
-      rd_kafka_message_t* batch[kBatch];
-      const ssize_t n = rd_kafka_consume_batch_queue(f.queue, 0, batch, kBatch);
-      if (n <= 0) return;
-      f.fetched.insert(f.fetched.end(), batch, batch + n);
+      pull(f);
+      if (f.fetched.empty()) return;
     }
     rd_kafka_message_t* m = f.fetched.front();
     f.fetched.pop_front();
     if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
       f.at_end = true;
       merge_.set_at_end(f.slot, true, now);
-      rd_kafka_message_destroy(m);
+      release(f, m);
       continue;
     }
     if (f.at_end) {
@@ -117,11 +182,12 @@ void PartitionFeeds::fill(Feed& f, Instant now) {
     }
     if (m->err) {
       handler_.error(*m);
-      rd_kafka_message_destroy(m);
+      release(f, m);
       continue;
     }
-    if (handler_.skip(*m)) {
-      rd_kafka_message_destroy(m);
+    const Message message = view(f, *m);
+    if (handler_.skip(message)) {
+      release(f, m);
       continue;
     }
     // A reload changed how messages are read: the decoder follows before the next message (the
@@ -130,11 +196,10 @@ void PartitionFeeds::fill(Feed& f, Instant now) {
       engine_.configure_decoder(*decoder_);
       decoder_generation_ = engine_.decoder_generation();
     }
-    const std::string_view payload(static_cast<const char*>(m->payload), m->len);
-    const Engine::Result r = engine_.decode(*decoder_, payload, false, f.event);
+    const Engine::Result r = engine_.decode(*decoder_, message.payload, false, f.event);
     if (!r.accepted) {
-      handler_.rejected(*m, r);
-      rd_kafka_message_destroy(m);
+      handler_.rejected(message, r);
+      release(f, m);
       continue;
     }
     keep_strings(f.event, f.text);
@@ -144,8 +209,10 @@ void PartitionFeeds::fill(Feed& f, Instant now) {
 }
 
 void PartitionFeeds::refresh(Instant now) {
-  for (auto& f : feeds_)
+  for (auto& f : feeds_) {
+    pull(*f);
     if (!f->head) fill(*f, now);
+  }
 }
 
 bool PartitionFeeds::next(Ready& out, Instant now, Instant& wait_until) {
@@ -164,7 +231,7 @@ bool PartitionFeeds::next(Ready& out, Instant now, Instant& wait_until) {
     }
   }
   released_ = by_slot_[n.slot];
-  out.message = released_->head;
+  out.message = view(*released_, *released_->head);
   out.event = &released_->event;
   return true;
 }
@@ -173,15 +240,18 @@ void PartitionFeeds::done(Instant now) {
   if (!released_) return;
   Feed& f = *released_;
   released_ = nullptr;
-  rd_kafka_message_destroy(f.head);
+  rd_kafka_message_t* m = f.head;
   f.head = nullptr;
+  release(f, m);
   merge_.take_head(f.slot, now);
   moved_ = &f;
 }
 
 bool PartitionFeeds::idle() const {
   for (const auto& f : feeds_)
-    if (f->head || !f->fetched.empty() || !f->at_end || (f->queue && rd_kafka_queue_length(f->queue) > 0)) return false;
+    if (f->head || !f->fetched.empty() || !f->at_end || f->paused ||
+        (f->queue && rd_kafka_queue_length(f->queue) > 0))
+      return false;
   return true;
 }
 

@@ -62,4 +62,16 @@ TEST_CASE("config: kafka.group_lag_interval_ms is 0 (not measured) or at least a
   CHECK(load_config_text("kafka: {}\n", "c.yaml").config->kafka.group_lag_interval_ms == 15000);
 }
 
+TEST_CASE("config: kafka.buffer_mb is 1 to 65536 MiB, named with its line") {
+  ConfigResult r = load_config_text("kafka:\n  topics: [t]\n  buffer_mb: 0\n", "c.yaml");
+  REQUIRE_FALSE(r.config);
+  CHECK(r.errors.find("c.yaml:3:") == 0);
+  CHECK(r.errors.find("kafka.buffer_mb") != std::string::npos);
+  CHECK_FALSE(load_config_text("kafka:\n  buffer_mb: 65537\n", "c.yaml").config);
+  r = load_config_text("kafka:\n  buffer_mb: 16\n", "c.yaml");
+  REQUIRE(r.config);
+  CHECK(r.config->kafka.buffer_mb == 16);
+  CHECK(load_config_text("kafka: {}\n", "c.yaml").config->kafka.buffer_mb == 256);
+}
+
 }  // namespace portalwatch
