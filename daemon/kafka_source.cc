@@ -152,6 +152,7 @@ void KafkaSource::sync_metrics() {
         static_cast<double>(feeds_->waits_expired() - synced_waits_));
   if (feeds_) synced_waits_ = feeds_->waits_expired();
   metrics_.input_buffered_bytes.Set(static_cast<double>(feeds_ ? feeds_->held_bytes() : 0));
+  metrics_.paused_partitions.Set(static_cast<double>(feeds_ ? feeds_->paused_count() : 0));
   if (feeds_) {
     metrics_.partition_pauses.Increment(static_cast<double>(feeds_->pauses() - synced_pauses_));
     synced_pauses_ = feeds_->pauses();

@@ -79,15 +79,21 @@ Metrics::Metrics(const Engine& engine, const GeoIp* geoip)
       input_buffered_bytes(BuildGauge()
                                .Name("portalwatch_kafka_buffered_bytes")
                                .Help("Bytes of the messages fetched and waiting for their turn in event-time order "
-                                     "(keys and payloads; kafka.buffer_mb bounds it, see the README)")
+                                     "(keys and payloads; about kafka.buffer_mb at most, see the README)")
                                .Register(*registry_)
                                .Add({})),
       partition_pauses(BuildCounter()
                            .Name("portalwatch_kafka_partition_pauses_total")
                            .Help("Times a partition's fetching was paused because its buffer held more than its "
-                                 "share of kafka.buffer_mb (resumed at half)")
+                                 "share of kafka.buffer_mb (resumed at three quarters of it)")
                            .Register(*registry_)
                            .Add({})),
+      paused_partitions(BuildGauge()
+                            .Name("portalwatch_kafka_paused_partitions")
+                            .Help("Assigned partitions paused now because they hold more than their share of "
+                                  "kafka.buffer_mb")
+                            .Register(*registry_)
+                            .Add({})),
       last_event_time(BuildGauge()
                           .Name("portalwatch_event_time_watermark_seconds")
                           .Help("Event-time watermark (newest event time minus allowed lateness), Unix seconds")

@@ -66,6 +66,7 @@ class Metrics {
   prometheus::Counter& partition_waits_expired;  ///< a partition held the others back for max_partition_wait_ms
   prometheus::Gauge& input_buffered_bytes;  ///< keys and payloads held for the merge (kafka.buffer_mb)
   prometheus::Counter& partition_pauses;    ///< a partition paused because its buffer was over its share
+  prometheus::Gauge& paused_partitions;     ///< assigned partitions paused now (over their share)
   prometheus::Gauge& last_event_time;         ///< event-time watermark, Unix seconds
   prometheus::Counter& commits;
   prometheus::Counter& commit_failures;

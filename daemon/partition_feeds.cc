@@ -47,6 +47,17 @@ PartitionFeeds::Message PartitionFeeds::view(const Feed& f, const rd_kafka_messa
 void PartitionFeeds::assigned(const std::vector<std::pair<std::string, std::int32_t>>& partitions, Instant now) {
   for (const auto& [topic, partition] : partitions) {
     if (find(topic, partition)) continue;
+    // Paused by this consumer when it was dropped: fetched again from now on (librdkafka keeps an
+    // application's pause across assignments). The partition is not being fetched yet, so this
+    // only clears the flag.
+    if (left_paused_.erase({topic, partition})) {
+      rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+      rd_kafka_topic_partition_list_add(list, topic.c_str(), partition);
+      rd_kafka_resp_err_t err = rd_kafka_resume_partitions(consumer_, list);
+      if (!err) err = list->elems[0].err;
+      rd_kafka_topic_partition_list_destroy(list);
+      if (err) spdlog::warn("kafka: resuming {}/{} failed: {}", topic, partition, rd_kafka_err2str(err));
+    }
     auto f = std::make_unique<Feed>();
     f->topic = topic;
     f->partition = partition;
@@ -75,8 +86,9 @@ void PartitionFeeds::release(Feed& f, rd_kafka_message_t* m) {
 void PartitionFeeds::drop(Feed& f) {
   if (released_ == &f) released_ = nullptr;
   if (moved_ == &f) moved_ = nullptr;
-  // Not left paused for a later assignment of it to this consumer.
-  if (f.paused) set_paused(f, false);
+  // Resumed if it comes back (assigned()): not now, as it goes (nothing to fetch it for) or as the
+  // consumer closes.
+  if (f.paused) left_paused_.insert({f.topic, f.partition});
   if (f.head) rd_kafka_message_destroy(f.head);
   f.head = nullptr;
   for (auto* m : f.fetched) rd_kafka_message_destroy(m);
@@ -127,9 +139,11 @@ void PartitionFeeds::set_paused(Feed& f, bool paused) {
   if (paused) ++pauses_;
 }
 
-// Everything the queue holds is taken (librdkafka's queued.* settings bound it), so that a pause
-// drops only what was still on its way: nothing fetched is fetched twice.
+// Everything the queue holds is taken (librdkafka's queued.* settings bound it) before a pause, so
+// that what librdkafka drops of the partition while it is paused (what arrives meanwhile; it is
+// fetched again from where the partition stopped) is at most one fetch.
 void PartitionFeeds::pull(Feed& f) {
+  if (f.paused && f.bytes <= share() / 4 * 3) set_paused(f, false);  // a failed resume, again
   if (!f.queue || f.paused) return;
   rd_kafka_message_t* batch[kBatch];
   for (;;) {
@@ -253,6 +267,10 @@ bool PartitionFeeds::idle() const {
         (f->queue && rd_kafka_queue_length(f->queue) > 0))
       return false;
   return true;
+}
+
+std::size_t PartitionFeeds::paused_count() const {
+  return static_cast<std::size_t>(std::count_if(feeds_.begin(), feeds_.end(), [](const auto& f) { return f->paused; }));
 }
 
 std::size_t PartitionFeeds::held_messages() const {

@@ -6,11 +6,12 @@
 // partition's order until its turn, its bytes counted. The partitions together hold about
 // `buffer_bytes` of messages: a partition holding more than its share (buffer_bytes over the
 // partitions assigned, at least 64 KiB) is paused once its queue is emptied, so librdkafka stops
-// fetching it (dropping only what was still on its way), and resumed when the merge has read it
-// down to three quarters of its share, from where it stopped. Beyond its share a partition holds
-// at most what librdkafka had queued of it (queued.max.messages.kbytes, plus one fetch). The
-// process holds somewhat more than the messages' bytes: the fetch responses they came in (one
-// response carries many partitions, and is freed with its last message).
+// fetching it (what arrives of it meanwhile is dropped, and fetched again), and resumed when the
+// merge has read it down to three quarters of its share, from where it stopped. Beyond its share
+// a partition holds at most what librdkafka had queued of it when it was emptied
+// (queued.max.messages.kbytes, plus one fetch). The process holds more than the messages' bytes:
+// the fetch responses they came in (one response carries many partitions and is freed with its
+// last message).
 // A share too small for a partition's rate costs time: a resumed partition's next fetch takes
 // milliseconds to tens of milliseconds, and the merge waits for a partition that ran dry meanwhile.
 //
@@ -22,8 +23,9 @@
 
 #include <chrono>
 #include <cstdint>
-#include <memory>
 #include <deque>
+#include <memory>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -104,8 +106,10 @@ class PartitionFeeds {
   std::size_t held_messages() const;
   /// Bytes of the messages held here (keys and payloads).
   std::size_t held_bytes() const { return held_bytes_; }
-  /// Times a partition was paused because its buffer held more than its share.
+  /// Times a partition was paused because it held more than its share.
   std::uint64_t pauses() const { return pauses_; }
+  /// Assigned partitions paused now.
+  std::size_t paused_count() const;
   /// Times a partition held the others back for max_wait and time went on without it.
   std::uint64_t waits_expired() const { return merge_.waits_expired(); }
 
@@ -141,6 +145,8 @@ class PartitionFeeds {
   std::size_t held_bytes_ = 0;
   std::uint64_t pauses_ = 0;
   LogLimiter<1> error_limiter_{std::chrono::seconds(10)};
+  // Partitions dropped while paused: resumed if they are assigned again.
+  std::set<std::pair<std::string, std::int32_t>> left_paused_;
   // One decoder for every partition (kept hot in the caches); each head's event keeps its own text.
   std::unique_ptr<EventDecoder> decoder_;
   std::uint64_t decoder_generation_ = 0;

@@ -13,9 +13,14 @@
 #include <prometheus/registry.h>
 
 #include <cmath>
+#include <fcntl.h>
+#include <poll.h>
 #include <thread>
 
+#include <librdkafka/rdkafka.h>
+
 #include "daemon/group_lag.h"
+#include "daemon/partition_feeds.h"
 #include "tests/integration/kafka_harness.h"
 
 namespace portalwatch::test {
@@ -272,6 +277,139 @@ std::string account_event(TimeMs t, const std::string& action, const std::string
 }
 
 }  // namespace
+
+namespace {
+
+// Hears what PartitionFeeds does not give as events: in this stream, nothing.
+struct FeedsHandler : PartitionFeeds::Handler {
+  int skipped = 0, rejected_count = 0, errors = 0;
+  bool skip(const PartitionFeeds::Message&) override { return false; }
+  void rejected(const PartitionFeeds::Message&, const Engine::Result&) override { ++rejected_count; }
+  void error(const rd_kafka_message_s&) override { ++errors; }
+};
+
+// Changes the consumer's assignment by one partition of "feeds", from `offset` when added.
+void reassign(rd_kafka_t* rk, std::int32_t partition, bool add, std::int64_t offset = RD_KAFKA_OFFSET_BEGINNING) {
+  rd_kafka_topic_partition_list_t* list = rd_kafka_topic_partition_list_new(1);
+  rd_kafka_topic_partition_list_add(list, "feeds", partition)->offset = offset;
+  rd_kafka_error_t* e = add ? rd_kafka_incremental_assign(rk, list) : rd_kafka_incremental_unassign(rk, list);
+  rd_kafka_topic_partition_list_destroy(list);
+  REQUIRE_MESSAGE(!e, (e ? rd_kafka_error_string(e) : ""));
+}
+
+}  // namespace
+
+// PartitionFeeds on a real consumer, with the smallest share (64 KiB for each of 4 partitions that
+// hold about 200 KiB each): partitions are paused and resumed on the way; one is revoked while
+// paused and assigned again from where it was (librdkafka keeps an application's pause across
+// assignments: PartitionFeeds must resume it). Every message comes once, in its partition's
+// order, and, each partition being in event-time order, all of them in event-time order.
+TEST_CASE("integration: partitions paused over their share, one revoked while paused and assigned again: every message once, in event-time order") {
+  auto broker = start_broker({{"feeds", 4}});
+  constexpr int kPartitions = 4, kPerPartition = 700;
+  const TimeMs t0 = SystemClock().now() - 3600 * kSecondMs;
+  {
+    std::string err;
+    std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
+    conf->set("bootstrap.servers", broker->bootstrap(), err);
+    std::unique_ptr<RdKafka::Producer> p(RdKafka::Producer::create(conf.get(), err));
+    REQUIRE(p);
+    for (int i = 0; i < kPartitions * kPerPartition; ++i) {
+      const std::string m = login_event(t0 + i * 10, "user" + std::to_string(i % 997), true,
+                                        "198.51.100." + std::to_string(i % 250 + 1));
+      while (p->produce("feeds", i % kPartitions, RdKafka::Producer::RK_MSG_COPY, const_cast<char*>(m.data()),
+                        m.size(), nullptr, 0, 0, nullptr, nullptr) == RdKafka::ERR__QUEUE_FULL)
+        p->poll(10);
+    }
+    REQUIRE(p->flush(10000) == RdKafka::ERR_NO_ERROR);
+  }
+  ConfigResult cfg = load_config(std::nullopt);
+  REQUIRE(cfg.config);
+  cfg.config->engine.time.reference = TimeOptions::Reference::kStream;
+  Engine engine(cfg.config->engine, std::move(cfg.config->detectors), nullptr);
+
+  char errstr[512];
+  rd_kafka_conf_t* conf = rd_kafka_conf_new();
+  for (const auto& [k, v] : std::map<std::string, std::string>{{"bootstrap.servers", broker->bootstrap()},
+                                                               {"group.id", "feeds-test"},
+                                                               {"enable.auto.commit", "false"},
+                                                               {"enable.partition.eof", "true"},
+                                                               {"fetch.wait.max.ms", "10"}})
+    REQUIRE(rd_kafka_conf_set(conf, k.c_str(), v.c_str(), errstr, sizeof errstr) == RD_KAFKA_CONF_OK);
+  rd_kafka_t* rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof errstr);
+  REQUIRE(rk);
+  int wake[2];
+  REQUIRE(::pipe2(wake, O_NONBLOCK | O_CLOEXEC) == 0);
+  using Clock = std::chrono::steady_clock;
+  std::map<int, std::int64_t> next_offset;  // per partition, the offset expected next
+  std::size_t received = 0, out_of_order = 0, out_of_time = 0, paused_at_revoke = 0;
+  std::uint64_t pauses_before = 0;
+  {
+    FeedsHandler handler;
+    PartitionFeeds feeds(rk, engine, handler, std::chrono::milliseconds(2000), wake[1], 1);
+    std::vector<std::pair<std::string, std::int32_t>> all;
+    for (int p = 0; p < kPartitions; ++p) {
+      reassign(rk, p, true);
+      all.emplace_back("feeds", p);
+      next_offset[p] = 0;
+    }
+    feeds.assigned(all, Clock::now());
+    TimeMs last_time = 0;
+    bool revoked = false;
+    const auto deadline = Clock::now() + std::chrono::seconds(60);
+    while (received < static_cast<std::size_t>(kPartitions * kPerPartition) && Clock::now() < deadline) {
+      while (rd_kafka_message_t* m = rd_kafka_consumer_poll(rk, 0)) {
+        if (m->rkt && (!m->err || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)) feeds.route(m, Clock::now());
+        else rd_kafka_message_destroy(m);
+      }
+      feeds.refresh(Clock::now());
+      PartitionFeeds::Ready ready;
+      Clock::time_point until;
+      while (feeds.next(ready, Clock::now(), until)) {
+        const int p = ready.message.partition;
+        out_of_order += ready.message.offset != next_offset[p];
+        next_offset[p] = ready.message.offset + 1;
+        out_of_time += ready.event->timestamp < last_time;
+        last_time = ready.event->timestamp;
+        ++received;
+        feeds.done(Clock::now());
+        if (!revoked && received == 1200) {
+          // Partition 2 goes while paused (it holds far more than its share) and comes back.
+          pauses_before = feeds.pauses();
+          const std::size_t paused = feeds.paused_count();
+          feeds.revoked({{"feeds", 2}});
+          paused_at_revoke = paused - feeds.paused_count();
+          reassign(rk, 2, false);
+          reassign(rk, 2, true, next_offset[2]);
+          feeds.assigned({{"feeds", 2}}, Clock::now());
+          revoked = true;
+          break;
+        }
+      }
+      pollfd pfd{wake[0], POLLIN, 0};
+      ::poll(&pfd, 1, 50);
+      char buf[256];
+      while (::read(wake[0], buf, sizeof buf) > 0) {
+      }
+    }
+    CHECK(handler.rejected_count == 0);
+    CHECK(handler.errors == 0);
+    CHECK(pauses_before >= kPartitions);
+    CHECK(paused_at_revoke == 1);
+    CHECK(feeds.held_bytes() == 0);
+    CHECK(feeds.paused_count() == 0);
+    MESSAGE("PartitionFeeds: " << received << " events, " << feeds.pauses() << " pauses, waits expired "
+                               << feeds.waits_expired());
+  }
+  rd_kafka_consumer_close(rk);
+  rd_kafka_destroy(rk);
+  ::close(wake[0]);
+  ::close(wake[1]);
+  CHECK(received == static_cast<std::size_t>(kPartitions * kPerPartition));
+  for (int p = 0; p < kPartitions; ++p) CHECK(next_offset[p] == kPerPartition);
+  CHECK(out_of_order == 0);
+  CHECK(out_of_time == 0);
+}
 
 TEST_CASE("integration: account profiles survive a restart in the RocksDB store") {
   auto broker = start_broker({{"events", 2}, {"alerts", 1}});
