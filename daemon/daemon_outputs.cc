@@ -11,10 +11,19 @@ namespace portalwatch {
 
 namespace {
 
-// The delivery report carries the topic role and, for findings and decisions, the id.
-void* opaque(TopicRole role, std::uint64_t id) {
+// The delivery report carries the topic role and, for findings and decisions, their running
+// number (the outbox entry to remove).
+void* opaque(TopicRole role, std::uint64_t seq) {
   return reinterpret_cast<void*>(
-      static_cast<std::uintptr_t>((id << 8) | static_cast<std::uint64_t>(role)));
+      static_cast<std::uintptr_t>((seq << 8) | static_cast<std::uint64_t>(role)));
+}
+
+// The "id" a finding's or decision's JSON begins with (Finding::to_json, Decision::to_json).
+std::string_view json_id(std::string_view json) {
+  constexpr std::string_view kStart = "{\"id\":\"";
+  if (!json.starts_with(kStart)) return "(unknown)";
+  json.remove_prefix(kStart.size());
+  return json.substr(0, json.find('"'));
 }
 
 }  // namespace
@@ -80,7 +89,7 @@ void DaemonOutputs::resend_undelivered() {
   for (const auto& e : store_->undelivered_decisions()) {
     if (decisions_topic_.empty() || !producer_) break;
     produce(TopicRole::kDecisions, decisions_topic_, e.json.data(), e.json.size(), e.key, nullptr,
-            e.id);
+            e.seq);
     ++decisions;
   }
   if (decisions)
@@ -90,10 +99,10 @@ void DaemonOutputs::resend_undelivered() {
   if (store_->undelivered().empty()) return;
   std::size_t sent = 0;
   for (const auto& e : store_->undelivered()) {
-    if (e.id == 0) continue;  // staged while no alerts topic was configured
+    if (e.seq == 0) continue;  // staged while no alerts topic was configured
     if (!alerts_topic_.empty() && producer_) {
       produce(TopicRole::kAlerts, alerts_topic_, e.json.data(), e.json.size(), e.key, nullptr,
-              e.id);
+              e.seq);
       ++sent;
     }
   }
@@ -109,7 +118,7 @@ void DaemonOutputs::publish(const Finding& f, const std::string& json,
     // loses it (outbox, sent again at start-up with the same id).
     std::string error;
     if (!store_->stage_finding(ledger_key, LedgerEntry::of(f),
-                               {to_kafka ? f.id : 0, f.entity, json}, engine_.next_finding_id(),
+                               {to_kafka ? f.seq : 0, f.entity, json}, engine_.next_finding_id(),
                                error)) {
       metrics_.state_write_failures.Increment();
       spdlog::error("{}: finding {} is published but a crash could repeat it", error,
@@ -121,7 +130,7 @@ void DaemonOutputs::publish(const Finding& f, const std::string& json,
   else
     spdlog::info("finding {}", json);
   if (to_kafka)
-    produce(TopicRole::kAlerts, alerts_topic_, json.data(), json.size(), f.entity, nullptr, f.id);
+    produce(TopicRole::kAlerts, alerts_topic_, json.data(), json.size(), f.entity, nullptr, f.seq);
   if (observers_.on_finding) observers_.on_finding(f);
   if (observers_.on_published) observers_.on_published(ControlStream::kFindings, json);
 }
@@ -129,13 +138,13 @@ void DaemonOutputs::publish(const Finding& f, const std::string& json,
 void DaemonOutputs::decide(Decision&& d) {
   const std::string key = PolicyEngine::key_of(d.action, d.scope);
   const std::size_t hook_count = hooks_.hooks_for(d);
-  if (d.on && hook_count == 0) policies_.mark_hooks_done(key, d.id);  // nothing to run
+  if (d.on && hook_count == 0) policies_.mark_hooks_done(key, d.seq);  // nothing to run
   const std::string json = d.to_json();
   const bool to_kafka = producer_ && !decisions_topic_.empty();
   if (store_) {
     const auto it = policies_.active().find(key);
     const Lockdown* on = d.on && it != policies_.active().end() ? &it->second : nullptr;
-    const OutboxEntry outbox{d.id, d.scope.key(), json};
+    const OutboxEntry outbox{d.seq, d.scope.key(), json};
     write_lockdown(
         key, on, to_kafka ? &outbox : nullptr,
         fmt::format("decision {} is acted on but a restart may not know it", d.id_string()));
@@ -147,7 +156,7 @@ void DaemonOutputs::decide(Decision&& d) {
   }
   if (to_kafka)
     produce(TopicRole::kDecisions, decisions_topic_, json.data(), json.size(), d.scope.key(),
-            nullptr, d.id);
+            nullptr, d.seq);
   metrics_.count_decision(d, policies_.active());
   if (observers_.on_published) observers_.on_published(ControlStream::kDecisions, json);
   if (hook_count) hooks_.run(d, key);
@@ -181,7 +190,7 @@ void DaemonOutputs::send_failed_again() {
   std::vector<Retry> again;
   again.swap(retries_);
   for (const auto& r : again)
-    produce(r.role, r.topic, r.payload.data(), r.payload.size(), r.key, nullptr, r.id);
+    produce(r.role, r.topic, r.payload.data(), r.payload.size(), r.key, nullptr, r.seq);
 }
 
 void DaemonOutputs::stop_producing(std::chrono::milliseconds wait) {
@@ -221,17 +230,18 @@ void DaemonOutputs::produce(TopicRole role, const std::string& topic, const void
 void DaemonOutputs::dr_cb(RdKafka::Message& msg) {
   const auto bits = static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(msg.msg_opaque()));
   const auto role = static_cast<size_t>(bits & 0xff);
-  const std::uint64_t id = bits >> 8;
+  const std::uint64_t seq = bits >> 8;
   if (role >= static_cast<size_t>(TopicRole::kCount)) return;
   if (msg.err() == RdKafka::ERR_NO_ERROR) {
     metrics_.produced[role]->Increment();
     std::string error;
     const bool decision = role == static_cast<size_t>(TopicRole::kDecisions);
-    if (id && store_ &&
-        !(decision ? store_->decision_delivered(id, error) : store_->delivered(id, error))) {
+    if (seq && store_ &&
+        !(decision ? store_->decision_delivered(seq, error) : store_->delivered(seq, error))) {
       metrics_.state_write_failures.Increment();
       spdlog::error("{}: {} {} may be sent again after a restart", error,
-                    decision ? "decision" : "finding", format_id(decision ? 'd' : 'f', id));
+                    decision ? "decision" : "finding",
+                    json_id({static_cast<const char*>(msg.payload()), msg.len()}));
     }
   } else {
     // librdkafka has already retried for delivery.timeout.ms. Keep the message and send it again
@@ -240,7 +250,7 @@ void DaemonOutputs::dr_cb(RdKafka::Message& msg) {
     spdlog::error("delivery to {} failed: {}; will retry", msg.topic_name(), msg.errstr());
     retries_.push_back({static_cast<TopicRole>(role), msg.topic_name(),
                         std::string(static_cast<const char*>(msg.payload()), msg.len()),
-                        msg.key() ? *msg.key() : std::string(), id});
+                        msg.key() ? *msg.key() : std::string(), seq});
   }
 }
 

@@ -106,7 +106,7 @@ class DaemonOutputs final : public FindingOutput,
     std::string topic;
     std::string payload;
     std::string key;
-    std::uint64_t id = 0;
+    std::uint64_t seq = 0;  ///< running number of a finding or decision (its outbox entry)
   };
   struct FileCloser {
     void operator()(std::FILE* f) const { std::fclose(f); }

@@ -31,7 +31,7 @@ LedgerEntry LedgerEntry::of(const Finding& f) {
   e.severity = f.severity;
   e.at = f.at;
   e.until = f.at + std::max<TimeMs>(0, f.window_end - f.window_start);
-  e.id = f.id;
+  e.seq = f.seq;
   return e;
 }
 
@@ -42,7 +42,7 @@ std::string LedgerEntry::encode() const {
   out.push_back(static_cast<char>(severity));
   put<std::int64_t>(out, at);
   put<std::int64_t>(out, until);
-  put<std::uint64_t>(out, id);
+  put<std::uint64_t>(out, seq);
   return out;
 }
 
@@ -54,7 +54,7 @@ std::optional<LedgerEntry> LedgerEntry::decode(std::string_view bytes) {
   e.severity = static_cast<Severity>(severity);
   e.at = get<std::int64_t>(bytes, 2);
   e.until = get<std::int64_t>(bytes, 10);
-  e.id = get<std::uint64_t>(bytes, 18);
+  e.seq = get<std::uint64_t>(bytes, 18);
   return e;
 }
 

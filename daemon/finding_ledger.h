@@ -30,13 +30,13 @@ struct LedgerEntry {
   Severity severity = Severity::kInfo;
   TimeMs at = 0;     ///< event time of the finding
   TimeMs until = 0;  ///< end of its window: a repeat after this is a new episode
-  std::uint64_t id = 0;
+  std::uint64_t seq = 0;  ///< the finding's running number in the process that published it (0: elsewhere)
   /// Published before this process started (restored or read back); not encoded.
   bool earlier = false;
 
   /// The entry publishing f makes: its severity and time, its window's length after it.
   static LedgerEntry of(const Finding& f);
-  std::string encode() const;  ///< fixed 26 bytes: version, severity, at, until, id
+  std::string encode() const;  ///< fixed 26 bytes: version, severity, at, until, seq
   static std::optional<LedgerEntry> decode(std::string_view bytes);
 };
 

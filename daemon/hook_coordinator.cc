@@ -46,13 +46,14 @@ void HookCoordinator::stop(std::chrono::milliseconds grace) {
 void HookCoordinator::run(const Decision& d, const std::string& key) {
   const std::size_t n = runner_->hooks_for(d);
   if (n == 0) return;
-  if (d.on) pending_[d.id] = {key, n};
+  if (d.on) pending_[d.seq] = {key, n};
   runner_->submit(d);
 }
 
 void HookCoordinator::on_result(const HookResult& r) {
   FinishedHook f{r.hook ? r.hook->name : std::string(),
-                 r.decision ? r.decision->id : 0,
+                 r.decision ? r.decision->seq : 0,
+                 r.decision ? r.decision->id_string() : std::string(),
                  r.decision && r.decision->on,
                  r.outcome,
                  r.attempts,
@@ -69,7 +70,7 @@ void HookCoordinator::drain_results() {
     done.swap(results_);
   }
   for (const auto& f : done) {
-    const std::string id = format_id('d', f.decision);
+    const std::string& id = f.decision_id;
     if (f.outcome == HookOutcome::kSuccess)
       spdlog::info("hook {} ran for {} in {:.3f} s ({} attempt{})", f.hook, id, f.seconds,
                    f.attempts, f.attempts == 1 ? "" : "s");

@@ -61,7 +61,8 @@ class HookCoordinator {
  private:
   struct FinishedHook {
     std::string hook;
-    std::uint64_t decision = 0;
+    std::uint64_t decision = 0;  ///< its running number (Decision::seq)
+    std::string decision_id;
     bool on = false;
     HookOutcome outcome = HookOutcome::kSuccess;
     int attempts = 0;

@@ -204,16 +204,16 @@ class KafkaDaemon final {
     return true;
   }
 
-  // What the state store kept from the last run: the ledger, the next ids, the lockdowns in force.
+  // What the state store kept from the last run: the ledger, the running numbers (which order the
+  // outboxes), the lockdowns in force.
   bool restore_state(std::string&) {
     if (!store_) return true;
     EventPath& p = *path_;
     store_->restore_ledger(p.ledger);
     if (store_->next_finding_id() > p.engine.next_finding_id())
       p.engine.set_next_finding_id(store_->next_finding_id());
-    spdlog::info("state in {}: {} consumer positions, {} recent findings, next finding {}",
-                 config_.state.path, store_->positions().size(), p.ledger.size(),
-                 format_id('f', p.engine.next_finding_id()));
+    spdlog::info("state in {}: {} consumer positions, {} recent findings", config_.state.path,
+                 store_->positions().size(), p.ledger.size());
     if (store_->next_decision_id() > p.policies.next_decision_id())
       p.policies.set_next_decision_id(store_->next_decision_id());
     for (const Lockdown& l : store_->lockdowns()) {

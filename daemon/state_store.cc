@@ -54,7 +54,7 @@ std::optional<OutboxEntry> decode_outbox(std::string_view key, std::string_view 
   if (key.size() != prefix.size() + 8 || value.size() < 4) return std::nullopt;
   OutboxEntry e;
   for (std::size_t i = prefix.size(); i < key.size(); ++i)
-    e.id = (e.id << 8) | static_cast<std::uint8_t>(key[i]);
+    e.seq = (e.seq << 8) | static_cast<std::uint8_t>(key[i]);
   std::uint32_t n = 0;
   std::memcpy(&n, value.data(), 4);
   if (value.size() < 4 + static_cast<std::size_t>(n)) return std::nullopt;
@@ -228,7 +228,7 @@ bool StateStore::stage_finding(const std::string& ledger_key, const LedgerEntry&
                                const OutboxEntry& finding, std::uint64_t next_finding_id, std::string& error) {
   rocksdb::WriteBatch batch;
   batch.Put(std::string(kLedgerPrefix) + ledger_key, entry.encode());
-  batch.Put(outbox_key(finding.id), encode_outbox(finding));
+  batch.Put(outbox_key(finding.seq), encode_outbox(finding));
   batch.Put(std::string(kNextIdKey), u64_bytes(next_finding_id));
   const rocksdb::Status st = db_->Write(rocksdb::WriteOptions(), &batch);
   if (!st.ok()) {
@@ -241,7 +241,7 @@ bool StateStore::stage_finding(const std::string& ledger_key, const LedgerEntry&
 bool StateStore::write_lockdown(const std::string& key, const Lockdown* lockdown, std::uint64_t next_decision_id,
                                 std::string& error, const OutboxEntry* decision) {
   rocksdb::WriteBatch batch;
-  if (decision) batch.Put(outbox_key(decision->id, kDecisionOutboxPrefix), encode_outbox(*decision));
+  if (decision) batch.Put(outbox_key(decision->seq, kDecisionOutboxPrefix), encode_outbox(*decision));
   if (lockdown)
     batch.Put(std::string(kLockdownPrefix) + key, lockdown->encode());
   else

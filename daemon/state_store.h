@@ -59,7 +59,7 @@ struct StateStoreStats {
 
 /// A finding (or decision) written to an outbox and not yet confirmed delivered.
 struct OutboxEntry {
-  std::uint64_t id = 0;
+  std::uint64_t seq = 0;  ///< the finding's or decision's running number (Finding::seq): the order
   std::string key;   ///< Kafka message key (the entity)
   std::string json;  ///< the finding as published
 };

@@ -138,7 +138,6 @@ std::optional<PublishedFinding> parse_published_finding(std::string_view json) {
   f.at = *t_at;
   f.window_start = *t_start;
   f.window_end = *t_end;
-  f.id = std::strtoull(std::string(id.substr(2)).c_str(), nullptr, 10);
   return PublishedFinding{FindingLedger::key_of(f), LedgerEntry::of(f)};
 }
 

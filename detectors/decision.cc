@@ -80,7 +80,10 @@ std::optional<Scope> Scope::parse(std::string_view text, std::string* why) {
   return s;
 }
 
-std::string Decision::id_string() const { return format_id('d', id); }
+std::string Decision::id_string() const {
+  const std::string at_ms = std::to_string(at);
+  return content_id('d', {to_string(action), on ? "on" : "off", to_string(scope.type), scope.value, at_ms, by});
+}
 
 std::string Decision::to_json() const {
   std::string out;

@@ -40,7 +40,9 @@ std::string_view to_string(DecisionAction a) noexcept;
 std::optional<DecisionAction> parse_decision_action(std::string_view s) noexcept;
 
 struct Decision {
-  std::uint64_t id = 0;  ///< printed as "d-%012d"
+  /// The policy engine's running number: orders what waits to be delivered and the hooks'
+  /// bookkeeping. Not printed; the id is id_string().
+  std::uint64_t seq = 0;
   DecisionAction action = DecisionAction::kLockdown;
   bool on = true;        ///< "state": "on" | "off"
   Scope scope;
@@ -53,6 +55,8 @@ struct Decision {
 
   /// One JSON object, no trailing newline, in the contract's key order; extensions after.
   std::string to_json() const;
+  /// "d-" and 20 digits derived from the action, state, scope, time and author (content_id):
+  /// the same decision has the same id wherever it is made, so a consumer can drop repeats by id.
   std::string id_string() const;
 };
 

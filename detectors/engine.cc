@@ -11,7 +11,7 @@ class Engine::CountingSink final : public FindingSink {
   CountingSink(Engine& engine, size_t index, FindingSink& out)
       : engine_(engine), index_(index), out_(out) {}
   void emit(Finding&& f) override {
-    f.id = engine_.next_finding_id_++;
+    f.seq = engine_.next_finding_id_++;
     if (engine_.detectors_[index_].common.dry_run) f.dry_run = true;
     ++engine_.stats_.findings;
     ++engine_.counts_[index_].findings[static_cast<size_t>(f.severity)];

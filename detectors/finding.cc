@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include <openssl/sha.h>
+
 #include "detectors/json_writer.h"
 
 namespace portalwatch {
@@ -80,13 +82,28 @@ const std::string* Evidence::get(std::string_view key) const {
   return nullptr;
 }
 
-std::string format_id(char prefix, std::uint64_t id) {
+std::string content_id(char prefix, const std::vector<std::string_view>& fields) {
+  std::string text;
+  for (std::string_view f : fields) {
+    const std::uint64_t n = f.size();
+    for (int i = 0; i < 8; ++i) text.push_back(static_cast<char>(n >> (8 * i)));
+    text.append(f);
+  }
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), digest);
+  std::uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | digest[i];
   char buf[32];
-  std::snprintf(buf, sizeof buf, "%c-%012llu", prefix, static_cast<unsigned long long>(id));
+  std::snprintf(buf, sizeof buf, "%c-%020llu", prefix, static_cast<unsigned long long>(v));
   return buf;
 }
 
-std::string Finding::id_string() const { return format_id('f', id); }
+std::string Finding::id_string() const {
+  const std::string at_ms = std::to_string(at), start_ms = std::to_string(window_start),
+                    end_ms = std::to_string(window_end);
+  return content_id('f', {detector, name, to_string(entity_type), entity, to_string(severity), at_ms, start_ms,
+                          end_ms, summary});
+}
 
 std::string Finding::to_json() const {
   std::string out;

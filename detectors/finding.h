@@ -41,7 +41,9 @@ class Evidence {
 };
 
 struct Finding {
-  std::uint64_t id = 0;         ///< assigned by the engine; printed as "f-%012d"
+  /// The engine's running number (1, 2, ...): orders what waits to be delivered. Not printed and
+  /// not unique across processes; the id is id_string().
+  std::uint64_t seq = 0;
   std::string_view detector;    ///< canonical detector name (static storage)
   std::string name;             ///< configured instance name (may equal detector)
   Severity severity = Severity::kInfo;
@@ -56,7 +58,9 @@ struct Finding {
 
   /// One JSON object, no trailing newline, in the contract's key order.
   std::string to_json() const;
-  /// "f-000000000042"
+  /// The finding's id, "f-" and 20 digits, derived from what identifies it (see content_id): the
+  /// same finding has the same id wherever and whenever it is made (replay, any member of a group,
+  /// a process sending it again after a crash), different findings different ids.
   std::string id_string() const;
 };
 
@@ -65,7 +69,10 @@ struct Finding {
 Finding make_finding(std::string_view detector, const std::string& name, Severity severity, EntityType type,
                      std::string entity, TimeMs at, TimeMs window_ms);
 
-/// Formats a sequential id with its prefix ("f-", "d-") and 12 digits.
-std::string format_id(char prefix, std::uint64_t id);
+/// Builds a content-derived id: `prefix`, '-', and 20 decimal digits of the first 64 bits of the
+/// SHA-256 of `fields`, each length-prefixed (so that no choice of field values makes two field
+/// lists alike, and a collision is as hard to make on purpose as SHA-256's). 64 bits: among a
+/// million ids, two alike with a chance of about 3 in 10^8.
+std::string content_id(char prefix, const std::vector<std::string_view>& fields);
 
 }  // namespace portalwatch

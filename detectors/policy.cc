@@ -185,7 +185,7 @@ std::string Lockdown::encode() const {
   out.push_back(static_cast<char>(decision.scope.type));
   out.push_back(static_cast<char>(decision.dry_run));
   out.push_back(static_cast<char>(hooks_done));
-  put_u64(out, decision.id);
+  put_u64(out, decision.seq);
   put_u64(out, static_cast<std::uint64_t>(decision.at));
   put_u64(out, static_cast<std::uint64_t>(decision.expires));
   put_u64(out, static_cast<std::uint64_t>(last_evidence));
@@ -210,7 +210,7 @@ std::optional<Lockdown> Lockdown::decode(std::string_view bytes) {
   l.decision.scope.type = static_cast<ScopeType>(scope);
   l.decision.dry_run = dry;
   l.hooks_done = done;
-  l.decision.id = r.u64();
+  l.decision.seq = r.u64();
   l.decision.at = static_cast<TimeMs>(r.u64());
   l.decision.expires = static_cast<TimeMs>(r.u64());
   l.last_evidence = static_cast<TimeMs>(r.u64());
@@ -392,7 +392,7 @@ void PolicyEngine::on_finding(const Finding& f, DecisionSink& out) {
       reason += " in " + format_duration(p.within_ms);
     }
     Decision d;
-    d.id = next_id_++;
+    d.seq = next_id_++;
     d.action = p.action;
     d.on = true;
     d.scope = *scope;
@@ -415,7 +415,7 @@ void PolicyEngine::on_finding(const Finding& f, DecisionSink& out) {
 
 void PolicyEngine::emit_off(Lockdown& l, TimeMs at, std::string by, std::string reason, DecisionSink& out) {
   Decision d;
-  d.id = next_id_++;
+  d.seq = next_id_++;
   d.action = l.decision.action;
   d.on = false;
   d.scope = l.decision.scope;
@@ -480,7 +480,7 @@ PolicyEngine::ManualResult PolicyEngine::manual(const Scope& scope, DecisionActi
       return r;
     }
     Decision d;
-    d.id = next_id_++;
+    d.seq = next_id_++;
     d.action = action;
     d.scope = scope;
     d.at = now;
@@ -520,7 +520,7 @@ PolicyEngine::ManualResult PolicyEngine::manual(const Scope& scope, DecisionActi
 
 const Lockdown* PolicyEngine::mark_hooks_done(const std::string& key, std::uint64_t decision_id) {
   auto it = active_.find(key);
-  if (it == active_.end() || it->second.decision.id != decision_id) return nullptr;
+  if (it == active_.end() || it->second.decision.seq != decision_id) return nullptr;
   it->second.hooks_done = true;
   return &it->second;
 }

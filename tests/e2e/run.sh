@@ -78,17 +78,17 @@ assert lines, "no findings"
 decisions = [json.loads(l) for l in lines if json.loads(l).get("kind") == "decision"]
 lines = [l for l in lines if json.loads(l).get("kind") != "decision"]
 for d in decisions:
-    assert re.fullmatch(r"d-\d{12}", d["id"]), d["id"]
+    assert re.fullmatch(r"d-\d{20}", d["id"]), d["id"]
     assert d["action"] in ("lockdown", "reauthenticate") and d["state"] in ("on", "off")
     assert d["scope"]["type"] in ("global", "app", "user", "ip")
     assert re.fullmatch(r"(policy|operator):.+", d["by"]), d["by"]
-    assert all(re.fullmatch(r"[fd]-\d{12}", x) for x in d["findings"]), d
+    assert all(re.fullmatch(r"[fd]-\d{20}", x) for x in d["findings"]), d
     for k in ("at", "reason"):
         assert k in d, k
 assert decisions, "no decision"
 for l in lines:
     f = json.loads(l)
-    assert re.fullmatch(r"f-\d{12}", f["id"]), f["id"]
+    assert re.fullmatch(r"f-\d{20}", f["id"]), f["id"]
     assert f["severity"] in ("info", "low", "medium", "high", "critical")
     assert f["entity"]["type"] in ("ip", "user", "session", "device", "asn", "app", "global")
     for k in ("detector", "at", "window", "summary", "evidence"):

@@ -25,6 +25,7 @@
 #include <mutex>
 #include <set>
 #include <sstream>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -118,7 +119,7 @@ class FakeHandler final : public ControlHandler {
           lockdowns_.erase(r.scope.key());
         }
         Decision d;
-        d.id = ++decisions_;
+        d.seq = ++decisions_;
         d.on = r.on;
         d.scope = r.scope;
         d.at = SystemClock().now();
@@ -882,8 +883,8 @@ TEST_CASE(
 
   r = run_ctl(dir, "lockdown on --scope app:hsa --reason 'takeovers on hsa' --ttl 2h " + socket);
   CHECK(r.code == 0);
-  CHECK(contains(
-      r.out, "app:hsa: lockdown on (d-000000000001, by operator:" + my_user_name() + "), until "));
+  CHECK(std::regex_search(r.out, std::regex("app:hsa: lockdown on \\(d-[0-9]{20}, by operator:" + my_user_name() +
+                                                 "\\), until ")));
   CHECK(contains(r.out, "(in 2h)\n"));
   CHECK(handler.calls().back().request.ttl_seconds == 7200);
   CHECK(handler.calls().back().request.reason == "takeovers on hsa");

@@ -11,7 +11,7 @@ namespace {
 
 Finding finding(std::string entity, Severity s, TimeMs at, TimeMs window = 10 * kMinuteMs) {
   Finding f = make_finding("brute_force", "brute_force", s, EntityType::kUser, std::move(entity), at, window);
-  f.id = static_cast<std::uint64_t>(at);
+  f.seq = static_cast<std::uint64_t>(at);
   return f;
 }
 
@@ -67,7 +67,7 @@ TEST_CASE("ledger: entries survive encoding, are pruned after their window, and 
   CHECK(back->severity == Severity::kCritical);
   CHECK(back->at == e.at);
   CHECK(back->until == e.until);
-  CHECK(back->id == 42);
+  CHECK(back->seq == 42);
   CHECK_FALSE(LedgerEntry::decode(""));
   CHECK_FALSE(LedgerEntry::decode(e.encode().substr(1)));
   std::string bad = e.encode();

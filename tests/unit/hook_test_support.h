@@ -96,7 +96,7 @@ inline Decision make_decision(ScopeType type, std::string value, bool on = true,
                               std::uint64_t id = 7,
                               DecisionAction action = DecisionAction::kLockdown) {
   Decision d;
-  d.id = id;
+  d.seq = id;
   d.action = action;
   d.on = on;
   d.scope.type = type;

@@ -103,7 +103,7 @@ echo "hello from the hook"
   const auto env = parse_env(test::read_file(dir / "env"));
   CHECK(env.at("PATH") == "/usr/sbin:/usr/bin:/sbin:/bin");
   CHECK(env.at("PORTALWATCH_HOOK") == "recorder");
-  CHECK(env.at("PORTALWATCH_DECISION_ID") == "d-000000000042");
+  CHECK(env.at("PORTALWATCH_DECISION_ID") == d.id_string());
   CHECK(env.at("PORTALWATCH_ACTION") == "reauthenticate");
   CHECK(env.at("PORTALWATCH_STATE") == "on");
   CHECK(env.at("PORTALWATCH_SCOPE_TYPE") == "user");
@@ -480,7 +480,7 @@ TEST_CASE("hooks file: on writes the decision atomically, off removes, both idem
   CHECK((st.st_mode & 0777) == 0640);
   // Again: replaced, still whole.
   Decision on_again = on;
-  on_again.id = 3;
+  on_again.seq = 3;
   CHECK(run_file_hook(h, on_again, on_again.to_json()).status ==
         HookAttemptResult::Status::kSuccess);
   CHECK(test::read_file(dir / "on") == on_again.to_json() + "\n");
@@ -534,7 +534,7 @@ TEST_CASE(
   const auto r = results.wait(2);
   REQUIRE(r.size() == 2);
   std::map<std::uint64_t, Results::Copy> by_id;
-  for (const auto& one : r) by_id.emplace(one.decision->id, one);
+  for (const auto& one : r) by_id.emplace(one.decision->seq, one);
   CHECK(by_id.at(1).outcome == HookOutcome::kSuccess);
   CHECK(by_id.at(2).outcome == HookOutcome::kFailure);
   CHECK(by_id.at(2).attempts == 1);
@@ -649,7 +649,7 @@ TEST_CASE(
   runner.stop(1s);
   CHECK(results.size() == 2);
   std::map<std::string, std::uint64_t> ids;
-  for (const auto& one : r) ids[one.hook] = one.decision->id;
+  for (const auto& one : r) ids[one.hook] = one.decision->seq;
   CHECK(ids.at("reauth") == 4);
   CHECK(ids.at("global-on") == 5);
 }

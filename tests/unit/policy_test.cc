@@ -27,7 +27,7 @@ std::uint64_t g_id = 1;
 
 Finding takeover(const std::string& user, const std::string& app, TimeMs at, Severity s = Severity::kCritical) {
   Finding f = make_finding("account_takeover", "account_takeover", s, EntityType::kUser, user, at, 2 * kHourMs);
-  f.id = g_id++;
+  f.seq = g_id++;
   f.evidence.add("app", app);
   f.summary = user + " taken over";
   return f;
@@ -35,7 +35,7 @@ Finding takeover(const std::string& user, const std::string& app, TimeMs at, Sev
 
 Finding stuffing(TimeMs at, Severity s, std::int64_t successes) {
   Finding f = make_finding("credential_stuffing", "credential_stuffing", s, EntityType::kGlobal, "global", at, kHourMs);
-  f.id = g_id++;
+  f.seq = g_id++;
   f.evidence.add("successes", successes);
   f.summary = "wave";
   return f;
@@ -43,7 +43,7 @@ Finding stuffing(TimeMs at, Severity s, std::int64_t successes) {
 
 Finding spray(const std::string& ip, TimeMs at, Severity s = Severity::kHigh) {
   Finding f = make_finding("password_spray", "password_spray", s, EntityType::kIp, ip, at, 15 * kMinuteMs);
-  f.id = g_id++;
+  f.seq = g_id++;
   f.summary = "spray";
   return f;
 }
@@ -206,7 +206,7 @@ TEST_CASE("policy: an operator's release wins until there is new evidence; manua
   CHECK(on.decision->expires == kT0 + kHourMs);
   auto again = e.manual(global, DecisionAction::kLockdown, true, "other", "again", 0, kT0 + 1);
   CHECK_FALSE(again.changed);
-  CHECK(again.decision->id == on.decision->id);
+  CHECK(again.decision->id_string() == on.decision->id_string());
   auto nothing = e.manual(*Scope::parse("ip:203.0.113.1"), DecisionAction::kLockdown, false, "jsmith", "x", 0, kT0);
   CHECK_FALSE(nothing.changed);
   CHECK(nothing.error == "no lockdown is on for ip:203.0.113.1");
@@ -291,7 +291,7 @@ namespace portalwatch {
 
 TEST_CASE("policy: a lockdown's stored form round-trips and rejects damage; restore keeps it on") {
   Lockdown l;
-  l.decision.id = 42;
+  l.decision.seq = 42;
   l.decision.action = DecisionAction::kReauthenticate;
   l.decision.scope = *Scope::parse("user:o'brien;$(id)");
   l.decision.at = kT0;

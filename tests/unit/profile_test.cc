@@ -203,16 +203,16 @@ TEST_CASE("state store: published findings, the outbox, the next id and warm-up 
   std::string error;
   FindingLedger ledger;
   Finding a = make_finding("brute_force", "brute_force", Severity::kMedium, EntityType::kUser, "jdoe42", kT0, 10 * kMinuteMs);
-  a.id = 7;
+  a.seq = 7;
   Finding b = make_finding("account_takeover", "account_takeover", Severity::kCritical, EntityType::kUser, "asmith", kT0,
                            2 * kHourMs);
-  b.id = 8;
+  b.seq = 8;
   {
     auto store = StateStore::open({dir.path}, error);
     REQUIRE_MESSAGE(store, error);
     CHECK(store->next_finding_id() == 0);
     for (const Finding* f : {&a, &b}) {
-      REQUIRE(store->stage_finding(FindingLedger::key_of(*f), LedgerEntry::of(*f), {f->id, f->entity, f->to_json()}, f->id + 1, error));
+      REQUIRE(store->stage_finding(FindingLedger::key_of(*f), LedgerEntry::of(*f), {f->seq, f->entity, f->to_json()}, f->seq + 1, error));
     }
     REQUIRE(store->delivered(7, error));  // the broker confirmed a; b never was (the process dies)
     REQUIRE(store->commit({{"events/0", 100}}, true, error, {}, {{"events/0", 40}}));
@@ -222,7 +222,7 @@ TEST_CASE("state store: published findings, the outbox, the next id and warm-up 
     REQUIRE_MESSAGE(store, error);
     CHECK(store->next_finding_id() == 9);
     REQUIRE(store->undelivered().size() == 1);
-    CHECK(store->undelivered()[0].id == 8);
+    CHECK(store->undelivered()[0].seq == 8);
     CHECK(store->undelivered()[0].key == "asmith");
     CHECK(store->undelivered()[0].json == b.to_json());
     CHECK(store->position("events/0") == 100);
@@ -253,7 +253,7 @@ TEST_CASE("state store: lockdowns in force and the next decision id survive a re
   TempDir dir;
   std::string error;
   Lockdown l;
-  l.decision.id = 3;
+  l.decision.seq = 3;
   l.decision.scope = *Scope::parse("app:hsa");
   l.decision.at = kT0;
   l.decision.by = "policy:savings";

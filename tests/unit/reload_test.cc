@@ -181,7 +181,7 @@ TEST_CASE("restart: detection starts again from nothing (windows, stream time); 
   fail_password(e, kT0 + 9 * kSecondMs, "jdoe", out);
   REQUIRE(out.findings.size() == 1);
   CHECK(out.findings[0].at == kT0 + 9 * kSecondMs);  // its own time: nothing clamped as late
-  CHECK(out.findings[0].id == id);
+  CHECK(out.findings[0].seq == id);
   CHECK(e.stats().late_clamped == 0);
 
   CHECK_THROWS_AS(e.restart(detectors_from("[{type: password_spray}]")), std::invalid_argument);

@@ -21,11 +21,12 @@ TEST_CASE("takeover: the warm-up offset travels in commit metadata; anything els
 TEST_CASE("takeover: a published finding read back suppresses its repeat, not an escalation") {
   Finding f = make_finding("brute_force", "brute_force", Severity::kMedium, EntityType::kUser, "jdoe42",
                            1'700'000'000'000, 10 * kMinuteMs);
-  f.id = 42;
+  f.seq = 42;
   const auto read = parse_published_finding(f.to_json());
   REQUIRE(read);
   CHECK(read->ledger_key == FindingLedger::key_of(f));
-  CHECK(read->entry.id == 42);
+  CHECK(read->entry.seq == 0);  // a running number of the process that published it: not in the JSON
+  CHECK(read->entry.at == f.at);
   CHECK(read->entry.severity == Severity::kMedium);
   CHECK(read->entry.until == f.at + 10 * kMinuteMs);
 
