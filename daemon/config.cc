@@ -97,6 +97,24 @@ void read_kafka(MapReader& root, KafkaConfig& k) {
   }
 }
 
+void read_cluster(MapReader& root, const KafkaConfig& k, ClusterConfig& cc) {
+  MapReader m(root.child("cluster"));
+  const auto enabled = m.child("enabled");
+  cc.enabled = m.get_bool("enabled", cc.enabled);
+  const auto topic = m.child("state_topic");
+  cc.state_topic = m.get_string("state_topic", cc.state_topic);
+  cc.standby_max = static_cast<std::size_t>(
+      m.get_int("standby_max", static_cast<std::int64_t>(cc.standby_max), 100, 10'000'000));
+  if (!cc.enabled) return;
+  if (cc.state_topic.empty()) topic.error("a cluster needs its state topic");
+  // Each member reads every event in a consumer group of its own, named after it.
+  if (k.group_instance_id.empty())
+    enabled.error("a cluster member needs a name: kafka.group_instance_id (\"auto\": the host name)");
+  if (k.alerts_topic.empty() || k.decisions_topic.empty())
+    enabled.error("a cluster needs kafka.alerts_topic and kafka.decisions_topic: a member that takes "
+                  "another's partitions over reads them to know what was published");
+}
+
 void read_metrics(MapReader& root, MetricsConfig& mc) {
   MapReader m(root.child("metrics"));
   mc.enabled = m.get_bool("enabled", mc.enabled);
@@ -190,6 +208,7 @@ ConfigResult load_config_text(std::string_view text, const std::string& source) 
       config.engine.sources = read_sources_config(sources);
     }
     read_kafka(root, config.kafka);
+    read_cluster(root, config.kafka, config.cluster);
     read_state(root, config.state);
     read_profiles(root, config.profiles, config.engine.profiles);
     read_geoip(root, config.geoip);

@@ -86,6 +86,20 @@ struct GeoIpConfig {
   bool enabled() const { return !city_databases.empty() || !asn_databases.empty(); }
 };
 
+/// Several daemons watching one portal (daemon/cluster.h): each reads every event and detects
+/// everything; a finding or decision is published, and its hooks run, by the member that owns its
+/// key's partition of the state topic.
+struct ClusterConfig {
+  bool enabled = false;
+  /// Its partitions are what the members share out (the group kafka.group_id assigns them);
+  /// created by the operator (README: running several members).
+  std::string state_topic = "portalwatch-state";
+  /// Findings and decisions another member owns are held (at most this many, the oldest dropped)
+  /// until seen published, to be published by this member should it take their partition over
+  /// first.
+  std::size_t standby_max = 100'000;
+};
+
 /// What happens to decisions besides the decisions topic.
 struct DecisionsConfig {
   bool dry_run = false;  ///< every policy decides, marked dry_run; no hook runs
@@ -100,6 +114,7 @@ struct Config {
   ProfilesConfig profiles;
   GeoIpConfig geoip;
   KafkaConfig kafka;
+  ClusterConfig cluster;
   MetricsConfig metrics;
   LogConfig log;
   ShutdownConfig shutdown;

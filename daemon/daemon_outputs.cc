@@ -2,8 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
+#include <unordered_set>
 
 #include "daemon/kafka_client.h"
 
@@ -18,13 +20,6 @@ void* opaque(TopicRole role, std::uint64_t seq) {
       static_cast<std::uintptr_t>((seq << 8) | static_cast<std::uint64_t>(role)));
 }
 
-// The "id" a finding's or decision's JSON begins with (Finding::to_json, Decision::to_json).
-std::string_view json_id(std::string_view json) {
-  constexpr std::string_view kStart = "{\"id\":\"";
-  if (!json.starts_with(kStart)) return "(unknown)";
-  json.remove_prefix(kStart.size());
-  return json.substr(0, json.find('"'));
-}
 
 }  // namespace
 
@@ -112,34 +107,87 @@ void DaemonOutputs::resend_undelivered() {
 
 void DaemonOutputs::publish(const Finding& f, const std::string& json,
                             const std::string& ledger_key) {
+  if (cluster_) {
+    const std::string id = f.id_string();
+    const std::string key = owner_key(f);
+    if (!cluster_->owns(key)) {
+      // Another member publishes it. The ledger knows it (a restart does not hold it again).
+      std::string error;
+      if (store_ && !store_->stage_finding(ledger_key, LedgerEntry::of(f), {0, f.entity, json},
+                                           engine_.next_finding_id(), error)) {
+        metrics_.state_write_failures.Increment();
+        spdlog::error("{}: finding {} held for another member may be held again after a restart", error, id);
+      }
+      spdlog::debug("finding {} held for the member that owns {}", id, key);
+      cluster_->hold({id, cluster_->partition_of(key), f.at, json, f.entity, f.seq, ledger_key, LedgerEntry::of(f),
+                      std::nullopt});
+      if (observers_.on_published) observers_.on_published(ControlStream::kFindings, json);
+      return;
+    }
+    if (cluster_->published_before(id)) {
+      metrics_.cluster_published_before[0]->Increment();
+      return;
+    }
+  }
+  send_finding(f.seq, f.id_string(), f.severity, f.entity, json, ledger_key, LedgerEntry::of(f));
+  if (observers_.on_finding) observers_.on_finding(f);
+  if (observers_.on_published) observers_.on_published(ControlStream::kFindings, json);
+}
+
+void DaemonOutputs::send_finding(std::uint64_t seq, const std::string& id, Severity severity,
+                                 const std::string& message_key, const std::string& json,
+                                 const std::string& ledger_key, const LedgerEntry& entry) {
   const bool to_kafka = !alerts_topic_.empty() && producer_;
   if (store_) {
     // Written ahead of the produce: a crash from here on neither fires it again (ledger) nor
     // loses it (outbox, sent again at start-up with the same id).
     std::string error;
-    if (!store_->stage_finding(ledger_key, LedgerEntry::of(f),
-                               {to_kafka ? f.seq : 0, f.entity, json}, engine_.next_finding_id(),
-                               error)) {
+    if (!store_->stage_finding(ledger_key, entry, {to_kafka ? seq : 0, message_key, json},
+                               engine_.next_finding_id(), error)) {
       metrics_.state_write_failures.Increment();
-      spdlog::error("{}: finding {} is published but a crash could repeat it", error,
-                    f.id_string());
+      spdlog::error("{}: finding {} is published but a crash could repeat it", error, id);
     }
   }
-  if (f.severity >= Severity::kHigh)
+  if (severity >= Severity::kHigh)
     spdlog::warn("finding {}", json);
   else
     spdlog::info("finding {}", json);
   if (to_kafka)
-    produce(TopicRole::kAlerts, alerts_topic_, json.data(), json.size(), f.entity, nullptr, f.seq);
-  if (observers_.on_finding) observers_.on_finding(f);
-  if (observers_.on_published) observers_.on_published(ControlStream::kFindings, json);
+    produce(TopicRole::kAlerts, alerts_topic_, json.data(), json.size(), message_key, nullptr, seq);
 }
 
 void DaemonOutputs::decide(Decision&& d) {
+  const std::string json = d.to_json();
+  if (cluster_) {
+    const std::string id = d.id_string();
+    const std::string key = owner_key(d);
+    const bool held = !cluster_->owns(key);
+    if (held || cluster_->published_before(id)) {
+      // Another member acts on it (or did): every member keeps the same lockdown state, and this
+      // one runs no hook for it, now or after a restart, unless it takes its partition over.
+      const std::string lockdown_key = PolicyEngine::key_of(d.action, d.scope);
+      if (d.on) policies_.mark_hooks_done(lockdown_key, d.seq);
+      const auto it = policies_.active().find(lockdown_key);
+      write_lockdown(lockdown_key, d.on && it != policies_.active().end() ? &it->second : nullptr, nullptr);
+      metrics_.count_decision(d, policies_.active());
+      if (held) {
+        spdlog::info("decision {} held for the member that owns {}", id, key);
+        cluster_->hold({id, cluster_->partition_of(key), d.at, json, d.scope.key(), d.seq, {}, {}, d});
+        if (observers_.on_published) observers_.on_published(ControlStream::kDecisions, json);
+      } else {
+        metrics_.cluster_published_before[1]->Increment();
+      }
+      return;
+    }
+  }
+  act_on(d, json);
+  if (observers_.on_decision) observers_.on_decision(d);
+}
+
+void DaemonOutputs::act_on(const Decision& d, const std::string& json) {
   const std::string key = PolicyEngine::key_of(d.action, d.scope);
   const std::size_t hook_count = hooks_.hooks_for(d);
   if (d.on && hook_count == 0) policies_.mark_hooks_done(key, d.seq);  // nothing to run
-  const std::string json = d.to_json();
   const bool to_kafka = producer_ && !decisions_topic_.empty();
   if (store_) {
     const auto it = policies_.active().find(key);
@@ -160,7 +208,36 @@ void DaemonOutputs::decide(Decision&& d) {
   metrics_.count_decision(d, policies_.active());
   if (observers_.on_published) observers_.on_published(ControlStream::kDecisions, json);
   if (hook_count) hooks_.run(d, key);
-  if (observers_.on_decision) observers_.on_decision(d);
+}
+
+void DaemonOutputs::take_over(const std::vector<std::int32_t>& partitions) {
+  if (!cluster_ || partitions.empty()) return;
+  const auto started = std::chrono::steady_clock::now();
+  // What the topics have now is published, whoever published it (the same finding or decision
+  // has the same id on every member): what is still held after reading them to their ends was
+  // not.
+  if (!cluster_->catch_up(std::chrono::seconds(10)))
+    spdlog::warn(
+        "cluster: taking partitions over: the alerts and decisions topics were not read to their ends in "
+        "10 s; what is held for these partitions is published, some of it perhaps a second time");
+  std::array<std::size_t, 2> sent{};
+  for (auto& h : cluster_->release(partitions)) {
+    const std::size_t kind = h.decision ? 1 : 0;
+    ++sent[kind];
+    metrics_.cluster_taken_over[kind]->Increment();
+    if (h.decision) {
+      spdlog::warn("cluster: decision {} taken over: its previous owner had not published it", h.id);
+      act_on(*h.decision, h.json);
+    } else {
+      send_finding(h.seq, h.id, h.ledger_entry.severity, h.message_key, h.json, h.ledger_key, h.ledger_entry);
+    }
+  }
+  spdlog::info(
+      "cluster: took over {} partition(s) in {} ms: {} finding(s) and {} decision(s) held for them, not "
+      "published by their previous owner, published",
+      partitions.size(),
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started).count(),
+      sent[0], sent[1]);
 }
 
 void DaemonOutputs::write_lockdown(const std::string& key, const Lockdown* on,
@@ -241,7 +318,7 @@ void DaemonOutputs::dr_cb(RdKafka::Message& msg) {
       metrics_.state_write_failures.Increment();
       spdlog::error("{}: {} {} may be sent again after a restart", error,
                     decision ? "decision" : "finding",
-                    json_id({static_cast<const char*>(msg.payload()), msg.len()}));
+                    published_id({static_cast<const char*>(msg.payload()), msg.len()}));
     }
   } else {
     // librdkafka has already retried for delivery.timeout.ms. Keep the message and send it again

@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "daemon/cluster.h"
 #include "daemon/config.h"
 #include "daemon/control.h"
 #include "daemon/hook_coordinator.h"
@@ -81,6 +82,18 @@ class DaemonOutputs final : public FindingOutput,
   void dead_letter(std::string_view topic, std::int32_t partition, std::int64_t offset,
                    std::string_view key, std::string_view payload, RejectReason reason);
 
+  /// A cluster member (cluster.enabled): from now on what another member owns is held for it
+  /// (ClusterShare), not published. `common`: the properties the Kafka clients share (reading
+  /// the topics back at a takeover). The share must outlive this.
+  void set_cluster(ClusterShare* share, std::map<std::string, std::string> common) {
+    cluster_ = share;
+    kafka_common_ = std::move(common);
+  }
+  /// This member gained partitions of the cluster's state topic: publishes, of what it holds for
+  /// them, what the alerts and decisions topics do not have (their previous owner died first),
+  /// running a decision's hooks; and will not publish what those topics have already.
+  void take_over(const std::vector<std::int32_t>& partitions);
+
   /// Whether there is a producer (a topic to produce to, and not released).
   bool producing() const { return producer_ != nullptr; }
   /// Serves delivery reports and the producer's events (the event loop, each round).
@@ -112,6 +125,10 @@ class DaemonOutputs final : public FindingOutput,
     void operator()(std::FILE* f) const { std::fclose(f); }
   };
 
+  // The published path of a finding and of a decision (held ones at a takeover too).
+  void send_finding(std::uint64_t seq, const std::string& id, Severity severity, const std::string& message_key,
+                    const std::string& json, const std::string& ledger_key, const LedgerEntry& entry);
+  void act_on(const Decision& d, const std::string& json);
   void produce(TopicRole role, const std::string& topic, const void* data, size_t len,
                const std::string& key, RdKafka::Headers* headers, std::uint64_t id = 0);
   void dr_cb(RdKafka::Message& msg) override;
@@ -127,6 +144,8 @@ class DaemonOutputs final : public FindingOutput,
   std::unique_ptr<std::FILE, FileCloser> decision_log_;
   std::vector<Retry> retries_;  // failed deliveries, produced again before the next commit
   std::unique_ptr<RdKafka::Producer> producer_;
+  ClusterShare* cluster_ = nullptr;  // a cluster member: publishes only what it owns
+  std::map<std::string, std::string> kafka_common_;
 };
 
 }  // namespace portalwatch

@@ -1,8 +1,12 @@
 #include "daemon/kafka_client.h"
 
+#include <librdkafka/rdkafka.h>
 #include <unistd.h>
 
 #include <cctype>
+#include <mutex>
+#include <utility>
+#include <vector>
 
 namespace portalwatch {
 
@@ -82,6 +86,21 @@ void KafkaClientEvents::on_stats(const std::string& json) {
   if (health.leader_changes() > moves_before)
     metrics_.kafka_leader_changes[c]->Increment(
         static_cast<double>(health.leader_changes() - moves_before));
+}
+
+void release_kafka_consumer(std::unique_ptr<RdKafka::KafkaConsumer>& consumer,
+                            std::unique_ptr<DetachableEventCb>& events, bool ever_assigned,
+                            bool cooperative_sticky) {
+  if (consumer && !ever_assigned && cooperative_sticky && rd_kafka_version() < 0x020300ff) {
+    // The rebalance callback is only served by polls, which end here.
+    if (events) events->detach();
+    static std::mutex kept_mu;
+    static auto* kept = new std::vector<
+        std::pair<std::unique_ptr<RdKafka::KafkaConsumer>, std::unique_ptr<DetachableEventCb>>>;
+    std::lock_guard lock(kept_mu);
+    kept->emplace_back(std::move(consumer), std::move(events));
+  }
+  consumer.reset();
 }
 
 }  // namespace portalwatch

@@ -74,4 +74,12 @@ class DetachableEventCb final : public RdKafka::EventCb {
   RdKafka::EventCb* target_;
 };
 
+/// Destroys a consumer (closed already). librdkafka before 2.3.0 (Debian bookworm has 2.0.2)
+/// aborts when it destroys a cooperative-sticky consumer that never received an assignment (its
+/// issue 4312): such a consumer is kept to the end of the process instead, its event callback
+/// detached (and kept with it) so that it reaches its owner no more.
+void release_kafka_consumer(std::unique_ptr<RdKafka::KafkaConsumer>& consumer,
+                            std::unique_ptr<DetachableEventCb>& events, bool ever_assigned,
+                            bool cooperative_sticky);
+
 }  // namespace portalwatch

@@ -11,6 +11,7 @@
 #include <optional>
 #include <thread>
 
+#include "daemon/cluster.h"
 #include "daemon/daemon_outputs.h"
 #include "daemon/finding_ledger.h"
 #include "daemon/geoip.h"
@@ -131,6 +132,10 @@ class KafkaDaemon final {
       const auto wait_until = p.source.consume_some();
       const auto now = SteadyClock::now();
       p.outputs.poll();
+      if (cluster_) {
+        cluster_->poll();
+        p.outputs.take_over(cluster_->take_gained());
+      }
       if (p.hooks.enabled()) p.hooks.drain_results();
       p.operator_commands.drain();
       if (g_reload.exchange(false)) {
@@ -155,6 +160,7 @@ class KafkaDaemon final {
       if (now >= next_sync) {
         p.metrics.sync(p.engine);
         sync_pipeline_metrics();
+        if (cluster_) cluster_->sync_metrics();
         next_sync = now + std::chrono::milliseconds(250);
       }
       if (now >= next_lag) {
@@ -257,6 +263,23 @@ class KafkaDaemon final {
            path_->outputs.start_producer(common, path_->client_events, error);
   }
 
+  // A cluster member joins the group that shares out the state topic's partitions; until it owns
+  // some, it holds everything it finds (published when it is given their partitions).
+  bool join_cluster(std::string& error) {
+    if (!config_.cluster.enabled) return true;
+    EventPath& p = *path_;
+    if (p.source.instance().empty()) {
+      error = "cluster.enabled: kafka.group_instance_id resolved to nothing (no host name?)";
+      return false;
+    }
+    cluster_ = std::make_unique<ClusterShare>(config_.cluster, config_.kafka, p.metrics, p.client_events);
+    const std::map<std::string, std::string> common = kafka_common_properties(config_.kafka);
+    if (!cluster_->start(common, p.source.instance(), error)) return false;
+    p.outputs.set_cluster(cluster_.get(), common);
+    return true;
+  }
+
+
   // Destroys the Kafka clients (librdkafka's threads end). With may_abandon, waits no longer than
   // what is left of the shutdown time (at least 250 ms) and returns false if they have not ended
   // by then (see tear_down()). Found by the soak: with the cluster gone and a large backlog
@@ -265,10 +288,11 @@ class KafkaDaemon final {
     EventPath& p = *path_;
     const auto started = SteadyClock::now();
     p.source.release_queues();
-    if (!p.source.has_consumer() && !p.outputs.producing()) return true;  // never started
+    if (!p.source.has_consumer() && !p.outputs.producing() && !cluster_) return true;  // never started
     auto released = std::make_shared<std::promise<void>>();
     auto done = released->get_future();
-    std::thread releaser([&p, released] {
+    std::thread releaser([&p, cluster = cluster_.get(), released] {
+      if (cluster) cluster->close();  // a static member: its partitions wait session.timeout.ms
       p.outputs.release_producer();
       p.source.release_consumer();
       released->set_value();
@@ -346,6 +370,7 @@ class KafkaDaemon final {
       {&KafkaDaemon::restore_settings, nullptr},
       {&KafkaDaemon::open_decision_log, nullptr},
       {&KafkaDaemon::start_kafka_clients, &KafkaDaemon::release_kafka_clients},
+      {&KafkaDaemon::join_cluster, nullptr},  // left by release_kafka_clients
       {&KafkaDaemon::resend_undelivered, nullptr},
       {&KafkaDaemon::subscribe, nullptr},
       {&KafkaDaemon::serve_metrics, nullptr},
@@ -434,6 +459,7 @@ class KafkaDaemon final {
   std::unique_ptr<StateStore> store_;  // before path_, which holds pointers to it
   std::unique_ptr<GeoIp> geoip_;       // likewise
   std::unique_ptr<EventPath> path_;
+  std::unique_ptr<ClusterShare> cluster_;  // a cluster member (cluster.enabled)
   ServiceNotifier notifier_;
   std::size_t begun_ = 0;  // start-up steps begun
   PipelineStats synced_;   // what sync_pipeline_metrics() has counted

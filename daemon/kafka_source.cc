@@ -60,8 +60,10 @@ KafkaSource::~KafkaSource() {
 bool KafkaSource::start(const std::map<std::string, std::string>& common, std::string& error) {
   kafka_common_ = common;
   auto cconf_props = common;
-  cconf_props["group.id"] = config_.kafka.group_id;
   instance_ = group_instance_id(config_.kafka.group_instance_id);
+  // A cluster member reads every event: alone in a group named after it (daemon/cluster.h).
+  cconf_props["group.id"] =
+      config_.cluster.enabled ? config_.kafka.group_id + "." + instance_ : config_.kafka.group_id;
   if (!instance_.empty()) cconf_props["group.instance.id"] = instance_;
   // A rebalance moves only the partitions that change owner; the others go on being read.
   if (!cconf_props.count("partition.assignment.strategy"))
@@ -171,20 +173,7 @@ void KafkaSource::release_queues() {
 }
 
 void KafkaSource::release_consumer() {
-  if (consumer_ && !ever_assigned_ && cooperative_sticky_ && rd_kafka_version() < 0x020300ff) {
-    // librdkafka before 2.3.0 (Debian bookworm has 2.0.2) aborts when it destroys a
-    // cooperative-sticky consumer that never received an assignment (its issue 4312): the
-    // consumer, closed already, is kept to the end of the process instead.
-    // Its callbacks must not reach this source any more: the event callback is detached and kept
-    // with it (the rebalance callback is only served by polls, which end here).
-    consumer_events_->detach();
-    static std::mutex kept_mu;
-    static auto* kept = new std::vector<
-        std::pair<std::unique_ptr<RdKafka::KafkaConsumer>, std::unique_ptr<DetachableEventCb>>>;
-    std::lock_guard lock(kept_mu);
-    kept->emplace_back(std::move(consumer_), std::move(consumer_events_));
-  }
-  consumer_.reset();
+  release_kafka_consumer(consumer_, consumer_events_, ever_assigned_, cooperative_sticky_);
 }
 
 // The event path's Kafka end: the consumer's own queue (rebalances, errors, statistics, and

@@ -136,7 +136,46 @@ Metrics::Metrics(const Engine& engine, const GeoIp* geoip)
                              .Help("Times detection started again from the held partitions' warm-up points "
                                    "because partitions were assigned after this process had moved on")
                              .Register(*registry_)
-                             .Add({})) {
+                             .Add({})),
+      cluster_partitions(BuildGauge()
+                             .Name("portalwatch_cluster_partitions")
+                             .Help("Partitions of cluster.state_topic: what the members of a cluster share out (0: "
+                                   "not a cluster member)")
+                             .Register(*registry_)
+                             .Add({})),
+      cluster_owned_partitions(BuildGauge()
+                                   .Name("portalwatch_cluster_owned_partitions")
+                                   .Help("Partitions of cluster.state_topic this member owns: it publishes the "
+                                         "findings and decisions whose keys fall in them and runs their hooks")
+                                   .Register(*registry_)
+                                   .Add({})),
+      cluster_held_dropped(BuildCounter()
+                               .Name("portalwatch_cluster_held_dropped_total")
+                               .Help("Findings and decisions held for another member and dropped unpublished "
+                                     "(over cluster.standby_max)")
+                               .Register(*registry_)
+                               .Add({})) {
+  auto& held_family = BuildGauge()
+                          .Name("portalwatch_cluster_held")
+                          .Help("Findings and decisions another member owns, held in case this member takes "
+                                "their partition over before their owner publishes them")
+                          .Register(*registry_);
+  auto& taken_over_family = BuildCounter()
+                                .Name("portalwatch_cluster_taken_over_total")
+                                .Help("Findings and decisions published by this member when it took their "
+                                      "partition over, their previous owner not having published them")
+                                .Register(*registry_);
+  auto& before_family = BuildCounter()
+                            .Name("portalwatch_cluster_published_before_total")
+                            .Help("Findings and decisions of this member's partitions not published because "
+                                  "their previous owner had published them (same id)")
+                            .Register(*registry_);
+  for (std::size_t k = 0; k < 2; ++k) {
+    const std::map<std::string, std::string> kind{{"kind", k == 0 ? "finding" : "decision"}};
+    cluster_held[k] = &held_family.Add(kind);
+    cluster_taken_over[k] = &taken_over_family.Add(kind);
+    cluster_published_before[k] = &before_family.Add(kind);
+  }
   auto& suppressed_family = BuildCounter()
                                 .Name("portalwatch_findings_suppressed_total")
                                 .Help("Findings not published again: raised by an event replayed after a crash, or "

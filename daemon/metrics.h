@@ -87,6 +87,15 @@ class Metrics {
   std::array<prometheus::Gauge*, static_cast<size_t>(KafkaClient::kCount)> kafka_broker_rtt{};
   std::array<prometheus::Counter*, static_cast<size_t>(KafkaClient::kCount)> kafka_leader_changes{};
   std::array<prometheus::Counter*, static_cast<size_t>(TopicRole::kCount)> produce_failures{};
+  /// A cluster (daemon/cluster.h): the state topic's partitions, those this member owns; by kind
+  /// [0] finding, [1] decision: held for another member, published at a takeover, not published
+  /// because the previous owner had; held ones dropped (too many).
+  prometheus::Gauge& cluster_partitions;
+  prometheus::Gauge& cluster_owned_partitions;
+  std::array<prometheus::Gauge*, 2> cluster_held{};
+  std::array<prometheus::Counter*, 2> cluster_taken_over{};
+  std::array<prometheus::Counter*, 2> cluster_published_before{};
+  prometheus::Counter& cluster_held_dropped;
 
  private:
   struct TableSeries {

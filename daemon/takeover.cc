@@ -141,10 +141,9 @@ std::optional<PublishedFinding> parse_published_finding(std::string_view json) {
   return PublishedFinding{FindingLedger::key_of(f), LedgerEntry::of(f)};
 }
 
-std::vector<PublishedFinding> read_published_findings(const std::map<std::string, std::string>& properties,
-                                                      const std::string& topic, std::int64_t per_partition,
-                                                      std::chrono::milliseconds timeout, std::string& error) {
-  std::vector<PublishedFinding> out;
+void read_recent_messages(const std::map<std::string, std::string>& properties, const std::string& topic,
+                          std::int64_t per_partition, std::chrono::milliseconds timeout, std::string& error,
+                          const std::function<void(std::string_view)>& each) {
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   std::string err;
   for (const auto& [k, v] : properties) conf->set(k, v, err);  // already validated by the daemon's own clients
@@ -154,7 +153,7 @@ std::vector<PublishedFinding> read_published_findings(const std::map<std::string
   std::unique_ptr<RdKafka::KafkaConsumer> c(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!c) {
     error = "cannot create a reader of " + topic + ": " + err;
-    return out;
+    return;
   }
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto left_ms = [&] {
@@ -166,7 +165,7 @@ std::vector<PublishedFinding> read_published_findings(const std::map<std::string
   if (!t || c->metadata(false, t.get(), &md, left_ms()) != RdKafka::ERR_NO_ERROR || !md || md->topics()->empty()) {
     delete md;
     error = "cannot read the metadata of " + topic;
-    return out;
+    return;
   }
   std::vector<RdKafka::TopicPartition*> parts;
   std::int64_t remaining = 0;
@@ -184,10 +183,19 @@ std::vector<PublishedFinding> read_published_findings(const std::map<std::string
     std::unique_ptr<RdKafka::Message> m(c->consume(std::min(100, left_ms())));
     if (m->err() != RdKafka::ERR_NO_ERROR) continue;
     --remaining;
-    if (auto f = parse_published_finding({static_cast<const char*>(m->payload()), m->len()})) out.push_back(std::move(*f));
+    each({static_cast<const char*>(m->payload()), m->len()});
   }
   if (remaining > 0) error = std::to_string(remaining) + " message(s) of " + topic + " not read in time";
   c->close();
+}
+
+std::vector<PublishedFinding> read_published_findings(const std::map<std::string, std::string>& properties,
+                                                      const std::string& topic, std::int64_t per_partition,
+                                                      std::chrono::milliseconds timeout, std::string& error) {
+  std::vector<PublishedFinding> out;
+  read_recent_messages(properties, topic, per_partition, timeout, error, [&](std::string_view json) {
+    if (auto f = parse_published_finding(json)) out.push_back(std::move(*f));
+  });
   return out;
 }
 

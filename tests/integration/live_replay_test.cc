@@ -309,20 +309,28 @@ struct LiveRun {
   int port = 0;
 };
 
-// kafka_extra: more lines of the kafka section.
-LiveRun make_run(const Shared& s, const std::string& name, const std::string& kafka_extra = "") {
+// kafka_extra: more lines of the kafka section. member: a cluster member of that name (cluster.h),
+// whose state topic (state-NAME) and alerts and decisions topics the caller creates; its hook
+// record is the cluster's (each member appends to it); r.group is its own consumer group.
+LiveRun make_run(const Shared& s, const std::string& name, const std::string& kafka_extra = "",
+                 const std::string& member = "") {
   LiveRun r;
-  r.name = name;
+  const std::string file = member.empty() ? name : name + "-" + member;
+  r.name = file;
   r.group = "live-replay-" + name;
   r.alerts = "alerts-" + name;
   r.decisions = "decisions-" + name;
-  r.config = s.dir + "/" + name + ".yaml";
-  r.log = s.dir + "/" + name + ".log";
+  r.config = s.dir + "/" + file + ".yaml";
+  r.log = s.dir + "/" + file + ".log";
   r.hooks = s.dir + "/" + name + "-hook-runs.jsonl";
   r.port = free_port();
   std::string error;
-  REQUIRE_MESSAGE(s.broker->create_topic(r.alerts, 1, error), error);
-  REQUIRE_MESSAGE(s.broker->create_topic(r.decisions, 1, error), error);
+  if (member.empty()) {
+    REQUIRE_MESSAGE(s.broker->create_topic(r.alerts, 1, error), error);
+    REQUIRE_MESSAGE(s.broker->create_topic(r.decisions, 1, error), error);
+  }
+  const std::string group_id = r.group;
+  if (!member.empty()) r.group += "." + member;  // where the member commits (cluster.h)
   // Warm-up after a restart covers the whole stream. The daemon rebuilds its detectors' windows by
   // reading state.warmup_minutes of event time again (default 60), but the shipped detectors keep
   // state far longer than an hour: enumeration_daily's day, the shared-egress sources and
@@ -332,13 +340,15 @@ LiveRun make_run(const Shared& s, const std::string& name, const std::string& ka
   const TimeMs warmup_minutes = (s.last - s.first) / kMinuteMs + 60;
   REQUIRE(warmup_minutes <= 7 * 24 * 60);  // the configuration's limit
   std::ofstream(r.config) << default_config_with(
-      {{"kafka", "kafka:\n  bootstrap_servers: \"" + s.broker->bootstrap() + "\"\n  group_id: " + r.group +
-                     "\n  topics: [" + kTopic + "]\n  alerts_topic: " + r.alerts + "\n  decisions_topic: " +
+      {{"kafka", "kafka:\n  bootstrap_servers: \"" + s.broker->bootstrap() + "\"\n  group_id: " + group_id +
+                     (member.empty() ? "" : "\n  group_instance_id: " + member) + "\n  topics: [" + kTopic + "]\n  alerts_topic: " + r.alerts + "\n  decisions_topic: " +
                      r.decisions +
                      "\n  dead_letter_topic: \"\"\n  commit_interval_ms: 200\n  poll_timeout_ms: 100\n" + kafka_extra +
                      "  properties:\n    session.timeout.ms: \"3000\"\n    heartbeat.interval.ms: \"300\"\n"
                      "    partition.assignment.strategy: cooperative-sticky\n"},
-       {"state", "state:\n  path: \"" + s.dir + "/" + name + "-state\"\n  block_cache_mib: 16\n  warmup_minutes: " +
+       {"cluster", member.empty() ? "cluster:\n  enabled: false\n"
+                                  : "cluster:\n  enabled: true\n  state_topic: state-" + name + "\n"},
+       {"state", "state:\n  path: \"" + s.dir + "/" + file + "-state\"\n  block_cache_mib: 16\n  warmup_minutes: " +
                      std::to_string(warmup_minutes) + "\n"},
        {"metrics", "metrics:\n  enabled: true\n  listen: \"127.0.0.1:" + std::to_string(r.port) + "\"\n"},
        {"control", "control:\n  socket: \"\"\n"},
@@ -646,6 +656,42 @@ class HoldingConsumer final : public RdKafka::RebalanceCb {
   std::size_t delivered_ = 0;
 };
 
+// A cluster of `members` daemons (cluster.h): one state topic of kStatePartitions partitions, one
+// alerts and one decisions topic, one hook record; each member its own configuration, state,
+// metrics port, log and consumer group.
+constexpr int kStatePartitions = 8;
+
+std::vector<LiveRun> make_cluster(const Shared& s, const std::string& name, int members,
+                                  const std::string& kafka_extra = "") {
+  std::string error;
+  for (const auto& [topic, partitions] : std::vector<std::pair<std::string, int>>{
+           {"alerts-" + name, 1}, {"decisions-" + name, 1}, {"state-" + name, kStatePartitions}})
+    REQUIRE_MESSAGE(s.broker->create_topic(topic, partitions, error), error);
+  std::vector<LiveRun> runs;
+  for (int i = 0; i < members; ++i) runs.push_back(make_run(s, name, kafka_extra, "m" + std::to_string(i + 1)));
+  return runs;
+}
+
+// Waits until the members own every partition of the state topic between them, each at least one.
+void wait_shared_out(const std::vector<LiveRun>& members, std::chrono::seconds timeout) {
+  const auto deadline = SteadyClock::now() + timeout;
+  std::string owned;
+  while (SteadyClock::now() < deadline) {
+    double total = 0;
+    bool each = true;
+    owned.clear();
+    for (const auto& r : members) {
+      const double n = metric(scrape(r.port), "portalwatch_cluster_owned_partitions");
+      owned += (owned.empty() ? "" : " + ") + std::to_string(static_cast<int>(n));
+      total += std::max(0.0, n);
+      each = each && n >= 1;
+    }
+    if (each && total == kStatePartitions) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  FAIL("the members own " << owned << " of " << kStatePartitions << " partitions; log " << members[0].log);
+}
+
 }  // namespace
 
 TEST_CASE("integration: live equals replay: a backlog over 32 partitions read by one daemon") {
@@ -784,6 +830,106 @@ TEST_CASE("integration: live equals replay: partitions assigned to the daemon in
                           " events processed when it was asked for; " + std::to_string(delivered_to_holder) +
                           " messages reached the plain consumer)",
                       *partial_until);
+}
+
+}  // namespace portalwatch::test
+
+namespace portalwatch::test {
+
+// Several members (cluster.h): every member reads the whole backlog and detects everything; each
+// finding and decision is published by the member that owns its key's partition of the state
+// topic. One member is killed with SIGKILL mid-stream: the other takes its partitions over once
+// the group notices (session.timeout.ms, 3 s here) and publishes what was held for them; the
+// killed member restarts under its name and gets partitions back. The alerts and decisions
+// topics, together, must be replay's, each finding and decision once (by id), each "on"
+// decision's hook run once by one member.
+TEST_CASE("integration: live equals replay: a cluster of two members, one killed with SIGKILL mid-stream and restarted") {
+  const Shared& s = shared();
+  const auto t0 = SteadyClock::now();
+  std::vector<LiveRun> members = make_cluster(s, "cluster2", 2);
+  REQUIRE(s.broker->set_broker_rtt(1, kKilledRttMs));  // slow enough for the kill to land mid-stream
+  struct RttReset {
+    const Shared& s;
+    ~RttReset() { s.broker->set_broker_rtt(1, 0); }
+  } rtt_reset{s};
+  std::vector<pid_t> pids;
+  for (const auto& r : members) pids.push_back(spawn_daemon(r.config, r.log));
+  wait_shared_out(members, std::chrono::seconds(30));
+  // The second member is killed once it has read 40% of the stream.
+  const double mark = 0.4 * static_cast<double>(s.events);
+  RunMetrics seen;
+  const auto deadline = SteadyClock::now() + std::chrono::seconds(60);
+  while (SteadyClock::now() < deadline) {
+    seen = RunMetrics::of(scrape(members[1].port));
+    if (seen.received >= mark) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  REQUIRE_MESSAGE(seen.received >= mark, "member 2 read only " << seen.received << "; log " << members[1].log);
+  REQUIRE(kill(pids[1], SIGKILL) == 0);
+  int status = 0;
+  waitpid(pids[1], &status, 0);
+  CHECK(WIFSIGNALED(status));
+  const std::int64_t committed = committed_total(s.broker->bootstrap(), members[1].group, kTopic, kPartitions);
+  CHECK_MESSAGE(committed < static_cast<std::int64_t>(s.events), "the kill came after the end");
+  // The survivor takes every partition over once the group notices.
+  const auto takeover_from = SteadyClock::now();
+  double survivor_owned = 0;
+  while (SteadyClock::now() - takeover_from < std::chrono::seconds(30)) {
+    survivor_owned = metric(scrape(members[0].port), "portalwatch_cluster_owned_partitions");
+    if (survivor_owned == kStatePartitions) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  const double takeover_seconds = seconds_since(takeover_from);
+  CHECK_MESSAGE(survivor_owned == kStatePartitions, "the survivor owns " << survivor_owned << "; log " << members[0].log);
+  pids[1] = spawn_daemon(members[1].config, members[1].log);
+  s.broker->set_broker_rtt(1, 0);
+  wait_shared_out(members, std::chrono::seconds(30));
+  std::vector<RunMetrics> runs{seen};
+  double taken_over = 0, published_before = 0, held = 0;
+  for (std::size_t i = 0; i < members.size(); ++i) {
+    const std::string m = wait_caught_up(s, members[i], std::chrono::seconds(120));
+    runs.push_back(RunMetrics::of(m));
+    taken_over += metric(m, "portalwatch_cluster_taken_over_total{kind=\"finding\"}") +
+                  metric(m, "portalwatch_cluster_taken_over_total{kind=\"decision\"}");
+    published_before += metric(m, "portalwatch_cluster_published_before_total{kind=\"finding\"}") +
+                        metric(m, "portalwatch_cluster_published_before_total{kind=\"decision\"}");
+    held += metric(m, "portalwatch_cluster_held{kind=\"finding\"}");
+  }
+  for (std::size_t i = 0; i < members.size(); ++i) stop_daemon(pids[i], members[i]);
+  LiveRun all = members[0];
+  all.name = "cluster2";
+  all.log = members[0].log + " and " + members[1].log;
+  compare_with_replay(s, all, runs, seconds_since(t0),
+                      "(two members; member 2 killed at " + std::to_string(static_cast<long>(seen.received)) +
+                          " events read, " + std::to_string(committed) +
+                          " committed; the survivor owned every partition " + std::to_string(takeover_seconds) +
+                          " s after the kill; published at takeovers " + std::to_string(static_cast<long>(taken_over)) +
+                          ", not published again " + std::to_string(static_cast<long>(published_before)) +
+                          ", findings held at the end " + std::to_string(static_cast<long>(held)) + ")");
+}
+
+// Four members read the backlog together, none killed: the work is shared out, nothing is lost or
+// published twice.
+TEST_CASE("integration: live equals replay: a cluster of four members") {
+  const Shared& s = shared();
+  const auto t0 = SteadyClock::now();
+  std::vector<LiveRun> members = make_cluster(s, "cluster4", 4);
+  std::vector<pid_t> pids;
+  for (const auto& r : members) pids.push_back(spawn_daemon(r.config, r.log));
+  wait_shared_out(members, std::chrono::seconds(30));
+  std::vector<RunMetrics> runs;
+  std::string owned;
+  for (const auto& r : members) {
+    const std::string m = wait_caught_up(s, r, std::chrono::seconds(180));
+    runs.push_back(RunMetrics::of(m));
+    owned += (owned.empty() ? "" : "/") +
+             std::to_string(static_cast<int>(metric(m, "portalwatch_cluster_owned_partitions")));
+  }
+  for (std::size_t i = 0; i < members.size(); ++i) stop_daemon(pids[i], members[i]);
+  LiveRun all = members[0];
+  all.name = "cluster4";
+  all.log = s.dir + "/cluster4-m*.log";
+  compare_with_replay(s, all, runs, seconds_since(t0), "(four members owning " + owned + " partitions)");
 }
 
 }  // namespace portalwatch::test

@@ -1,0 +1,151 @@
+// Several daemons watching one portal (cluster.enabled). Each member is a whole replica: it reads
+// every event, in a consumer group of its own (kafka.group_id, '.', its name), and detects
+// everything, so each member's findings and decisions are exactly one daemon's (and a replay's);
+// nothing is split by user, source or network, so no detector or policy ever counts a share of
+// its entity. What the members share out is what is done about it: each finding and decision
+// has an owner key (a finding's entity, "user:jdoe42"; a decision's scope, "app:hsa"), the key
+// falls in one partition of cluster.state_topic (Kafka's murmur2 partitioner, as the Java
+// client's), and the group kafka.group_id assigns those partitions among the members (static
+// membership, cooperative-sticky): the member that owns the partition publishes the finding or
+// decision and runs its hooks.
+//
+// Every member also reads the alerts and decisions topics as they are written (from their last
+// kTopicHistory messages on at start). Ids are the same on every member (Finding::id_string), so
+// a member knows what has been published, whoever published it: what it makes for another
+// member's partitions it holds until it sees it published. A member that gains partitions (a
+// member died or left, or the group changed) reads those topics to their end and publishes what
+// it holds for them: their previous owner did not get there. What it makes later for them that
+// is published already (this member was behind) it does not publish again. Members may be far
+// apart in event time (a backlog): nothing is dropped for its age, only beyond
+// cluster.standby_max (counted). Kafka coordinates all of it: no protocol of portalwatch's own.
+#pragma once
+
+#include <librdkafka/rdkafkacpp.h>
+
+#include <cstdint>
+#include <array>
+#include <chrono>
+#include <deque>
+#include <list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "daemon/config.h"
+#include "daemon/finding_ledger.h"
+#include "daemon/kafka_client.h"
+#include "daemon/metrics.h"
+#include "detectors/decision.h"
+#include "detectors/finding.h"
+
+namespace portalwatch {
+
+/// The key whose partition decides who publishes: "<entity type>:<entity>" ("global:global").
+std::string owner_key(const Finding& f);
+/// A decision's: its scope's key ("global", "app:hsa", "ip:203.0.113.9").
+std::string owner_key(const Decision& d);
+
+/// The "id" a finding's or decision's JSON begins with (Finding::to_json, Decision::to_json), or
+/// "" when it does not begin so.
+std::string_view published_id(std::string_view json);
+
+/// What the Java client's default partitioner gives for key among `partitions`: the positive
+/// part of murmur2 of the key's bytes, modulo the partitions.
+std::int32_t key_partition(std::string_view key, std::int32_t partitions);
+
+class ClusterShare final : private RdKafka::RebalanceCb {
+ public:
+  /// A finding or decision another member owns, kept for a takeover.
+  struct Held {
+    std::string id;
+    std::int32_t partition = 0;
+    TimeMs at = 0;
+    std::string json;
+    std::string message_key;  ///< its message's key on the alerts or decisions topic
+    std::uint64_t seq = 0;    ///< its running number (Finding::seq, Decision::seq): the outbox's order
+    std::string ledger_key;   ///< a finding's entry in the ledger, with the entry
+    LedgerEntry ledger_entry;
+    std::optional<Decision> decision;  ///< set for a decision (its hooks run at a takeover)
+  };
+
+  /// All must outlive it.
+  ClusterShare(const ClusterConfig& cluster, const KafkaConfig& kafka, Metrics& metrics,
+               KafkaClientEvents& events);
+  ~ClusterShare() override;
+  ClusterShare(const ClusterShare&) = delete;
+  ClusterShare& operator=(const ClusterShare&) = delete;
+
+  /// How many of the newest messages of each partition of the alerts and decisions topics a
+  /// member reads at start, to know what was published before it came.
+  static constexpr std::int64_t kTopicHistory = 20'000;
+
+  /// Joins the group kafka.group_id on the state topic as `member` (static membership), and
+  /// starts reading the alerts and decisions topics, with `common` (the properties the daemon's
+  /// Kafka clients share). False with `error` set when a consumer cannot be made or a topic does
+  /// not exist.
+  bool start(const std::map<std::string, std::string>& common, const std::string& member,
+             std::string& error);
+  /// Serves the group (rebalances) and reads what was published since; the event loop, each
+  /// round. Nothing of the state topic is fetched: its partitions are only owned.
+  void poll();
+  /// Reads the alerts and decisions topics to their ends as they are now, for at most `timeout`
+  /// (before a takeover). False when they could not be read to their ends in time.
+  bool catch_up(std::chrono::milliseconds timeout);
+  /// Leaves the group (a static member keeps its partitions for session.timeout.ms) and destroys
+  /// the consumers.
+  void close();
+
+  std::int32_t partitions() const { return partitions_; }
+  std::int32_t partition_of(std::string_view key) const { return key_partition(key, partitions_); }
+  bool owns(std::string_view key) const { return owned_.count(partition_of(key)) > 0; }
+  std::size_t owned_count() const { return owned_.size(); }
+  /// Partitions gained since the last call (each one a takeover to carry out).
+  std::vector<std::int32_t> take_gained();
+
+  /// Keeps h until it is seen published or its partition is taken over (and at most
+  /// cluster.standby_max, the oldest dropped); not when it was published already.
+  void hold(Held h);
+  /// What is held for these partitions, in the order it was made; no longer held.
+  std::vector<Held> release(const std::vector<std::int32_t>& partitions);
+  std::size_t held() const { return held_.size(); }
+
+  /// An id seen on the alerts or decisions topic: what is held under it goes.
+  void seen_published(std::string_view id);
+  /// Whether it was seen on the topics (the newest ids, several times cluster.standby_max).
+  bool published_before(const std::string& id) const { return published_.count(id) > 0; }
+
+  /// Into the cluster metrics (the event loop).
+  void sync_metrics();
+
+ private:
+  void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
+                    std::vector<RdKafka::TopicPartition*>& partitions) override;
+  bool start_reader(const std::map<std::string, std::string>& common, std::string& error);
+  void read_published(int max_messages);
+
+  const ClusterConfig& config_;
+  const KafkaConfig& kafka_;
+  Metrics& metrics_;
+  KafkaClientEvents& events_;
+  std::unique_ptr<DetachableEventCb> consumer_events_;
+  std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  bool cooperative_sticky_ = false;
+  bool ever_assigned_ = false;
+  std::int32_t partitions_ = 1;
+  std::set<std::int32_t> owned_;
+  std::vector<std::int32_t> gained_;
+  std::unique_ptr<RdKafka::KafkaConsumer> reader_;  // the alerts and decisions topics, no group
+  std::list<Held> held_;  // in the order made
+  std::unordered_map<std::string, std::list<Held>::iterator> held_by_id_;
+  std::array<std::size_t, 2> held_count_{};
+  std::unordered_set<std::string> published_;
+  std::deque<std::string> published_order_;  // oldest first, to bound published_
+};
+
+}  // namespace portalwatch
