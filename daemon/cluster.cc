@@ -34,6 +34,7 @@ ClusterShare::~ClusterShare() { close(); }
 
 bool ClusterShare::start(const std::map<std::string, std::string>& common, const std::string& member,
                          std::string& error) {
+  member_ = member;
   auto props = common;
   props["group.id"] = kafka_.group_id;
   if (!member.empty()) props["group.instance.id"] = member;
@@ -86,6 +87,9 @@ bool ClusterShare::start_reader(const std::map<std::string, std::string>& common
   props["enable.auto.commit"] = "false";
   props["enable.partition.eof"] = "false";
   props["client.id"] = props.count("client.id") ? props["client.id"] + "-published" : "portalwatch-published";
+  // A fetch held by the broker delays what follows it on the connection (the offsets asked for
+  // before a takeover or a status): 500 ms by default.
+  if (!props.count("fetch.wait.max.ms")) props["fetch.wait.max.ms"] = "50";
   for (const char* k : {"partition.assignment.strategy", "group.instance.id"}) props.erase(k);
   auto conf = make_kafka_conf(props, error);
   if (!conf) return false;
@@ -97,7 +101,7 @@ bool ClusterShare::start_reader(const std::map<std::string, std::string>& common
     return false;
   }
   std::vector<RdKafka::TopicPartition*> parts;
-  for (const std::string& name : {kafka_.alerts_topic, kafka_.decisions_topic}) {
+  for (const std::string& name : {kafka_.alerts_topic, kafka_.decisions_topic, config_.state_topic}) {
     std::unique_ptr<RdKafka::Topic> topic(RdKafka::Topic::create(reader_.get(), name, nullptr, err));
     RdKafka::Metadata* md = nullptr;
     const auto rc = topic ? reader_->metadata(false, topic.get(), &md, 10000) : RdKafka::ERR__INVALID_ARG;
@@ -116,12 +120,117 @@ bool ClusterShare::start_reader(const std::map<std::string, std::string>& common
         RdKafka::TopicPartition::destroy(parts);
         return false;
       }
-      parts.push_back(RdKafka::TopicPartition::create(name, p->id(), std::max(low, high - kTopicHistory)));
+      // The state topic whole (compacted: the newest record of each key, and what came since).
+      const std::int64_t from =
+          name == config_.state_topic ? RdKafka::Topic::OFFSET_BEGINNING : std::max(low, high - kTopicHistory);
+      parts.push_back(RdKafka::TopicPartition::create(name, p->id(), from));
     }
   }
   reader_->assign(parts);
   RdKafka::TopicPartition::destroy(parts);
+
+  // The operator's changes: stored on every in-sync replica before they are answered.
+  auto pprops = common;
+  for (const char* k : {"partition.assignment.strategy", "group.instance.id", "auto.offset.reset",
+                        "session.timeout.ms", "heartbeat.interval.ms", "fetch.wait.max.ms",
+                        "queued.min.messages", "queued.max.messages.kbytes", "enable.partition.eof",
+                        "max.poll.interval.ms"})
+    pprops.erase(k);
+  pprops["acks"] = "all";
+  pprops["enable.idempotence"] = "true";
+  pprops["linger.ms"] = "0";
+  pprops["partitioner"] = "murmur2_random";  // a key's partition as the Java client's
+  pprops["client.id"] = props["client.id"] + "-state";
+  auto pconf = make_kafka_conf(pprops, error);
+  if (!pconf) return false;
+  pconf->set("event_cb", static_cast<RdKafka::EventCb*>(consumer_events_.get()), err);
+  pconf->set("dr_cb", static_cast<RdKafka::DeliveryReportCb*>(this), err);
+  state_producer_.reset(RdKafka::Producer::create(pconf.get(), err));
+  if (!state_producer_) {
+    error = "cannot create the cluster's producer of state records: " + err;
+    return false;
+  }
   return true;
+}
+
+void ClusterShare::dr_cb(RdKafka::Message& m) {
+  const auto it = deliveries_.find(static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(m.msg_opaque())));
+  if (it == deliveries_.end()) {
+    if (m.err() != RdKafka::ERR_NO_ERROR)
+      spdlog::error("cluster: a state record answered too late was not stored: {}", m.errstr());
+    return;
+  }
+  it->second = {true, m.err(), m.partition(), m.offset()};
+}
+
+void ClusterShare::on_message(const RdKafka::Message& m) {
+  const std::string_view payload{static_cast<const char*>(m.payload()), m.len()};
+  if (m.topic_name() == config_.state_topic) {
+    if (on_state_ && m.key()) on_state_(*m.key(), payload, loading_);
+    return;
+  }
+  seen_published(published_id(payload));
+}
+
+bool ClusterShare::load_state(std::chrono::milliseconds timeout) {
+  loading_ = true;
+  const bool done = catch_up(timeout);
+  loading_ = false;
+  return done;
+}
+
+bool ClusterShare::write_state(const std::string& key, const std::string& value, std::chrono::milliseconds timeout,
+                               std::string& error) {
+  if (!state_producer_) {
+    error = "not a cluster member";
+    return false;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const std::uint64_t n = next_write_++;
+  deliveries_[n] = {};
+  const auto rc = state_producer_->produce(config_.state_topic, RdKafka::Topic::PARTITION_UA,
+                                           RdKafka::Producer::RK_MSG_COPY, const_cast<char*>(value.data()),
+                                           value.size(), key.data(), key.size(), 0,
+                                           reinterpret_cast<void*>(static_cast<std::uintptr_t>(n)));
+  if (rc != RdKafka::ERR_NO_ERROR) {
+    deliveries_.erase(n);
+    error = "cannot store it on " + config_.state_topic + ": " + RdKafka::err2str(rc);
+    return false;
+  }
+  while (!deliveries_[n].done && std::chrono::steady_clock::now() < deadline) state_producer_->poll(10);
+  const Delivery outcome = deliveries_[n];
+  deliveries_.erase(n);
+  if (!outcome.done) {
+    // Not known whether it was stored; delivery goes on (and is then applied when read).
+    error = "not acknowledged by the brokers within " + std::to_string(timeout.count() / 1000) + " s";
+    return false;
+  }
+  if (outcome.err != RdKafka::ERR_NO_ERROR) {
+    error = "not stored on " + config_.state_topic + ": " + RdKafka::err2str(outcome.err);
+    return false;
+  }
+  if (!read_state_to(outcome.partition, outcome.offset, deadline)) {
+    error = "stored, but not read back within " + std::to_string(timeout.count() / 1000) +
+            " s: it applies when it is read";
+    return false;
+  }
+  return true;
+}
+
+bool ClusterShare::read_state_to(std::int32_t partition, std::int64_t offset,
+                                 std::chrono::steady_clock::time_point deadline) {
+  std::vector<RdKafka::TopicPartition*> at{RdKafka::TopicPartition::create(config_.state_topic, partition)};
+  bool done = false;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (reader_->position(at) == RdKafka::ERR_NO_ERROR && at[0]->offset() > offset) {
+      done = true;
+      break;
+    }
+    std::unique_ptr<RdKafka::Message> m(reader_->consume(10));
+    if (m->err() == RdKafka::ERR_NO_ERROR) on_message(*m);
+  }
+  RdKafka::TopicPartition::destroy(at);
+  return done;
 }
 
 void ClusterShare::read_published(int max_messages) {
@@ -129,7 +238,7 @@ void ClusterShare::read_published(int max_messages) {
     std::unique_ptr<RdKafka::Message> m(reader_->consume(0));
     if (m->err() == RdKafka::ERR__TIMED_OUT) break;
     if (m->err() != RdKafka::ERR_NO_ERROR) continue;  // reported through the event callback
-    seen_published(published_id({static_cast<const char*>(m->payload()), m->len()}));
+    on_message(*m);
   }
 }
 
@@ -140,6 +249,7 @@ void ClusterShare::poll() {
     if (m->err() == RdKafka::ERR__TIMED_OUT) break;
     // A message fetched between an assignment and its pause: nothing to do with it.
   }
+  if (state_producer_) state_producer_->poll(0);
   read_published(10'000);
 }
 
@@ -148,11 +258,17 @@ bool ClusterShare::catch_up(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::vector<RdKafka::TopicPartition*> parts;
   if (reader_->assignment(parts) != RdKafka::ERR_NO_ERROR) return false;
+  // Every partition's end in one request per leader (offsetsForTimes with "latest").
+  std::vector<RdKafka::TopicPartition*> query;
+  for (auto* p : parts) query.push_back(RdKafka::TopicPartition::create(p->topic(), p->partition(), -1));
   std::map<std::pair<std::string, std::int32_t>, std::int64_t> ends;
-  for (auto* p : parts) {
-    std::int64_t low = 0, high = 0;
-    if (reader_->query_watermark_offsets(p->topic(), p->partition(), &low, &high, 5000) == RdKafka::ERR_NO_ERROR)
-      ends[{p->topic(), p->partition()}] = high;
+  if (reader_->offsetsForTimes(query, 5000) == RdKafka::ERR_NO_ERROR)
+    for (auto* q : query)
+      if (q->err() == RdKafka::ERR_NO_ERROR) ends[{q->topic(), q->partition()}] = q->offset();
+  RdKafka::TopicPartition::destroy(query);
+  if (ends.size() != parts.size()) {
+    RdKafka::TopicPartition::destroy(parts);
+    return false;
   }
   bool done = false;
   while (!done && std::chrono::steady_clock::now() < deadline) {
@@ -166,8 +282,7 @@ bool ClusterShare::catch_up(std::chrono::milliseconds timeout) {
     }
     if (!done) {
       std::unique_ptr<RdKafka::Message> m(reader_->consume(10));
-      if (m->err() == RdKafka::ERR_NO_ERROR)
-        seen_published(published_id({static_cast<const char*>(m->payload()), m->len()}));
+      if (m->err() == RdKafka::ERR_NO_ERROR) on_message(*m);
     }
   }
   RdKafka::TopicPartition::destroy(parts);
@@ -175,6 +290,10 @@ bool ClusterShare::catch_up(std::chrono::milliseconds timeout) {
 }
 
 void ClusterShare::close() {
+  if (state_producer_) {
+    state_producer_->flush(1000);
+    state_producer_.reset();
+  }
   if (reader_) {
     reader_->close();
     reader_.reset();

@@ -18,6 +18,12 @@
 // is published already (this member was behind) it does not publish again. Members may be far
 // apart in event time (a backlog): nothing is dropped for its age, only beyond
 // cluster.standby_max (counted). Kafka coordinates all of it: no protocol of portalwatch's own.
+//
+// The operator's changes (lockdowns on and off, the allowlist, silences) are records of the state
+// topic (compacted, keyed by what they change), which every member reads whole from its start and
+// applies in the topic's order: the same state on every member, whichever member an operator
+// asked. A change is answered once its record is stored (acks=all) and this member has read it
+// back and applied it.
 #pragma once
 
 #include <librdkafka/rdkafkacpp.h>
@@ -26,6 +32,7 @@
 #include <array>
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
@@ -59,7 +66,7 @@ std::string_view published_id(std::string_view json);
 /// part of murmur2 of the key's bytes, modulo the partitions.
 std::int32_t key_partition(std::string_view key, std::int32_t partitions);
 
-class ClusterShare final : private RdKafka::RebalanceCb {
+class ClusterShare final : private RdKafka::RebalanceCb, private RdKafka::DeliveryReportCb {
  public:
   /// A finding or decision another member owns, kept for a takeover.
   struct Held {
@@ -94,13 +101,31 @@ class ClusterShare final : private RdKafka::RebalanceCb {
   /// Serves the group (rebalances) and reads what was published since; the event loop, each
   /// round. Nothing of the state topic is fetched: its partitions are only owned.
   void poll();
-  /// Reads the alerts and decisions topics to their ends as they are now, for at most `timeout`
-  /// (before a takeover). False when they could not be read to their ends in time.
+  /// Reads the alerts, decisions and state topics to their ends as they are now, for at most
+  /// `timeout` (before a takeover; at start, the state). False when they could not be read to
+  /// their ends in time.
   bool catch_up(std::chrono::milliseconds timeout);
+
+  /// Applies a record of the state topic (key, value; `starting`: read before the member's first
+  /// event, the state it joins). Called from poll(), catch_up() and write_state().
+  using StateHandler = std::function<void(std::string_view key, std::string_view value, bool starting)>;
+  void set_state_handler(StateHandler handler) { on_state_ = std::move(handler); }
+  /// Reads the state topic whole (at start, before the first event): false when not within
+  /// `timeout`.
+  bool load_state(std::chrono::milliseconds timeout);
+  /// Whether the state topic is being read at start (load_state): what is applied then was acted
+  /// on when it was made.
+  bool loading() const { return loading_; }
+  /// Stores a record on the state topic (waiting for the brokers' acknowledgement) and reads the
+  /// topic up to it, applying what comes before it and it: within `timeout`. False with `error`
+  /// when it was not stored, or not read back in time (it is stored: it applies when read).
+  bool write_state(const std::string& key, const std::string& value, std::chrono::milliseconds timeout,
+                   std::string& error);
   /// Leaves the group (a static member keeps its partitions for session.timeout.ms) and destroys
   /// the consumers.
   void close();
 
+  const std::string& member() const { return member_; }
   std::int32_t partitions() const { return partitions_; }
   std::int32_t partition_of(std::string_view key) const { return key_partition(key, partitions_); }
   bool owns(std::string_view key) const { return owned_.count(partition_of(key)) > 0; }
@@ -126,8 +151,12 @@ class ClusterShare final : private RdKafka::RebalanceCb {
  private:
   void rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
                     std::vector<RdKafka::TopicPartition*>& partitions) override;
+  void dr_cb(RdKafka::Message& m) override;  // the state producer's
   bool start_reader(const std::map<std::string, std::string>& common, std::string& error);
   void read_published(int max_messages);
+  void on_message(const RdKafka::Message& m);
+  // Reads until the reader's position in the state topic's `partition` is past `offset`.
+  bool read_state_to(std::int32_t partition, std::int64_t offset, std::chrono::steady_clock::time_point deadline);
 
   const ClusterConfig& config_;
   const KafkaConfig& kafka_;
@@ -135,12 +164,26 @@ class ClusterShare final : private RdKafka::RebalanceCb {
   KafkaClientEvents& events_;
   std::unique_ptr<DetachableEventCb> consumer_events_;
   std::unique_ptr<RdKafka::KafkaConsumer> consumer_;
+  std::string member_;
   bool cooperative_sticky_ = false;
   bool ever_assigned_ = false;
   std::int32_t partitions_ = 1;
   std::set<std::int32_t> owned_;
   std::vector<std::int32_t> gained_;
-  std::unique_ptr<RdKafka::KafkaConsumer> reader_;  // the alerts and decisions topics, no group
+  std::unique_ptr<RdKafka::KafkaConsumer> reader_;  // the alerts, decisions and state topics, no group
+  std::unique_ptr<RdKafka::Producer> state_producer_;  // records of the state topic, acks=all
+  StateHandler on_state_;
+  bool loading_ = false;
+  // Outcomes of state records in flight, by the number write_state gave them (their opaque): one
+  // that write_state stopped waiting for is forgotten, and its report then ignored.
+  struct Delivery {
+    bool done = false;
+    RdKafka::ErrorCode err = RdKafka::ERR_NO_ERROR;
+    std::int32_t partition = -1;
+    std::int64_t offset = -1;
+  };
+  std::map<std::uint64_t, Delivery> deliveries_;
+  std::uint64_t next_write_ = 1;
   std::list<Held> held_;  // in the order made
   std::unordered_map<std::string, std::list<Held>::iterator> held_by_id_;
   std::array<std::size_t, 2> held_count_{};

@@ -161,8 +161,10 @@ void DaemonOutputs::decide(Decision&& d) {
   if (cluster_) {
     const std::string id = d.id_string();
     const std::string key = owner_key(d);
-    const bool held = !cluster_->owns(key);
-    if (held || cluster_->published_before(id)) {
+    // Made from the state topic's records as this member starts (the operator's changes so far):
+    // acted on when they were made.
+    const bool held = !cluster_->owns(key) && !cluster_->loading();
+    if (held || cluster_->loading() || cluster_->published_before(id)) {
       // Another member acts on it (or did): every member keeps the same lockdown state, and this
       // one runs no hook for it, now or after a restart, unless it takes its partition over.
       const std::string lockdown_key = PolicyEngine::key_of(d.action, d.scope);
@@ -174,7 +176,7 @@ void DaemonOutputs::decide(Decision&& d) {
         spdlog::info("decision {} held for the member that owns {}", id, key);
         cluster_->hold({id, cluster_->partition_of(key), d.at, json, d.scope.key(), d.seq, {}, {}, d});
         if (observers_.on_published) observers_.on_published(ControlStream::kDecisions, json);
-      } else {
+      } else if (!cluster_->loading()) {
         metrics_.cluster_published_before[1]->Increment();
       }
       return;

@@ -276,6 +276,16 @@ class KafkaDaemon final {
     const std::map<std::string, std::string> common = kafka_common_properties(config_.kafka);
     if (!cluster_->start(common, p.source.instance(), error)) return false;
     p.outputs.set_cluster(cluster_.get(), common);
+    p.operator_commands.set_cluster(cluster_.get());
+    // The operator's changes so far, before the first event: the state every member is in.
+    const auto started = SteadyClock::now();
+    if (!cluster_->load_state(std::chrono::seconds(30))) {
+      error = "cluster: the state topic " + config_.cluster.state_topic + " could not be read within 30 s";
+      return false;
+    }
+    spdlog::info("cluster: state read in {} ms: {} lockdown(s) in force, {} allowlisted, {} silenced",
+                 std::chrono::duration_cast<std::chrono::milliseconds>(SteadyClock::now() - started).count(),
+                 p.policies.active().size(), p.policies.allowlist().size(), p.policies.silences().size());
     return true;
   }
 

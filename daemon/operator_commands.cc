@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstdlib>
 
+#include <simdjson.h>
+
 #include "daemon/log.h"
 #include "detectors/json_writer.h"
 #include "portalwatch_version.h"
@@ -157,6 +159,12 @@ std::string OperatorCommands::allowlist_json() const {
 
 ControlReply OperatorCommands::execute(const ControlPeer& peer, const ControlRequest& r) {
   const TimeMs now = clock_.now();
+  // In a cluster, what the operator is shown includes every change stored before the question,
+  // whichever member it was made on: the state topic is read to its end first.
+  if (cluster_ && (r.command == ControlCommand::kStatus ||
+                   (r.command == ControlCommand::kAllowlist && r.op == AllowlistOp::kList)) &&
+      !cluster_->catch_up(std::chrono::seconds(2)))
+    spdlog::warn("cluster: the state topic was not read to its end within 2 s; status may be behind");
   switch (r.command) {
     case ControlCommand::kStatus:
       return ControlReply::success(status_json());
@@ -165,47 +173,158 @@ ControlReply OperatorCommands::execute(const ControlPeer& peer, const ControlReq
     case ControlCommand::kDecisions:
       return ControlReply::success(items(recent_decisions_, r.limit));
     case ControlCommand::kLockdown: {
-      // The same path as a policy's decision: stored, logged, published, hooks run.
-      auto m = policies_.manual(r.scope, DecisionAction::kLockdown, r.on, peer.user, r.reason,
-                                r.ttl_seconds * kSecondMs, now);
-      if (!m.error.empty()) return ControlReply::failure(control_error::kFailed, m.error);
-      if (m.changed) outputs_.decide(Decision(*m.decision));
-      return ControlReply::success("{\"decision\":" + m.decision->to_json() +
-                                   ",\"changed\":" + (m.changed ? "true" : "false") + "}");
+      if (!cluster_) return lockdown(r.scope, r.on, peer.user, r.reason, r.ttl_seconds * kSecondMs, now);
+      std::string rec = "{\"op\":\"lockdown\",\"scope\":";
+      append_json_string(rec, r.scope.key());
+      rec += std::string(",\"on\":") + (r.on ? "true" : "false") + ",\"user\":";
+      append_json_string(rec, peer.user);
+      rec += ",\"reason\":";
+      append_json_string(rec, r.reason);
+      rec += ",\"ttl_ms\":" + std::to_string(r.ttl_seconds * kSecondMs) + ",\"at\":" + std::to_string(now);
+      return through_cluster(PolicyEngine::key_of(DecisionAction::kLockdown, r.scope), std::move(rec));
     }
     case ControlCommand::kAllowlist: {
-      const std::string name = "allow/" + r.network.to_string();
-      if (r.op == AllowlistOp::kAdd) {
-        policies_.allow({r.network, r.comment, peer.operator_name(), now});
-        const std::string value =
-            r.comment + '\n' + peer.operator_name() + '\n' + std::to_string(now);
-        if (!persist_setting(name, &value))
-          return ControlReply::failure(control_error::kFailed, "not stored");
-      } else if (r.op == AllowlistOp::kRemove) {
-        if (!policies_.disallow(r.network))
-          return ControlReply::failure(control_error::kFailed,
-                                       r.network.to_string() + " is not on the allowlist");
-        if (!persist_setting(name, nullptr))
-          return ControlReply::failure(control_error::kFailed, "not stored");
-      }
-      return ControlReply::success(allowlist_json());
+      if (r.op == AllowlistOp::kList) return ControlReply::success(allowlist_json());
+      if (!cluster_)
+        return r.op == AllowlistOp::kAdd ? allow(r.network, r.comment, peer.operator_name(), now)
+                                         : disallow(r.network);
+      if (r.op == AllowlistOp::kRemove && std::none_of(policies_.allowlist().begin(), policies_.allowlist().end(),
+                                                       [&](const auto& a) { return a.network.to_string() == r.network.to_string(); }))
+        return ControlReply::failure(control_error::kFailed, r.network.to_string() + " is not on the allowlist");
+      std::string rec = std::string("{\"op\":\"") + (r.op == AllowlistOp::kAdd ? "allow" : "disallow") +
+                        "\",\"network\":";
+      append_json_string(rec, r.network.to_string());
+      rec += ",\"comment\":";
+      append_json_string(rec, r.comment);
+      rec += ",\"by\":";
+      append_json_string(rec, peer.operator_name());
+      rec += ",\"at\":" + std::to_string(now);
+      return through_cluster("allow " + r.network.to_string(), std::move(rec));
     }
     case ControlCommand::kSilence: {
       const TimeMs until = r.seconds > 0 ? now + r.seconds * kSecondMs : 0;
-      policies_.silence({r.detector, until, peer.operator_name(), r.reason});
-      const std::string value =
-          std::to_string(until) + '\n' + peer.operator_name() + '\n' + r.reason;
-      if (!persist_setting("silence/" + r.detector, until ? &value : nullptr))
-        return ControlReply::failure(control_error::kFailed, "not stored");
-      std::string out = "{\"detector\":";
-      append_json_string(out, r.detector);
-      out += until ? ",\"until\":\"" + format_rfc3339(until) + "\"}" : ",\"until\":null}";
-      return ControlReply::success(out);
+      if (!cluster_) return silence(r.detector, until, peer.operator_name(), r.reason);
+      std::string rec = "{\"op\":\"silence\",\"detector\":";
+      append_json_string(rec, r.detector);
+      rec += ",\"until\":" + std::to_string(until) + ",\"by\":";
+      append_json_string(rec, peer.operator_name());
+      rec += ",\"reason\":";
+      append_json_string(rec, r.reason);
+      rec += ",\"at\":" + std::to_string(now);
+      return through_cluster("silence " + r.detector, std::move(rec));
     }
     case ControlCommand::kReload:
       return reload();
   }
   return ControlReply::failure(control_error::kBadRequest, "unknown command");
+}
+
+// The same path as a policy's decision: stored, logged, published (by the member that owns the
+// scope, in a cluster), hooks run.
+ControlReply OperatorCommands::lockdown(const Scope& scope, bool on, const std::string& user,
+                                        const std::string& reason, TimeMs ttl, TimeMs at) {
+  auto m = policies_.manual(scope, DecisionAction::kLockdown, on, user, reason, ttl, at);
+  if (!m.error.empty()) return ControlReply::failure(control_error::kFailed, m.error);
+  if (m.changed) outputs_.decide(Decision(*m.decision));
+  return ControlReply::success("{\"decision\":" + m.decision->to_json() +
+                               ",\"changed\":" + (m.changed ? "true" : "false") + "}");
+}
+
+ControlReply OperatorCommands::allow(const IpNetwork& network, const std::string& comment, const std::string& by,
+                                     TimeMs at) {
+  policies_.allow({network, comment, by, at});
+  const std::string value = comment + '\n' + by + '\n' + std::to_string(at);
+  if (!persist_setting("allow/" + network.to_string(), &value))
+    return ControlReply::failure(control_error::kFailed, "not stored");
+  return ControlReply::success(allowlist_json());
+}
+
+ControlReply OperatorCommands::disallow(const IpNetwork& network) {
+  if (!policies_.disallow(network))
+    return ControlReply::failure(control_error::kFailed, network.to_string() + " is not on the allowlist");
+  if (!persist_setting("allow/" + network.to_string(), nullptr))
+    return ControlReply::failure(control_error::kFailed, "not stored");
+  return ControlReply::success(allowlist_json());
+}
+
+ControlReply OperatorCommands::silence(const std::string& detector, TimeMs until, const std::string& by,
+                                       const std::string& reason) {
+  policies_.silence({detector, until, by, reason});
+  const std::string value = std::to_string(until) + '\n' + by + '\n' + reason;
+  if (!persist_setting("silence/" + detector, until ? &value : nullptr))
+    return ControlReply::failure(control_error::kFailed, "not stored");
+  std::string out = "{\"detector\":";
+  append_json_string(out, detector);
+  out += until ? ",\"until\":\"" + format_rfc3339(until) + "\"}" : ",\"until\":null}";
+  return ControlReply::success(out);
+}
+
+void OperatorCommands::set_cluster(ClusterShare* cluster) {
+  cluster_ = cluster;
+  if (cluster_)
+    cluster_->set_state_handler(
+        [this](std::string_view key, std::string_view value, bool starting) { apply_state(key, value, starting); });
+}
+
+// The record carries a request id (this member's name and a number) so that the member that wrote
+// it knows its own when it reads it back, and answers with what applying it did. Until then the
+// change is in force nowhere, not even here: every member applies the records in the topic's order.
+ControlReply OperatorCommands::through_cluster(const std::string& key, std::string record) {
+  const std::string request = cluster_->member() + "/" + std::to_string(++requests_);
+  record += ",\"request\":";
+  append_json_string(record, request);
+  record += "}";
+  pending_request_ = request;
+  pending_reply_.reset();
+  std::string error;
+  const bool stored = cluster_->write_state(key, record, std::chrono::seconds(5), error);
+  pending_request_.clear();
+  if (!stored) {
+    spdlog::error("cluster: operator change {} ({}): {}", key, request, error);
+    return ControlReply::failure(control_error::kFailed, error);
+  }
+  if (!pending_reply_)  // read back, but not applied (a record this member could not read)
+    return ControlReply::failure(control_error::kFailed, "stored, but not applied here");
+  ControlReply reply = std::move(*pending_reply_);
+  pending_reply_.reset();
+  return reply;
+}
+
+void OperatorCommands::apply_state(std::string_view key, std::string_view value, bool starting) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element doc;
+  std::string_view op, request;
+  ControlReply reply = ControlReply::failure(control_error::kFailed, "not a change portalwatch knows");
+  const auto text = [&](const char* k) {
+    std::string_view v;
+    return doc[k].get_string().get(v) ? std::string() : std::string(v);
+  };
+  const auto number = [&](const char* k) {
+    std::int64_t v = 0;
+    return doc[k].get_int64().get(v) ? std::int64_t{0} : v;
+  };
+  if (!parser.parse(value.data(), value.size()).get(doc) && !doc["op"].get_string().get(op)) {
+    if (doc["request"].get_string().get(request)) request = {};
+    if (op == "lockdown") {
+      const auto scope = Scope::parse(text("scope"));
+      bool on = false;
+      if (scope && !doc["on"].get_bool().get(on))
+        reply = lockdown(*scope, on, text("user"), text("reason"), number("ttl_ms"), number("at"));
+    } else if (op == "allow" || op == "disallow") {
+      if (const auto net = IpNetwork::parse(text("network")))
+        reply = op == "allow" ? allow(*net, text("comment"), text("by"), number("at")) : disallow(*net);
+    } else if (op == "silence") {
+      reply = silence(text("detector"), number("until"), text("by"), text("reason"));
+    }
+  }
+  if (!request.empty() && request == pending_request_) {
+    pending_reply_ = std::move(reply);
+    return;
+  }
+  if (!reply.ok && !starting)
+    spdlog::warn("cluster: the state topic's record {} was not applied: {}", std::string(key), reply.error_message);
+  else if (reply.ok && !starting)
+    spdlog::info("cluster: applied {} from the state topic", std::string(key));
 }
 
 bool OperatorCommands::persist_setting(const std::string& name, const std::string* value) {

@@ -9,9 +9,12 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "daemon/cluster.h"
 #include "daemon/config.h"
 #include "daemon/control.h"
 #include "daemon/control_server.h"
@@ -63,6 +66,11 @@ class OperatorCommands final : public ControlHandler {
   /// Reads the configuration file again and applies it (see the definition); an error anywhere
   /// changes nothing.
   ControlReply reload();
+  /// A cluster member (cluster.h): the operator's changes go through the state topic (stored,
+  /// read back, applied in its order on every member); must outlive this.
+  void set_cluster(ClusterShare* cluster);
+  /// A record of the state topic: the change it carries applied (ClusterShare's state handler).
+  void apply_state(std::string_view key, std::string_view value, bool starting);
 
  private:
   // A request from the control server's thread, carried out on the event loop (which owns every
@@ -74,6 +82,16 @@ class OperatorCommands final : public ControlHandler {
   };
 
   ControlReply execute(const ControlPeer& peer, const ControlRequest& r);
+  // The changes, wherever they come from (a request to this member, a record of the state topic):
+  // `by` the operator, at `at` (their wall clock).
+  ControlReply lockdown(const Scope& scope, bool on, const std::string& user, const std::string& reason,
+                        TimeMs ttl, TimeMs at);
+  ControlReply allow(const IpNetwork& network, const std::string& comment, const std::string& by, TimeMs at);
+  ControlReply disallow(const IpNetwork& network);
+  ControlReply silence(const std::string& detector, TimeMs until, const std::string& by, const std::string& reason);
+  // A change made in a cluster: its record stored, read back and applied; the reply is the
+  // application's.
+  ControlReply through_cluster(const std::string& key, std::string record);
   std::string status_json();
   std::string allowlist_json() const;
   bool persist_setting(const std::string& name, const std::string* value);
@@ -93,6 +111,10 @@ class OperatorCommands final : public ControlHandler {
   std::vector<std::shared_ptr<ControlTask>> tasks_;  // from the control server's thread
   bool stopping_ = false;
   std::unique_ptr<ControlServer> server_;
+  ClusterShare* cluster_ = nullptr;
+  std::string pending_request_;  // the id of the record through_cluster() waits for
+  std::optional<ControlReply> pending_reply_;  // its application's reply
+  std::uint64_t requests_ = 0;
 };
 
 }  // namespace portalwatch

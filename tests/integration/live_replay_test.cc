@@ -673,7 +673,8 @@ std::vector<LiveRun> make_cluster(const Shared& s, const std::string& name, int 
 }
 
 // Waits until the members own every partition of the state topic between them, each at least one.
-void wait_shared_out(const std::vector<LiveRun>& members, std::chrono::seconds timeout) {
+void wait_shared_out(const std::vector<LiveRun>& members, std::chrono::seconds timeout,
+                     int partitions = kStatePartitions) {
   const auto deadline = SteadyClock::now() + timeout;
   std::string owned;
   while (SteadyClock::now() < deadline) {
@@ -686,10 +687,10 @@ void wait_shared_out(const std::vector<LiveRun>& members, std::chrono::seconds t
       total += std::max(0.0, n);
       each = each && n >= 1;
     }
-    if (each && total == kStatePartitions) return;
+    if (each && total == partitions) return;
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  FAIL("the members own " << owned << " of " << kStatePartitions << " partitions; log " << members[0].log);
+  FAIL("the members own " << owned << " of " << partitions << " partitions; log " << members[0].log);
 }
 
 }  // namespace
@@ -930,6 +931,123 @@ TEST_CASE("integration: live equals replay: a cluster of four members") {
   all.name = "cluster4";
   all.log = s.dir + "/cluster4-m*.log";
   compare_with_replay(s, all, runs, seconds_since(t0), "(four members owning " + owned + " partitions)");
+}
+
+}  // namespace portalwatch::test
+
+namespace portalwatch::test {
+
+namespace {
+
+struct CtlRun {
+  int code = -1;
+  std::string out;
+};
+
+// The real portalwatchctl against a member's control socket (args: fixed words, no user input).
+CtlRun ctl(const Shared& s, const std::string& socket, const std::string& args) {
+  const std::string out = s.dir + "/ctl.out";
+  const std::string cmd = std::string("NO_COLOR=1 '") + PORTALWATCHCTL_PATH + "' --socket '" + socket + "' " + args +
+                          " > '" + out + "' 2>&1";
+  const int status = std::system(cmd.c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, slurp(out)};
+}
+
+}  // namespace
+
+// The operator's changes in a cluster (cluster.h): stored on the state topic, read back and
+// applied by every member in the topic's order. A lockdown made on one member is listed on the
+// other and released there; each decision is published once and its hook run once, by the member
+// that owns its scope; a member that starts with no state of its own reads the changes so far from
+// the topic (and runs no hook again).
+TEST_CASE("integration: a cluster shares the operator's changes: made on one member, listed and undone on another") {
+  const Shared& s = shared();
+  constexpr int kOpsStatePartitions = 4;
+  std::string error;
+  for (const auto& [topic, partitions] : std::vector<std::pair<std::string, int>>{
+           {"ops-events", 2}, {"alerts-ops", 1}, {"decisions-ops", 1}, {"state-ops", kOpsStatePartitions}})
+    REQUIRE_MESSAGE(s.broker->create_topic(topic, partitions, error), error);
+  const std::string hooks = s.dir + "/ops-hook-runs.jsonl";
+  std::vector<LiveRun> members;
+  std::vector<std::string> sockets;
+  for (const std::string m : {"m1", "m2"}) {
+    LiveRun r;
+    r.name = "ops-" + m;
+    r.group = "ops." + m;
+    r.alerts = "alerts-ops";
+    r.decisions = "decisions-ops";
+    r.config = s.dir + "/ops-" + m + ".yaml";
+    r.log = s.dir + "/ops-" + m + ".log";
+    r.hooks = hooks;
+    r.port = free_port();
+    sockets.push_back(s.dir + "/ops-" + m + ".sock");
+    std::ofstream(r.config) << default_config_with(
+        {{"kafka", "kafka:\n  bootstrap_servers: \"" + s.broker->bootstrap() + "\"\n  group_id: ops\n"
+                   "  group_instance_id: " + m + "\n  topics: [ops-events]\n  alerts_topic: alerts-ops\n"
+                   "  decisions_topic: decisions-ops\n  dead_letter_topic: \"\"\n  properties:\n"
+                   "    session.timeout.ms: \"3000\"\n    heartbeat.interval.ms: \"300\"\n"},
+         {"cluster", "cluster:\n  enabled: true\n  state_topic: state-ops\n"},
+         {"state", "state:\n  path: \"" + s.dir + "/ops-" + m + "-state\"\n  block_cache_mib: 16\n"},
+         {"metrics", "metrics:\n  enabled: true\n  listen: \"127.0.0.1:" + std::to_string(r.port) + "\"\n"},
+         {"control", "control:\n  socket: \"" + sockets.back() + "\"\n"},
+         {"hooks", "hooks:\n  - name: record\n    type: exec\n    argv: [/usr/bin/tee, -a, \"" + hooks + "\"]\n"}});
+    members.push_back(r);
+  }
+  std::vector<pid_t> pids;
+  for (const auto& r : members) pids.push_back(spawn_daemon(r.config, r.log));
+  wait_shared_out(members, std::chrono::seconds(30), kOpsStatePartitions);
+
+  CtlRun r = ctl(s, sockets[0], "lockdown on --scope app:hsa --reason 'takeovers on hsa'");
+  REQUIRE_MESSAGE(r.code == 0, r.out);
+  CHECK(r.out.find("app:hsa: lockdown on") != std::string::npos);
+  r = ctl(s, sockets[1], "--json status");  // the other member lists it
+  CHECK_MESSAGE(r.out.find("\"scope\":\"app:hsa\"") != std::string::npos, r.out);
+  r = ctl(s, sockets[1], "allowlist add 10.1.0.0/16 --comment offices");
+  REQUIRE_MESSAGE(r.code == 0, r.out);
+  r = ctl(s, sockets[0], "--json allowlist list");
+  CHECK_MESSAGE(r.out.find("10.1.0.0/16") != std::string::npos, r.out);
+  r = ctl(s, sockets[1], "silence password_spray --for 30m --reason 'pen test'");
+  REQUIRE_MESSAGE(r.code == 0, r.out);
+  r = ctl(s, sockets[1], "lockdown off --scope app:hsa --reason cleared");  // released on the other member
+  REQUIRE_MESSAGE(r.code == 0, r.out);
+  r = ctl(s, sockets[0], "--json status");
+  CHECK_MESSAGE(r.out.find("\"scope\":\"app:hsa\"") == std::string::npos, r.out);
+  CHECK_MESSAGE(r.out.find("password_spray") != std::string::npos, r.out);
+  r = ctl(s, sockets[0], "lockdown off --scope app:hsa --reason again");  // nothing on any more
+  CHECK(r.code != 0);
+  CHECK_MESSAGE(r.out.find("no lockdown is on") != std::string::npos, r.out);
+
+  // Each decision once on the decisions topic, each hook run once (by the member that owns app:hsa).
+  auto hook_runs = [&] { return lines_of(hooks); };
+  auto deadline = SteadyClock::now() + std::chrono::seconds(10);
+  while (SteadyClock::now() < deadline && hook_runs().size() < 2) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // a second run would come now
+  const auto runs = hook_runs();
+  REQUIRE(runs.size() == 2);
+  CHECK(field(runs[0], "state") == "on");
+  CHECK(field(runs[1], "state") == "off");
+  const auto decisions = read_topic(s.broker->bootstrap(), "decisions-ops", 1);
+  REQUIRE(decisions.size() == 2);
+  CHECK(field(decisions[0], "id") == field(runs[0], "id"));
+  CHECK(field(decisions[1], "id") == field(runs[1], "id"));
+
+  // The first member starts again with no state of its own: the changes so far come from the
+  // topic; no hook runs again.
+  stop_daemon(pids[0], members[0]);
+  std::filesystem::remove_all(s.dir + "/ops-m1-state");
+  pids[0] = spawn_daemon(members[0].config, members[0].log);
+  wait_shared_out(members, std::chrono::seconds(30), kOpsStatePartitions);
+  r = ctl(s, sockets[0], "--json allowlist list");
+  CHECK_MESSAGE(r.out.find("10.1.0.0/16") != std::string::npos, r.out);
+  r = ctl(s, sockets[0], "--json status");
+  CHECK_MESSAGE(r.out.find("password_spray") != std::string::npos, r.out);
+  CHECK_MESSAGE(r.out.find("\"scope\":\"app:hsa\"") == std::string::npos, r.out);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(hook_runs().size() == 2);
+  CHECK(read_topic(s.broker->bootstrap(), "decisions-ops", 1).size() == 2);
+  for (std::size_t i = 0; i < members.size(); ++i) stop_daemon(pids[i], members[i]);
+  MESSAGE("cluster operator changes: lockdown on via m1, listed and released via m2, allowlist and silence via m2 "
+          "seen on m1 and on m1 restarted without state; 2 decisions published, 2 hook runs");
 }
 
 }  // namespace portalwatch::test
