@@ -9,9 +9,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -20,6 +22,7 @@
 #include <vector>
 
 #include "daemon/embedded_broker.h"
+#include "daemon/simulator.h"
 #include "detectors/time.h"
 #include "tests/integration/spawn_daemon.h"
 
@@ -99,6 +102,43 @@ inline std::string read_text(const std::string& path) {
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
+}
+
+/// The mean size of the events `options` makes (from the first 20,000 at most of `events`).
+inline double mean_event_bytes(const sim::SimulatorOptions& options, std::uint64_t events) {
+  sim::PortalSimulator sample(options);
+  std::string line;
+  std::uint64_t bytes = 0;
+  const std::uint64_t n = std::max<std::uint64_t>(1, std::min<std::uint64_t>(events, 20000));
+  for (std::uint64_t i = 0; i < n; ++i) bytes += (sample.next(line), line.size());
+  return static_cast<double>(bytes) / static_cast<double>(n);
+}
+
+/// Partitions for about 3 MiB of `events` of `mean_bytes` each, at least 16: the embedded broker
+/// keeps about 5 MiB per partition, counting record overhead too (about 80 bytes a message here),
+/// and keys spread unevenly.
+inline int partitions_for(std::uint64_t events, double mean_bytes) {
+  return std::max(16, static_cast<int>(std::ceil(static_cast<double>(events) * (mean_bytes + 80) / (3 << 20))));
+}
+
+/// CPU seconds (user + system) of a process, or of one of its threads.
+inline double cpu_seconds(pid_t pid, pid_t tid = 0) {
+  std::ifstream in(tid ? "/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/stat"
+                       : "/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto close = text.rfind(')');  // the command name may hold spaces
+  if (close == std::string::npos) return 0;
+  std::istringstream fields(text.substr(close + 2));
+  std::string field;
+  double utime = 0, stime = 0;
+  for (int i = 3; fields >> field; ++i) {  // field 3 is the state
+    if (i == 14) utime = std::atof(field.c_str());
+    if (i == 15) {
+      stime = std::atof(field.c_str());
+      break;
+    }
+  }
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 /// The shipped configuration with top-level sections replaced (by name; bodies indented by two).

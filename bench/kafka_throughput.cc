@@ -43,6 +43,7 @@
 namespace {
 
 using namespace portalwatch;
+using bench::cpu_seconds;
 using bench::median;
 using Steady = std::chrono::steady_clock;
 
@@ -74,26 +75,6 @@ struct Result {
   double buffered_peak_mib = 0, pauses = 0;
   bool complete = false;
 };
-
-// CPU seconds (user + system) of a process, or of one of its threads.
-double cpu_seconds(pid_t pid, pid_t tid = 0) {
-  std::ifstream in(tid ? "/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/stat"
-                       : "/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto close = text.rfind(')');  // the command name may hold spaces
-  if (close == std::string::npos) return 0;
-  std::istringstream fields(text.substr(close + 2));
-  std::string field;
-  double utime = 0, stime = 0;
-  for (int i = 3; fields >> field; ++i) {  // field 3 is the state
-    if (i == 14) utime = std::atof(field.c_str());
-    if (i == 15) {
-      stime = std::atof(field.c_str());
-      break;
-    }
-  }
-  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
 
 // Counts every message of the topic from the beginning of each partition.
 Result bare_consumer(const std::string& bootstrap, const std::string& group, int partitions, std::uint64_t expected) {
@@ -201,19 +182,8 @@ int main(int argc, char** argv) {
   simulate.seed = 1;
   const auto sim_options = simulator_options(simulate);
 
-  // Partitions for about 3 MiB each (the broker's 5 MiB counts record overhead too, about 80 bytes
-  // a message here, and keys spread unevenly), from the mean size of the first events.
-  double mean_bytes = 0;
-  {
-    sim::PortalSimulator sample(*sim_options);
-    std::string line;
-    std::uint64_t bytes = 0;
-    const std::uint64_t n = std::min<std::uint64_t>(events, 20000);
-    for (std::uint64_t i = 0; i < n; ++i) bytes += (sample.next(line), line.size());
-    mean_bytes = static_cast<double>(bytes) / static_cast<double>(n);
-  }
-  if (partitions <= 0)
-    partitions = std::max(16, static_cast<int>(std::ceil(static_cast<double>(events) * (mean_bytes + 80) / (3 << 20))));
+  const double mean_bytes = bench::mean_event_bytes(*sim_options, events);
+  if (partitions <= 0) partitions = bench::partitions_for(events, mean_bytes);
 
   const auto broker = bench::start_broker(partitions);
   if (!broker) return 1;

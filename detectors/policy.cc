@@ -447,19 +447,26 @@ void PolicyEngine::tick(TimeMs now, DecisionSink& out) {
     const PolicyConfig* p = pi < policies_.size() ? &policies_[pi] : nullptr;
     bool end = false;
     std::string reason;
+    // The "off" is stamped with the moment the lockdown ended (its expiry, or the end of its
+    // policy's quiet time), not the moment time was seen past it: the same decision, with the same
+    // id, whether time got there by an event or by the wall clock while the input was idle, and on
+    // every member of a cluster.
+    TimeMs ended = now;
     if (l.decision.expires > 0 && now >= l.decision.expires) {
       end = true;
+      ended = l.decision.expires;
       reason = "expired after " + format_duration(l.decision.expires - l.decision.at);
     } else if (p && p->auto_release_quiet_ms > 0 && now - l.last_evidence >= p->auto_release_quiet_ms) {
       end = true;
+      ended = l.last_evidence + p->auto_release_quiet_ms;
       reason = "no matching finding for " + format_duration(p->auto_release_quiet_ms);
     }
     if (!end) {
       schedule_end(key, l);  // evidence came meanwhile: its end moved
       continue;
     }
-    if (p) scope_state(pi, l.decision.scope.key()).cooldown_until = now + p->cooldown_ms;
-    emit_off(l, now, l.decision.by, std::move(reason), out);
+    if (p) scope_state(pi, l.decision.scope.key()).cooldown_until = ended + p->cooldown_ms;
+    emit_off(l, ended, l.decision.by, std::move(reason), out);
     active_.erase(it);
   }
 }
