@@ -139,6 +139,9 @@ bool ClusterShare::start_reader(const std::map<std::string, std::string>& common
   pprops["acks"] = "all";
   pprops["enable.idempotence"] = "true";
   pprops["linger.ms"] = "0";
+  // A record not stored within this is failed for good (write_state waits for that answer), so
+  // that a change refused to the operator does not land later.
+  pprops["message.timeout.ms"] = std::to_string(kStateWriteTimeoutMs);
   pprops["partitioner"] = "murmur2_random";  // a key's partition as the Java client's
   pprops["client.id"] = props["client.id"] + "-state";
   auto pconf = make_kafka_conf(pprops, error);
@@ -160,7 +163,8 @@ void ClusterShare::dr_cb(RdKafka::Message& m) {
       spdlog::error("cluster: a state record answered too late was not stored: {}", m.errstr());
     return;
   }
-  it->second = {true, m.err(), m.partition(), m.offset()};
+  it->second = {true, m.err(), m.partition(), m.offset(),
+                m.status() == RdKafka::Message::MSG_STATUS_POSSIBLY_PERSISTED};
 }
 
 void ClusterShare::on_message(const RdKafka::Message& m) {
@@ -185,7 +189,6 @@ bool ClusterShare::write_state(const std::string& key, const std::string& value,
     error = "not a cluster member";
     return false;
   }
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
   const std::uint64_t n = next_write_++;
   deliveries_[n] = {};
   const auto rc = state_producer_->produce(config_.state_topic, RdKafka::Topic::PARTITION_UA,
@@ -197,19 +200,23 @@ bool ClusterShare::write_state(const std::string& key, const std::string& value,
     error = "cannot store it on " + config_.state_topic + ": " + RdKafka::err2str(rc);
     return false;
   }
-  while (!deliveries_[n].done && std::chrono::steady_clock::now() < deadline) state_producer_->poll(10);
+  // librdkafka answers within message.timeout.ms: stored, or failed for good.
+  const auto answer_by = std::chrono::steady_clock::now() + std::chrono::milliseconds(kStateWriteTimeoutMs + 2000);
+  while (!deliveries_[n].done && std::chrono::steady_clock::now() < answer_by) state_producer_->poll(10);
   const Delivery outcome = deliveries_[n];
   deliveries_.erase(n);
   if (!outcome.done) {
-    // Not known whether it was stored; delivery goes on (and is then applied when read).
-    error = "not acknowledged by the brokers within " + std::to_string(timeout.count() / 1000) + " s";
+    error = "no answer from librdkafka in time: it may have been stored (see status)";
     return false;
   }
   if (outcome.err != RdKafka::ERR_NO_ERROR) {
-    error = "not stored on " + config_.state_topic + ": " + RdKafka::err2str(outcome.err);
+    error = outcome.possibly_stored
+                ? "the brokers did not confirm it (" + RdKafka::err2str(outcome.err) +
+                      ") but it may have been stored: see status"
+                : "not stored on " + config_.state_topic + ": " + RdKafka::err2str(outcome.err);
     return false;
   }
-  if (!read_state_to(outcome.partition, outcome.offset, deadline)) {
+  if (!read_state_to(outcome.partition, outcome.offset, std::chrono::steady_clock::now() + timeout)) {
     error = "stored, but not read back within " + std::to_string(timeout.count() / 1000) +
             " s: it applies when it is read";
     return false;
@@ -258,15 +265,20 @@ bool ClusterShare::catch_up(std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::vector<RdKafka::TopicPartition*> parts;
   if (reader_->assignment(parts) != RdKafka::ERR_NO_ERROR) return false;
-  // Every partition's end in one request per leader (offsetsForTimes with "latest").
-  std::vector<RdKafka::TopicPartition*> query;
-  for (auto* p : parts) query.push_back(RdKafka::TopicPartition::create(p->topic(), p->partition(), -1));
-  std::map<std::pair<std::string, std::int32_t>, std::int64_t> ends;
-  if (reader_->offsetsForTimes(query, 5000) == RdKafka::ERR_NO_ERROR)
-    for (auto* q : query)
-      if (q->err() == RdKafka::ERR_NO_ERROR) ends[{q->topic(), q->partition()}] = q->offset();
-  RdKafka::TopicPartition::destroy(query);
-  if (ends.size() != parts.size()) {
+  // Every partition's first and end offsets, each in one request per leader (offsetsForTimes
+  // with "earliest" and "latest").
+  using Offsets = std::map<std::pair<std::string, std::int32_t>, std::int64_t>;
+  const auto ask = [&](std::int64_t which, Offsets& out) {
+    std::vector<RdKafka::TopicPartition*> query;
+    for (auto* p : parts) query.push_back(RdKafka::TopicPartition::create(p->topic(), p->partition(), which));
+    if (reader_->offsetsForTimes(query, 5000) == RdKafka::ERR_NO_ERROR)
+      for (auto* q : query)
+        if (q->err() == RdKafka::ERR_NO_ERROR) out[{q->topic(), q->partition()}] = q->offset();
+    RdKafka::TopicPartition::destroy(query);
+    return out.size() == parts.size();
+  };
+  Offsets starts, ends;
+  if (!ask(RdKafka::Topic::OFFSET_BEGINNING, starts) || !ask(RdKafka::Topic::OFFSET_END, ends)) {
     RdKafka::TopicPartition::destroy(parts);
     return false;
   }
@@ -276,9 +288,11 @@ bool ClusterShare::catch_up(std::chrono::milliseconds timeout) {
     if (reader_->position(parts) != RdKafka::ERR_NO_ERROR) break;
     done = true;
     for (auto* p : parts) {
-      const auto end = ends.find({p->topic(), p->partition()});
-      // A partition with nothing read yet has no position (OFFSET_INVALID): not caught up unless empty.
-      if (end != ends.end() && end->second > 0 && p->offset() < end->second) done = false;
+      const std::int64_t start = starts[{p->topic(), p->partition()}], end = ends[{p->topic(), p->partition()}];
+      // Nothing to read: empty, or emptied by retention (a partition read from where it ends has
+      // no position until something comes). Else read up to its end.
+      if (end <= start) continue;
+      if (p->offset() < 0 || p->offset() < end) done = false;
     }
     if (!done) {
       std::unique_ptr<RdKafka::Message> m(reader_->consume(10));
@@ -310,6 +324,12 @@ std::vector<std::int32_t> ClusterShare::take_gained() {
   return out;
 }
 
+void ClusterShare::activate(const std::vector<std::int32_t>& partitions) {
+  for (const std::int32_t p : partitions)
+    if (pending_.erase(p)) owned_.insert(p);
+  metrics_.cluster_owned_partitions.Set(static_cast<double>(owned_.size()));
+}
+
 void ClusterShare::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::ErrorCode err,
                                 std::vector<RdKafka::TopicPartition*>& partitions) {
   const bool cooperative = consumer->rebalance_protocol() == "COOPERATIVE";
@@ -327,10 +347,11 @@ void ClusterShare::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::Error
       owned_.clear();  // eager: this is the whole assignment
     }
     consumer->pause(partitions);  // owned, never read
+    if (!cooperative) pending_.clear();
     for (auto* p : partitions)
-      if (owned_.insert(p->partition()).second) gained_.push_back(p->partition());
-    spdlog::info("cluster: owns {} more partition(s) of {} ({}): {} in all", partitions.size(),
-                 config_.state_topic, list.empty() ? "none" : list, owned_.size());
+      if (!owned_.count(p->partition()) && pending_.insert(p->partition()).second) gained_.push_back(p->partition());
+    spdlog::info("cluster: assigned {} more partition(s) of {} ({}): {} in all", partitions.size(),
+                 config_.state_topic, list.empty() ? "none" : list, owned_.size() + pending_.size());
   } else if (err == RdKafka::ERR__REVOKE_PARTITIONS) {
     if (cooperative) {
       if (RdKafka::Error* e = consumer->incremental_unassign(partitions)) {
@@ -342,6 +363,7 @@ void ClusterShare::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::Error
     }
     for (auto* p : partitions) {
       owned_.erase(p->partition());
+      pending_.erase(p->partition());
       gained_.erase(std::remove(gained_.begin(), gained_.end(), p->partition()), gained_.end());
     }
     spdlog::info("cluster: gave up partition(s) {} of {}: {} left", list.empty() ? "none" : list,
@@ -350,6 +372,7 @@ void ClusterShare::rebalance_cb(RdKafka::KafkaConsumer* consumer, RdKafka::Error
     spdlog::error("cluster: rebalance error: {}", RdKafka::err2str(err));
     consumer->unassign();
     owned_.clear();
+    pending_.clear();
     gained_.clear();
   }
   metrics_.cluster_owned_partitions.Set(static_cast<double>(owned_.size()));

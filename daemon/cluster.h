@@ -91,6 +91,9 @@ class ClusterShare final : private RdKafka::RebalanceCb, private RdKafka::Delive
   /// How many of the newest messages of each partition of the alerts and decisions topics a
   /// member reads at start, to know what was published before it came.
   static constexpr std::int64_t kTopicHistory = 20'000;
+  /// A record of the state topic is stored within this, or refused (librdkafka's
+  /// message.timeout.ms for them).
+  static constexpr int kStateWriteTimeoutMs = 5000;
 
   /// Joins the group kafka.group_id on the state topic as `member` (static membership), and
   /// starts reading the alerts and decisions topics, with `common` (the properties the daemon's
@@ -116,9 +119,11 @@ class ClusterShare final : private RdKafka::RebalanceCb, private RdKafka::Delive
   /// Whether the state topic is being read at start (load_state): what is applied then was acted
   /// on when it was made.
   bool loading() const { return loading_; }
-  /// Stores a record on the state topic (waiting for the brokers' acknowledgement) and reads the
-  /// topic up to it, applying what comes before it and it: within `timeout`. False with `error`
-  /// when it was not stored, or not read back in time (it is stored: it applies when read).
+  /// Stores a record on the state topic (waiting for the brokers' acknowledgement, at most
+  /// kStateWriteTimeoutMs, after which it is failed for good) and reads the topic up to it,
+  /// applying what comes before it and it, within `timeout` more. False with `error` when it was
+  /// not stored, may have been stored (the error says so), or was not read back in time (it is
+  /// stored: it applies when read).
   bool write_state(const std::string& key, const std::string& value, std::chrono::milliseconds timeout,
                    std::string& error);
   /// Leaves the group (a static member keeps its partitions for session.timeout.ms) and destroys
@@ -128,10 +133,16 @@ class ClusterShare final : private RdKafka::RebalanceCb, private RdKafka::Delive
   const std::string& member() const { return member_; }
   std::int32_t partitions() const { return partitions_; }
   std::int32_t partition_of(std::string_view key) const { return key_partition(key, partitions_); }
+  /// Whether this member publishes for key: its partition is assigned to this member and taken
+  /// over (activate).
   bool owns(std::string_view key) const { return owned_.count(partition_of(key)) > 0; }
   std::size_t owned_count() const { return owned_.size(); }
-  /// Partitions gained since the last call (each one a takeover to carry out).
+  /// Partitions assigned since the last call: each a takeover to carry out, after which they are
+  /// activated. Until then what is made for them is held, as for another member's.
   std::vector<std::int32_t> take_gained();
+  /// The takeover of these partitions is done (what was held for them released): this member
+  /// publishes for them from now on (those still assigned).
+  void activate(const std::vector<std::int32_t>& partitions);
 
   /// Keeps h until it is seen published or its partition is taken over (and at most
   /// cluster.standby_max, the oldest dropped); not when it was published already.
@@ -168,7 +179,8 @@ class ClusterShare final : private RdKafka::RebalanceCb, private RdKafka::Delive
   bool cooperative_sticky_ = false;
   bool ever_assigned_ = false;
   std::int32_t partitions_ = 1;
-  std::set<std::int32_t> owned_;
+  std::set<std::int32_t> owned_;    // assigned and taken over
+  std::set<std::int32_t> pending_;  // assigned, takeover not done yet
   std::vector<std::int32_t> gained_;
   std::unique_ptr<RdKafka::KafkaConsumer> reader_;  // the alerts, decisions and state topics, no group
   std::unique_ptr<RdKafka::Producer> state_producer_;  // records of the state topic, acks=all
@@ -181,6 +193,7 @@ class ClusterShare final : private RdKafka::RebalanceCb, private RdKafka::Delive
     RdKafka::ErrorCode err = RdKafka::ERR_NO_ERROR;
     std::int32_t partition = -1;
     std::int64_t offset = -1;
+    bool possibly_stored = false;  // failed, but the broker may have written it (idempotence)
   };
   std::map<std::uint64_t, Delivery> deliveries_;
   std::uint64_t next_write_ = 1;

@@ -107,6 +107,12 @@ void read_cluster(MapReader& root, const KafkaConfig& k, ClusterConfig& cc) {
       m.get_int("standby_max", static_cast<std::int64_t>(cc.standby_max), 100, 10'000'000));
   if (!cc.enabled) return;
   if (cc.state_topic.empty()) topic.error("a cluster needs its state topic");
+  // Members read it, and the alerts and decisions topics, through one consumer that tells them
+  // apart by name.
+  for (const std::string* other : {&k.alerts_topic, &k.decisions_topic, &k.dead_letter_topic})
+    if (*other == cc.state_topic) topic.error("must differ from kafka's alerts, decisions and dead-letter topics");
+  if (std::find(k.topics.begin(), k.topics.end(), cc.state_topic) != k.topics.end())
+    topic.error("must not be one of kafka.topics");
   // Each member reads every event in a consumer group of its own, named after it.
   if (k.group_instance_id.empty())
     enabled.error("a cluster member needs a name: kafka.group_instance_id (\"auto\": the host name)");

@@ -111,13 +111,8 @@ void DaemonOutputs::publish(const Finding& f, const std::string& json,
     const std::string id = f.id_string();
     const std::string key = owner_key(f);
     if (!cluster_->owns(key)) {
-      // Another member publishes it. The ledger knows it (a restart does not hold it again).
-      std::string error;
-      if (store_ && !store_->stage_finding(ledger_key, LedgerEntry::of(f), {0, f.entity, json},
-                                           engine_.next_finding_id(), error)) {
-        metrics_.state_write_failures.Increment();
-        spdlog::error("{}: finding {} held for another member may be held again after a restart", error, id);
-      }
+      // Another member publishes it; held in memory only (a restart of this member forgets it,
+      // and its owner, or whoever takes its partition over, publishes it).
       spdlog::debug("finding {} held for the member that owns {}", id, key);
       cluster_->hold({id, cluster_->partition_of(key), f.at, json, f.entity, f.seq, ledger_key, LedgerEntry::of(f),
                       std::nullopt});
@@ -186,7 +181,7 @@ void DaemonOutputs::decide(Decision&& d) {
   if (observers_.on_decision) observers_.on_decision(d);
 }
 
-void DaemonOutputs::act_on(const Decision& d, const std::string& json) {
+void DaemonOutputs::act_on(const Decision& d, const std::string& json, bool seen) {
   const std::string key = PolicyEngine::key_of(d.action, d.scope);
   const std::size_t hook_count = hooks_.hooks_for(d);
   if (d.on && hook_count == 0) policies_.mark_hooks_done(key, d.seq);  // nothing to run
@@ -207,8 +202,10 @@ void DaemonOutputs::act_on(const Decision& d, const std::string& json) {
   if (to_kafka)
     produce(TopicRole::kDecisions, decisions_topic_, json.data(), json.size(), d.scope.key(),
             nullptr, d.seq);
-  metrics_.count_decision(d, policies_.active());
-  if (observers_.on_published) observers_.on_published(ControlStream::kDecisions, json);
+  if (!seen) {
+    metrics_.count_decision(d, policies_.active());
+    if (observers_.on_published) observers_.on_published(ControlStream::kDecisions, json);
+  }
   if (hook_count) hooks_.run(d, key);
 }
 
@@ -222,6 +219,9 @@ void DaemonOutputs::take_over(const std::vector<std::int32_t>& partitions) {
     spdlog::warn(
         "cluster: taking partitions over: the alerts and decisions topics were not read to their ends in "
         "10 s; what is held for these partitions is published, some of it perhaps a second time");
+  // From here on this member publishes for them; what was made for them until now (held, also
+  // while the topics were read) goes first, in the order it was made.
+  cluster_->activate(partitions);
   std::array<std::size_t, 2> sent{};
   for (auto& h : cluster_->release(partitions)) {
     const std::size_t kind = h.decision ? 1 : 0;
@@ -229,7 +229,11 @@ void DaemonOutputs::take_over(const std::vector<std::int32_t>& partitions) {
     metrics_.cluster_taken_over[kind]->Increment();
     if (h.decision) {
       spdlog::warn("cluster: decision {} taken over: its previous owner had not published it", h.id);
-      act_on(*h.decision, h.json);
+      // Held, it was marked done here (another member's to act on); its hooks run now, and until
+      // they have, a restart runs them again.
+      if (h.decision->on)
+        policies_.mark_hooks_done(PolicyEngine::key_of(h.decision->action, h.decision->scope), h.decision->seq, false);
+      act_on(*h.decision, h.json, /*seen=*/true);
     } else {
       send_finding(h.seq, h.id, h.ledger_entry.severity, h.message_key, h.json, h.ledger_key, h.ledger_entry);
     }

@@ -83,12 +83,8 @@ class DaemonOutputs final : public FindingOutput,
                    std::string_view key, std::string_view payload, RejectReason reason);
 
   /// A cluster member (cluster.enabled): from now on what another member owns is held for it
-  /// (ClusterShare), not published. `common`: the properties the Kafka clients share (reading
-  /// the topics back at a takeover). The share must outlive this.
-  void set_cluster(ClusterShare* share, std::map<std::string, std::string> common) {
-    cluster_ = share;
-    kafka_common_ = std::move(common);
-  }
+  /// (ClusterShare), not published. The share must outlive this.
+  void set_cluster(ClusterShare* share) { cluster_ = share; }
   /// This member gained partitions of the cluster's state topic: publishes, of what it holds for
   /// them, what the alerts and decisions topics do not have (their previous owner died first),
   /// running a decision's hooks; and will not publish what those topics have already.
@@ -128,7 +124,8 @@ class DaemonOutputs final : public FindingOutput,
   // The published path of a finding and of a decision (held ones at a takeover too).
   void send_finding(std::uint64_t seq, const std::string& id, Severity severity, const std::string& message_key,
                     const std::string& json, const std::string& ledger_key, const LedgerEntry& entry);
-  void act_on(const Decision& d, const std::string& json);
+  // seen: made earlier and shown already (held, now taken over): not counted or streamed again.
+  void act_on(const Decision& d, const std::string& json, bool seen = false);
   void produce(TopicRole role, const std::string& topic, const void* data, size_t len,
                const std::string& key, RdKafka::Headers* headers, std::uint64_t id = 0);
   void dr_cb(RdKafka::Message& msg) override;
@@ -145,7 +142,6 @@ class DaemonOutputs final : public FindingOutput,
   std::vector<Retry> retries_;  // failed deliveries, produced again before the next commit
   std::unique_ptr<RdKafka::Producer> producer_;
   ClusterShare* cluster_ = nullptr;  // a cluster member: publishes only what it owns
-  std::map<std::string, std::string> kafka_common_;
 };
 
 }  // namespace portalwatch

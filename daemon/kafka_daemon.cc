@@ -275,7 +275,7 @@ class KafkaDaemon final {
     cluster_ = std::make_unique<ClusterShare>(config_.cluster, config_.kafka, p.metrics, p.client_events);
     const std::map<std::string, std::string> common = kafka_common_properties(config_.kafka);
     if (!cluster_->start(common, p.source.instance(), error)) return false;
-    p.outputs.set_cluster(cluster_.get(), common);
+    p.outputs.set_cluster(cluster_.get());
     p.operator_commands.set_cluster(cluster_.get());
     // The operator's changes so far, before the first event: the state every member is in.
     const auto started = SteadyClock::now();

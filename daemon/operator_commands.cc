@@ -7,6 +7,7 @@
 
 #include <simdjson.h>
 
+#include "daemon/hook_actions.h"
 #include "daemon/log.h"
 #include "detectors/json_writer.h"
 #include "portalwatch_version.h"
@@ -174,6 +175,14 @@ ControlReply OperatorCommands::execute(const ControlPeer& peer, const ControlReq
       return ControlReply::success(items(recent_decisions_, r.limit));
     case ControlCommand::kLockdown: {
       if (!cluster_) return lockdown(r.scope, r.on, peer.user, r.reason, r.ttl_seconds * kSecondMs, now);
+      // An "off" names the lockdown in force here, which is the one it ends on every member.
+      std::string ends;
+      if (!r.on) {
+        const auto it = policies_.active().find(PolicyEngine::key_of(DecisionAction::kLockdown, r.scope));
+        if (it == policies_.active().end())
+          return ControlReply::failure(control_error::kFailed, "no lockdown is on for " + r.scope.key());
+        ends = it->second.decision.id_string();
+      }
       std::string rec = "{\"op\":\"lockdown\",\"scope\":";
       append_json_string(rec, r.scope.key());
       rec += std::string(",\"on\":") + (r.on ? "true" : "false") + ",\"user\":";
@@ -181,6 +190,7 @@ ControlReply OperatorCommands::execute(const ControlPeer& peer, const ControlReq
       rec += ",\"reason\":";
       append_json_string(rec, r.reason);
       rec += ",\"ttl_ms\":" + std::to_string(r.ttl_seconds * kSecondMs) + ",\"at\":" + std::to_string(now);
+      if (!ends.empty()) rec += ",\"ends\":\"" + ends + "\"";
       return through_cluster(PolicyEngine::key_of(DecisionAction::kLockdown, r.scope), std::move(rec));
     }
     case ControlCommand::kAllowlist: {
@@ -290,31 +300,62 @@ ControlReply OperatorCommands::through_cluster(const std::string& key, std::stri
   return reply;
 }
 
+// Records come from the state topic, which anything with write access to it can write to: each
+// field is checked as the control protocol checks a request's (one line of bounded text, numbers
+// in range); a record that fails is not applied, and said so in the log.
 void OperatorCommands::apply_state(std::string_view key, std::string_view value, bool starting) {
   simdjson::dom::parser parser;
   simdjson::dom::element doc;
   std::string_view op, request;
   ControlReply reply = ControlReply::failure(control_error::kFailed, "not a change portalwatch knows");
+  bool valid = true;
   const auto text = [&](const char* k) {
     std::string_view v;
-    return doc[k].get_string().get(v) ? std::string() : std::string(v);
+    if (doc[k].get_string().get(v)) return std::string();
+    if (v.size() > ControlRequest::kMaxTextBytes ||
+        std::any_of(v.begin(), v.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
+      valid = false;
+    return std::string(v);
   };
-  const auto number = [&](const char* k) {
+  const auto number = [&](const char* k, std::int64_t min, std::int64_t max) {
     std::int64_t v = 0;
-    return doc[k].get_int64().get(v) ? std::int64_t{0} : v;
+    if (doc[k].get_int64().get(v) || v < min || v > max) valid = false;
+    return v;
   };
+  constexpr std::int64_t kYear = 366 * kDayMs;
+  const TimeMs now = clock_.now();
   if (!parser.parse(value.data(), value.size()).get(doc) && !doc["op"].get_string().get(op)) {
     if (doc["request"].get_string().get(request)) request = {};
+    const TimeMs at = number("at", 1, now + kDayMs);
     if (op == "lockdown") {
       const auto scope = Scope::parse(text("scope"));
       bool on = false;
-      if (scope && !doc["on"].get_bool().get(on))
-        reply = lockdown(*scope, on, text("user"), text("reason"), number("ttl_ms"), number("at"));
+      const std::string user = text("user"), reason = text("reason"), ends = text("ends");
+      const TimeMs ttl = number("ttl_ms", 0, kYear);
+      if (doc["on"].get_bool().get(on)) valid = false;
+      const auto it = scope ? policies_.active().find(PolicyEngine::key_of(DecisionAction::kLockdown, *scope))
+                            : policies_.active().end();
+      if (!scope || !valid) {
+        reply = ControlReply::failure(control_error::kFailed, "a record with a field out of range");
+      } else if (on && starting && ttl > 0 && at + ttl <= now) {
+        // Expired before this member started: nothing to put on (it ended on every member).
+        reply = ControlReply::success("{}");
+      } else if (!on && !ends.empty() && (it == policies_.active().end() || it->second.decision.id_string() != ends)) {
+        // An "off" ends the lockdown the operator saw, not one made since (here or, applied
+        // again at a restart, long after).
+        reply = ControlReply::failure(control_error::kFailed, "the lockdown it ends (" + ends + ") is not in force");
+      } else {
+        reply = lockdown(*scope, on, user, reason, ttl, at);
+      }
     } else if (op == "allow" || op == "disallow") {
-      if (const auto net = IpNetwork::parse(text("network")))
-        reply = op == "allow" ? allow(*net, text("comment"), text("by"), number("at")) : disallow(*net);
+      const auto net = IpNetwork::parse(text("network"));
+      const std::string comment = text("comment"), by = text("by");
+      if (net && valid)
+        reply = op == "allow" ? allow(*net, comment, by, at) : disallow(*net);
     } else if (op == "silence") {
-      reply = silence(text("detector"), number("until"), text("by"), text("reason"));
+      const std::string detector = text("detector"), by = text("by"), reason = text("reason");
+      const TimeMs until = number("until", 0, now + kYear);
+      if (valid && !detector.empty()) reply = silence(detector, until, by, reason);
     }
   }
   if (!request.empty() && request == pending_request_) {
@@ -322,9 +363,10 @@ void OperatorCommands::apply_state(std::string_view key, std::string_view value,
     return;
   }
   if (!reply.ok && !starting)
-    spdlog::warn("cluster: the state topic's record {} was not applied: {}", std::string(key), reply.error_message);
+    spdlog::warn("cluster: the state topic's record {} was not applied: {}", escape_for_log(key),
+                 reply.error_message);
   else if (reply.ok && !starting)
-    spdlog::info("cluster: applied {} from the state topic", std::string(key));
+    spdlog::info("cluster: applied {} from the state topic", escape_for_log(key));
 }
 
 bool OperatorCommands::persist_setting(const std::string& name, const std::string* value) {

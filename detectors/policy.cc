@@ -525,10 +525,10 @@ PolicyEngine::ManualResult PolicyEngine::manual(const Scope& scope, DecisionActi
   return r;
 }
 
-const Lockdown* PolicyEngine::mark_hooks_done(const std::string& key, std::uint64_t decision_id) {
+const Lockdown* PolicyEngine::mark_hooks_done(const std::string& key, std::uint64_t decision_id, bool done) {
   auto it = active_.find(key);
   if (it == active_.end() || it->second.decision.seq != decision_id) return nullptr;
-  it->second.hooks_done = true;
+  it->second.hooks_done = done;
   return &it->second;
 }
 

@@ -145,9 +145,10 @@ class PolicyEngine {
   const std::map<std::string, Lockdown>& active() const { return active_; }
   /// Puts back a lockdown read from the state store (no decision is made).
   void restore(Lockdown lockdown);
-  /// The "on" hooks of the lockdown in force under key, made by decision_id, have all run;
-  /// returns it (to be stored), or nullptr if it is no longer in force.
-  const Lockdown* mark_hooks_done(const std::string& key, std::uint64_t decision_id);
+  /// The "on" hooks of the lockdown in force under key, made by decision_id, have all run (done
+  /// false: are to run again, a takeover's); returns it (to be stored), or nullptr if it is no
+  /// longer in force.
+  const Lockdown* mark_hooks_done(const std::string& key, std::uint64_t decision_id, bool done = true);
   std::uint64_t next_decision_id() const { return next_id_; }
   void set_next_decision_id(std::uint64_t id) { next_id_ = id; }
   const std::vector<PolicyConfig>& policies() const { return policies_; }

@@ -132,6 +132,13 @@ TEST_CASE("cluster: the configuration needs a member name and both output topics
   REQUIRE_FALSE(r.config);
   CHECK(r.errors.find("c.yaml:3:") == 0);
 
+  r = load_config_text("kafka:\n  alerts_topic: shared\ncluster:\n  enabled: true\n  state_topic: shared\n", "c.yaml");
+  REQUIRE_FALSE(r.config);
+  CHECK(r.errors.find("c.yaml:5:") == 0);  // a topic read as both would be read as one
+  r = load_config_text("kafka:\n  topics: [events]\ncluster:\n  enabled: true\n  state_topic: events\n", "c.yaml");
+  REQUIRE_FALSE(r.config);
+  CHECK(r.errors.find("kafka.topics") != std::string::npos);
+
   r = load_config_text("cluster:\n  standby_max: 10\n", "c.yaml");
   REQUIRE_FALSE(r.config);
   CHECK(r.errors.find("cluster.standby_max") != std::string::npos);
