@@ -110,6 +110,11 @@ class PartitionFeeds {
   std::uint64_t pauses() const { return pauses_; }
   /// Assigned partitions paused now.
   std::size_t paused_count() const;
+  /// Whether this assigned partition is paused now.
+  bool paused(const std::string& topic, std::int32_t partition) {
+    const Feed* f = find(topic, partition);
+    return f && f->paused;
+  }
   /// Times a partition held the others back for max_wait and time went on without it.
   std::uint64_t waits_expired() const { return merge_.waits_expired(); }
 
