@@ -72,7 +72,6 @@ class ClusterShare final : private RdKafka::RebalanceCb, private RdKafka::Delive
   struct Held {
     std::string id;
     std::int32_t partition = 0;
-    TimeMs at = 0;
     std::string json;
     std::string message_key;  ///< its message's key on the alerts or decisions topic
     std::uint64_t seq = 0;    ///< its running number (Finding::seq, Decision::seq): the outbox's order

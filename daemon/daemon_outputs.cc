@@ -5,7 +5,6 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <unordered_set>
 
 #include "daemon/kafka_client.h"
 
@@ -114,7 +113,7 @@ void DaemonOutputs::publish(const Finding& f, const std::string& json,
       // Another member publishes it; held in memory only (a restart of this member forgets it,
       // and its owner, or whoever takes its partition over, publishes it).
       spdlog::debug("finding {} held for the member that owns {}", id, key);
-      cluster_->hold({id, cluster_->partition_of(key), f.at, json, f.entity, f.seq, ledger_key, LedgerEntry::of(f),
+      cluster_->hold({id, cluster_->partition_of(key), json, f.entity, f.seq, ledger_key, LedgerEntry::of(f),
                       std::nullopt});
       if (observers_.on_published) observers_.on_published(ControlStream::kFindings, json);
       return;
@@ -169,7 +168,7 @@ void DaemonOutputs::decide(Decision&& d) {
       metrics_.count_decision(d, policies_.active());
       if (held) {
         spdlog::info("decision {} held for the member that owns {}", id, key);
-        cluster_->hold({id, cluster_->partition_of(key), d.at, json, d.scope.key(), d.seq, {}, {}, d});
+        cluster_->hold({id, cluster_->partition_of(key), json, d.scope.key(), d.seq, {}, {}, d});
         if (observers_.on_published) observers_.on_published(ControlStream::kDecisions, json);
       } else if (!cluster_->loading()) {
         metrics_.cluster_published_before[1]->Increment();

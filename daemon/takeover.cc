@@ -141,9 +141,10 @@ std::optional<PublishedFinding> parse_published_finding(std::string_view json) {
   return PublishedFinding{FindingLedger::key_of(f), LedgerEntry::of(f)};
 }
 
-void read_recent_messages(const std::map<std::string, std::string>& properties, const std::string& topic,
-                          std::int64_t per_partition, std::chrono::milliseconds timeout, std::string& error,
-                          const std::function<void(std::string_view)>& each) {
+std::vector<PublishedFinding> read_published_findings(const std::map<std::string, std::string>& properties,
+                                                      const std::string& topic, std::int64_t per_partition,
+                                                      std::chrono::milliseconds timeout, std::string& error) {
+  std::vector<PublishedFinding> out;
   std::unique_ptr<RdKafka::Conf> conf(RdKafka::Conf::create(RdKafka::Conf::CONF_GLOBAL));
   std::string err;
   for (const auto& [k, v] : properties) conf->set(k, v, err);  // already validated by the daemon's own clients
@@ -153,7 +154,7 @@ void read_recent_messages(const std::map<std::string, std::string>& properties, 
   std::unique_ptr<RdKafka::KafkaConsumer> c(RdKafka::KafkaConsumer::create(conf.get(), err));
   if (!c) {
     error = "cannot create a reader of " + topic + ": " + err;
-    return;
+    return out;
   }
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto left_ms = [&] {
@@ -165,7 +166,7 @@ void read_recent_messages(const std::map<std::string, std::string>& properties, 
   if (!t || c->metadata(false, t.get(), &md, left_ms()) != RdKafka::ERR_NO_ERROR || !md || md->topics()->empty()) {
     delete md;
     error = "cannot read the metadata of " + topic;
-    return;
+    return out;
   }
   std::vector<RdKafka::TopicPartition*> parts;
   std::int64_t remaining = 0;
@@ -183,19 +184,10 @@ void read_recent_messages(const std::map<std::string, std::string>& properties, 
     std::unique_ptr<RdKafka::Message> m(c->consume(std::min(100, left_ms())));
     if (m->err() != RdKafka::ERR_NO_ERROR) continue;
     --remaining;
-    each({static_cast<const char*>(m->payload()), m->len()});
+    if (auto f = parse_published_finding({static_cast<const char*>(m->payload()), m->len()})) out.push_back(std::move(*f));
   }
   if (remaining > 0) error = std::to_string(remaining) + " message(s) of " + topic + " not read in time";
   c->close();
-}
-
-std::vector<PublishedFinding> read_published_findings(const std::map<std::string, std::string>& properties,
-                                                      const std::string& topic, std::int64_t per_partition,
-                                                      std::chrono::milliseconds timeout, std::string& error) {
-  std::vector<PublishedFinding> out;
-  read_recent_messages(properties, topic, per_partition, timeout, error, [&](std::string_view json) {
-    if (auto f = parse_published_finding(json)) out.push_back(std::move(*f));
-  });
   return out;
 }
 

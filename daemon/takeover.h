@@ -86,14 +86,7 @@ struct PublishedFinding {
 std::optional<PublishedFinding> parse_published_finding(std::string_view json);
 
 /// Reads the last `per_partition` messages of each partition of `topic` (a consumer of its own,
-/// no group), giving each payload to `each`, within `timeout` (`error` says what was not read).
-/// `properties`: the daemon's common librdkafka properties (bootstrap servers, security).
-void read_recent_messages(const std::map<std::string, std::string>& properties, const std::string& topic,
-                          std::int64_t per_partition, std::chrono::milliseconds timeout, std::string& error,
-                          const std::function<void(std::string_view)>& each);
-
-/// Reads the last `per_partition` messages of each partition of `topic` (read_recent_messages)
-/// and returns the findings among them. `properties`: the daemon's common librdkafka
+/// no group) and returns the findings among them. `properties`: the daemon's common librdkafka
 /// properties (bootstrap servers, security).
 std::vector<PublishedFinding> read_published_findings(const std::map<std::string, std::string>& properties,
                                                       const std::string& topic, std::int64_t per_partition,

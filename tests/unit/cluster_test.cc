@@ -62,7 +62,6 @@ TEST_CASE("cluster: what is held for another member: released by partition in or
     ClusterShare::Held h;
     h.id = "f-" + std::to_string(i);
     h.partition = partition;
-    h.at = i * kMinuteMs;
     return h;
   };
   for (int i = 0; i < 6; ++i) share.hold(held(i, i % 3));
